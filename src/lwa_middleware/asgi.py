@@ -1,0 +1,152 @@
+"""``LWAMiddleware``: pure ASGI middleware (Starlette's own style, never ``BaseHTTPMiddleware``).
+
+It only adapts an ASGI scope to the core: the path below ``root_path`` to
+:class:`~lwa_middleware.gate.Gate`, the headers to the token finder, the token to
+:class:`~lwa_middleware.verifier.AsyncVerifier`, and an error back as an HTTP response, a
+WebSocket denial response, or close code 1008. Lifespan passes through; the middleware
+only listens to it to open its HTTP client at startup and close it at shutdown.
+"""
+
+from __future__ import annotations
+
+import inspect
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import httpx
+from starlette.requests import HTTPConnection
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from lwa_middleware.errors import LWAError
+from lwa_middleware.gate import Gate
+from lwa_middleware.integrations.starlette import credentials
+from lwa_middleware.models import Identity
+from lwa_middleware.settings import LWASettings
+from lwa_middleware.verification import authorize
+from lwa_middleware.verifier import AsyncVerifier, Clock
+
+#: ``on_error(conn, error)`` returns an ASGI app (e.g. a Starlette ``Response``) to answer
+#: with, or ``None`` for the documented JSON error; it may be async.
+ErrorHandler = Callable[[HTTPConnection, LWAError], "ASGIApp | Awaitable[ASGIApp | None] | None"]
+
+_DENIAL = "websocket.http.response"
+_POLICY_VIOLATION = 1008
+
+
+class LWAMiddleware:
+    """Verify LWA access tokens in front of any ASGI app.
+
+    ``LWAMiddleware(app, client_ids=[...], ...)`` or ``LWAMiddleware(app, settings=...)``;
+    ``Starlette.add_middleware(LWAMiddleware, client_ids=[...])`` works too.
+    """
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        settings: LWASettings | None = None,
+        *,
+        on_error: ErrorHandler | None = None,
+        clock: Clock = time.time,
+        transport: httpx.AsyncBaseTransport | None = None,
+        **options: Any,
+    ) -> None:
+        self.app = app
+        self.settings = LWASettings.build(settings, options)
+        self.gate = Gate(self.settings)
+        self.verifier = AsyncVerifier(self.settings, clock=clock, transport=transport)
+        self.on_error = on_error
+        self._query = self.gate.finder.reads_query
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        kind = scope["type"]
+        if kind != "http" and kind != "websocket":
+            if kind == "lifespan":
+                send = self._lifespan_send(send)
+            await self.app(scope, receive, send)
+            return
+        path: str = scope["path"]
+        root: str = scope.get("root_path", "")
+        if root and path.startswith(root):
+            path = path[len(root) :] or "/"
+        route = self.gate.route(path)
+        if not route.verifies:
+            await self.app(scope, receive, send)
+            return
+        authorization: list[str] = []
+        amz: list[str] = []
+        cookies: list[str] = []
+        for name, value in scope["headers"]:
+            if name == b"authorization":
+                authorization.append(value.decode("latin-1"))
+            elif name == b"cookie":
+                cookies.append(value.decode("latin-1"))
+            elif name == b"x-amz-access-token":
+                amz.append(value.decode("latin-1"))
+        query = scope.get("query_string", b"").decode("latin-1") if self._query else ""
+        identity: Identity | None = None
+        try:
+            token = self.gate.token(route, authorization, amz, cookies, query)
+            if token is not None:
+                identity = authorize(await self.verifier.verify(token), route.required_scopes)
+        except LWAError as error:
+            await self._deny(scope, receive, send, error)
+            return
+        scope["lwa"] = identity
+        scope["user"], scope["auth"] = credentials(identity)
+        await self.app(scope, receive, send)
+
+    async def _deny(self, scope: Scope, receive: Receive, send: Send, error: LWAError) -> None:
+        """Answer ``error``: the app's ``on_error`` response, else the documented one."""
+        incoming = None
+        for name, value in scope["headers"]:
+            if name == b"x-request-id":
+                incoming = value.decode("latin-1")
+        status, headers, body = self.gate.deny(error, incoming)
+        raw_headers = [(k.encode(), v.encode("latin-1")) for k, v in headers]
+        if scope["type"] == "websocket":
+            await self._deny_websocket(scope, receive, send, status, raw_headers, body, error)
+            return
+        if self.on_error is not None:
+            custom = self.on_error(HTTPConnection(scope, receive), error)
+            if inspect.isawaitable(custom):
+                custom = await custom
+            if custom is not None:
+                await custom(scope, receive, send)
+                return
+        await send({"type": "http.response.start", "status": status, "headers": raw_headers})
+        await send({"type": "http.response.body", "body": body})
+
+    @staticmethod
+    async def _deny_websocket(
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        status: int,
+        headers: list[tuple[bytes, bytes]],
+        body: bytes,
+        error: LWAError,
+    ) -> None:
+        message = await receive()
+        if message["type"] != "websocket.connect":
+            return
+        if _DENIAL in scope.get("extensions", {}):
+            await send(
+                {"type": "websocket.http.response.start", "status": status, "headers": headers}
+            )
+            await send({"type": "websocket.http.response.body", "body": body})
+            return
+        await send({"type": "websocket.close", "code": _POLICY_VIOLATION, "reason": error.error})
+
+    def _lifespan_send(self, send: Send) -> Send:
+        """``send`` that opens the client on startup and closes it on shutdown."""
+        verifier = self.verifier
+
+        async def lifespan_send(message: Message) -> None:
+            if message["type"] == "lifespan.startup.complete":
+                await verifier.start()
+            elif message["type"] == "lifespan.shutdown.complete":
+                await verifier.aclose()
+            await send(message)
+
+        return lifespan_send

@@ -1,0 +1,183 @@
+"""``AsyncLWAClient`` and ``LWAClient``: thin I/O shells over :mod:`lwa_middleware.protocol`.
+
+Each holds one pooled httpx client and only moves bytes: building requests, parsing
+answers and the retry policy are the protocol module's. Every failure comes out as an
+:class:`~lwa_middleware.errors.LWAError`, never as an httpx exception.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from types import TracebackType
+from typing import TypeVar, cast
+
+import httpx
+
+from lwa_middleware import transport
+from lwa_middleware.models import Profile, TokenInfo
+from lwa_middleware.protocol import (
+    HTTPRequest,
+    Outcome,
+    Steps,
+    drive,
+    exchange,
+    parse_profile,
+    parse_tokeninfo,
+    profile_request,
+    tokeninfo_request,
+)
+from lwa_middleware.settings import resolve_api_base_url
+from lwa_middleware.tokens import normalize_token, validate_token
+from lwa_middleware.transport import LIMITS, ssl_context
+
+T = TypeVar("T")
+
+
+class _ClientBase:
+    """Options and request building shared by both clients."""
+
+    def __init__(
+        self,
+        api_base_url: str | None = None,
+        *,
+        region: str | None = None,
+        timeout: float = 5.0,
+        retries: int = 1,
+    ) -> None:
+        self.api_base_url = resolve_api_base_url(api_base_url, region)
+        self.timeout = timeout
+        self.retries = retries
+
+    def _steps(
+        self, token: str, build: Callable[[str, str], HTTPRequest], parse: Callable[..., T]
+    ) -> Steps[T]:
+        token = validate_token(normalize_token(token, decode=False))
+        return exchange(build(self.api_base_url, token), parse, self.retries)
+
+    def _tokeninfo_steps(self, token: str, now: float | None) -> Steps[TokenInfo]:
+        when = time.time() if now is None else now
+        return self._steps(token, tokeninfo_request, lambda r: parse_tokeninfo(r, when))
+
+    def _profile_steps(self, token: str) -> Steps[Profile]:
+        return self._steps(token, profile_request, parse_profile)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.api_base_url!r}, timeout={self.timeout})"
+
+
+class LWAClient(_ClientBase):
+    """Blocking LWA client (one pooled ``httpx.Client``); use it from any number of threads."""
+
+    def __init__(
+        self,
+        api_base_url: str | None = None,
+        *,
+        region: str | None = None,
+        timeout: float = 5.0,
+        retries: int = 1,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        super().__init__(api_base_url, region=region, timeout=timeout, retries=retries)
+        self._http = httpx.Client(
+            transport=transport, limits=LIMITS, verify=ssl_context(), follow_redirects=False
+        )
+
+    def tokeninfo(self, token: str, *, now: float | None = None) -> TokenInfo:
+        """Ask LWA what the token is (``now``, epoch seconds, anchors ``expires_at``)."""
+        return drive(self._tokeninfo_steps(token, now), self._sender())
+
+    def profile(self, token: str) -> Profile:
+        """Fetch the customer profile the token grants."""
+        return drive(self._profile_steps(token), self._sender())
+
+    def _sender(self) -> Callable[[HTTPRequest], Outcome]:
+        budget = transport.Budget(self.timeout)
+
+        def send(request: HTTPRequest) -> Outcome:
+            left = budget.remaining()
+            if left is None:
+                return transport.SPENT
+            try:
+                r = self._http.request(
+                    request.method, request.url, headers=request.headers, timeout=left
+                )
+            except httpx.HTTPError as exc:
+                return transport.failure(exc)
+            return transport.response(r)
+
+        return send
+
+    def close(self) -> None:
+        """Close the connection pool."""
+        self._http.close()
+
+    def __enter__(self) -> LWAClient:
+        return self
+
+    def __exit__(
+        self, t: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+
+class AsyncLWAClient(_ClientBase):
+    """Async LWA client (one pooled ``httpx.AsyncClient``, bound to the loop that uses it)."""
+
+    def __init__(
+        self,
+        api_base_url: str | None = None,
+        *,
+        region: str | None = None,
+        timeout: float = 5.0,
+        retries: int = 1,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        super().__init__(api_base_url, region=region, timeout=timeout, retries=retries)
+        self._http = httpx.AsyncClient(
+            transport=transport, limits=LIMITS, verify=ssl_context(), follow_redirects=False
+        )
+
+    async def tokeninfo(self, token: str, *, now: float | None = None) -> TokenInfo:
+        """Ask LWA what the token is (``now``, epoch seconds, anchors ``expires_at``)."""
+        return await self._drive(self._tokeninfo_steps(token, now))
+
+    async def profile(self, token: str) -> Profile:
+        """Fetch the customer profile the token grants."""
+        return await self._drive(self._profile_steps(token))
+
+    async def _drive(self, steps: Steps[T]) -> T:
+        budget = transport.Budget(self.timeout)
+        request = next(steps)
+        while True:
+            left = budget.remaining()
+            outcome: Outcome = transport.SPENT
+            if left is not None:
+                try:
+                    r = await self._http.request(
+                        request.method, request.url, headers=request.headers, timeout=left
+                    )
+                    outcome = transport.response(r)
+                except httpx.HTTPError as exc:
+                    outcome = transport.failure(exc)
+            try:
+                request = steps.send(outcome)
+            except StopIteration as done:
+                return cast(T, done.value)
+
+    @property
+    def is_closed(self) -> bool:
+        """Whether :meth:`aclose` ran."""
+        return self._http.is_closed
+
+    async def aclose(self) -> None:
+        """Close the connection pool."""
+        await self._http.aclose()
+
+    async def __aenter__(self) -> AsyncLWAClient:
+        return self
+
+    async def __aexit__(
+        self, t: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.aclose()

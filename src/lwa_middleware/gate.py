@@ -1,0 +1,66 @@
+"""The request-level decisions both middlewares share, without I/O.
+
+A shell asks :class:`Gate` which :class:`~lwa_middleware.rules.Route` a path takes, hands it
+the raw token-bearing pieces of the request, verifies what comes back with its own
+verifier, and renders any :class:`~lwa_middleware.errors.LWAError` with :meth:`Gate.deny`.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import Sequence
+
+from lwa_middleware.errors import LWAError, MissingToken, render_error
+from lwa_middleware.rules import Mode, PathRules, Route
+from lwa_middleware.settings import LWASettings
+from lwa_middleware.tokens import TokenFinder
+
+_SANE_REQUEST_ID = re.compile(r"[A-Za-z0-9._:\-]{1,128}")
+
+
+def request_id(incoming: str | None) -> str:
+    """A sane incoming ``X-Request-ID`` (≤128 of ``[A-Za-z0-9._:-]``), else a new UUID."""
+    if incoming is not None and _SANE_REQUEST_ID.fullmatch(incoming):
+        return incoming
+    return str(uuid.uuid4())
+
+
+class Gate:
+    """Path rules, token finding and error rendering for one settings object."""
+
+    __slots__ = ("finder", "rules", "settings")
+
+    def __init__(self, settings: LWASettings) -> None:
+        self.settings = settings
+        self.rules = PathRules(
+            settings.protect, settings.exclude, settings.optional, settings.require_scopes
+        )
+        self.finder = TokenFinder(settings.token_sources, settings.cookie_name, settings.secret_key)
+
+    def route(self, path: str) -> Route:
+        """The decision for a path below the mount point."""
+        return self.rules.route(path)
+
+    def token(
+        self,
+        route: Route,
+        authorization: Sequence[str],
+        amz_token: Sequence[str],
+        cookies: Sequence[str],
+        query_string: str,
+    ) -> str | None:
+        """The token to verify; ``None`` on an optional route without one; else ``LWAError``."""
+        token = self.finder.find(authorization, amz_token, cookies, query_string)
+        if token is None and route.mode is not Mode.OPTIONAL:
+            raise MissingToken()
+        return token
+
+    def deny(
+        self, error: LWAError, incoming_request_id: str | None
+    ) -> tuple[int, list[tuple[str, str]], bytes]:
+        """``(status, headers, body)`` of the documented error answer."""
+        settings = self.settings
+        return render_error(
+            error, settings.error_style, settings.realm, request_id(incoming_request_id)
+        )

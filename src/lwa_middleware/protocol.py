@@ -1,0 +1,239 @@
+"""The LWA wire protocol, without I/O: requests to build, responses to parse, retries.
+
+``tokeninfo_request``/``profile_request`` build what to send (the token only ever in a
+header, never in a URL: httpx logs every URL at INFO). ``parse_tokeninfo``/``parse_profile``
+turn a response into a model or raise one of :mod:`lwa_middleware.errors`. :func:`exchange`
+is a generator that owns the retry policy (at most one quick retry on connection errors
+and 5xx); the sync and async clients only drive it with real HTTP.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Generator, Mapping
+from dataclasses import dataclass
+from typing import Any, TypeVar, cast
+
+from lwa_middleware.errors import (
+    InsufficientScope,
+    InvalidRequest,
+    InvalidToken,
+    LWAError,
+    LWAUnavailable,
+)
+from lwa_middleware.models import Profile, TokenInfo
+
+T = TypeVar("T")
+
+TOKENINFO_PATH = "/auth/o2/tokeninfo"
+PROFILE_PATH = "/user/profile"
+USER_AGENT = "lwa-middleware"
+_MAX_DESCRIPTION = 300
+
+
+@dataclass(frozen=True, slots=True)
+class HTTPRequest:
+    """A request to send. ``repr`` hides the headers, which carry the token."""
+
+    method: str
+    url: str
+    headers: tuple[tuple[str, str], ...]
+
+    def __repr__(self) -> str:
+        return f"HTTPRequest({self.method} {self.url})"
+
+
+@dataclass(frozen=True, slots=True)
+class HTTPResponse:
+    """What came back: status, headers (lower-case names) and the raw body."""
+
+    status: int
+    headers: Mapping[str, str]
+    body: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class TransportFailure:
+    """No usable response: ``kind`` is ``"timeout"``, ``"connect"`` or ``"protocol"``."""
+
+    kind: str
+    detail: str = ""
+
+    @property
+    def retryable(self) -> bool:
+        """A timeout used the whole budget; other failures get one quick retry."""
+        return self.kind != "timeout"
+
+
+Outcome = HTTPResponse | TransportFailure
+Steps = Generator[HTTPRequest, Outcome, T]
+
+
+def tokeninfo_request(base_url: str, token: str) -> HTTPRequest:
+    """``GET /auth/o2/tokeninfo`` with the token in ``x-amz-access-token`` (Amazon's SDK way)."""
+    return HTTPRequest(
+        "GET",
+        base_url + TOKENINFO_PATH,
+        (("x-amz-access-token", token), ("accept", "application/json"), ("user-agent", USER_AGENT)),
+    )
+
+
+def profile_request(base_url: str, token: str) -> HTTPRequest:
+    """``GET /user/profile`` with ``Authorization: Bearer``; LWA serves JSON in en-US only."""
+    return HTTPRequest(
+        "GET",
+        base_url + PROFILE_PATH,
+        (
+            ("authorization", f"Bearer {token}"),
+            ("accept", "application/json"),
+            ("accept-language", "en-US"),
+            ("user-agent", USER_AGENT),
+        ),
+    )
+
+
+def _json_object(response: HTTPResponse) -> dict[str, Any] | None:
+    try:
+        data = json.loads(response.body)
+    except (ValueError, UnicodeDecodeError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def _description(data: Mapping[str, Any]) -> str | None:
+    text = data.get("error_description")
+    if isinstance(text, str) and text.strip():
+        return text.strip()[:_MAX_DESCRIPTION]
+    return None
+
+
+def lwa_error(response: HTTPResponse) -> LWAError:
+    """The error for a non-200 answer: LWA's documented codes map to ours, the rest is 500."""
+    status = response.status
+    if status == 429:
+        return LWAUnavailable("Login with Amazon is rate limiting requests (429).")
+    if status >= 500:
+        return LWAUnavailable(f"Login with Amazon answered {status}.")
+    data = _json_object(response) or {}
+    code = data.get("error")
+    description = _description(data)
+    if code == "invalid_token":
+        return InvalidToken(description)
+    if code == "insufficient_scope":
+        return InsufficientScope(description)
+    if code == "invalid_request":
+        return InvalidRequest(description)
+    return LWAUnavailable(f"Login with Amazon answered {status} with no documented error.")
+
+
+def _success_body(response: HTTPResponse, what: str) -> dict[str, Any]:
+    if response.status != 200:
+        raise lwa_error(response)
+    data = _json_object(response)
+    if data is None:
+        raise LWAUnavailable(f"Login with Amazon's {what} answer is not a JSON object.")
+    return data
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, (int, float)):
+        return float(value)
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            return None
+    return None
+
+
+def _text(data: Mapping[str, Any], key: str) -> str | None:
+    value = data.get(key)
+    return value if isinstance(value, str) and value else None
+
+
+def parse_tokeninfo(response: HTTPResponse, now: float) -> TokenInfo:
+    """A :class:`TokenInfo`; ``exp`` is seconds remaining, so ``expires_at = now + exp``."""
+    data = _success_body(response, "token-info")
+    user_id, aud = _text(data, "user_id"), _text(data, "aud")
+    exp = _number(data.get("exp"))
+    if user_id is None or aud is None or exp is None:
+        raise LWAUnavailable("Login with Amazon's token-info answer lacks user_id, aud or exp.")
+    if exp <= 0:
+        raise InvalidToken("The access token has expired.")
+    return TokenInfo(
+        user_id=user_id,
+        aud=aud,
+        app_id=_text(data, "app_id"),
+        iss=_text(data, "iss"),
+        expires_at=now + exp,
+        issued_at=_number(data.get("iat")),
+    )
+
+
+def profile_from_data(data: Mapping[str, Any]) -> Profile | None:
+    """A :class:`Profile` from a profile JSON object (current or legacy shape), else ``None``."""
+    legacy = data.get("Profile")
+    if isinstance(legacy, Mapping) and "user_id" not in data:
+        user_id = _text(legacy, "CustomerId")
+        if user_id is None:
+            return None
+        return Profile(
+            user_id=user_id,
+            name=_text(legacy, "Name"),
+            email=_text(legacy, "PrimaryEmail"),
+            postal_code=_text(legacy, "PostalCode"),
+            raw=dict(data),
+        )
+    user_id = _text(data, "user_id")
+    if user_id is None:
+        return None
+    return Profile(
+        user_id=user_id,
+        name=_text(data, "name"),
+        email=_text(data, "email"),
+        postal_code=_text(data, "postal_code"),
+        raw=dict(data),
+    )
+
+
+def parse_profile(response: HTTPResponse) -> Profile:
+    """A :class:`Profile`; unknown fields stay in ``raw``, the legacy shape is read too."""
+    profile = profile_from_data(_success_body(response, "profile"))
+    if profile is None:
+        raise LWAUnavailable("Login with Amazon's profile answer lacks user_id.")
+    return profile
+
+
+def exchange(
+    request: HTTPRequest, parse: Callable[[HTTPResponse], T], retries: int = 1
+) -> Steps[T]:
+    """Send ``request`` (yielded to the driver), retrying once on connect errors and 5xx.
+
+    The driver sends back an :data:`Outcome` for each yielded request; the generator
+    returns the parsed value or raises an :class:`~lwa_middleware.errors.LWAError`.
+    """
+    attempt = 0
+    while True:
+        outcome = yield request
+        again = attempt < retries
+        attempt += 1
+        if isinstance(outcome, TransportFailure):
+            if again and outcome.retryable:
+                continue
+            what = "timed out" if outcome.kind == "timeout" else "could not be reached"
+            raise LWAUnavailable(f"Login with Amazon {what}.")
+        if outcome.status >= 500 and again:
+            continue
+        return parse(outcome)
+
+
+def drive(steps: Steps[T], send: Callable[[HTTPRequest], Outcome]) -> T:
+    """Run an :func:`exchange` with a blocking ``send`` (the sync client's driver)."""
+    try:
+        request = next(steps)
+        while True:
+            request = steps.send(send(request))
+    except StopIteration as done:
+        return cast(T, done.value)

@@ -1,0 +1,203 @@
+"""``AsyncVerifier`` and ``Verifier``: the I/O and single-flight shells around :class:`Authority`.
+
+They only fetch (token-info ∥ profile for async; token-info then profile for sync, so no
+thread hop is needed) and make concurrent misses for one token share one upstream call.
+A failure is shared only with the requests that waited on that call. Every verdict is
+:class:`~lwa_middleware.verification.Authority`'s.
+
+Async clients belong to the loop that created them, so :class:`AsyncVerifier` keeps one
+client (and one in-flight table) per event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+import weakref
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+
+from lwa_middleware.client import AsyncLWAClient, LWAClient
+from lwa_middleware.errors import LWAError
+from lwa_middleware.models import Identity
+from lwa_middleware.settings import LWASettings
+from lwa_middleware.verification import Authority
+
+Clock = Callable[[], float]
+
+
+def _copy(error: BaseException) -> BaseException:
+    """A fresh instance for a waiter, so one exception object is never raised twice."""
+    if isinstance(error, LWAError):
+        return type(error)(error.description)
+    return error
+
+
+@dataclass
+class _LoopState:
+    client: AsyncLWAClient
+    flights: dict[bytes, asyncio.Future[Identity]] = field(default_factory=dict)
+
+
+class AsyncVerifier:
+    """Verifies tokens for ASGI apps: L1 cache, then one shared LWA round trip per token."""
+
+    def __init__(
+        self,
+        settings: LWASettings,
+        *,
+        clock: Clock = time.time,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self.settings = settings
+        self.authority = Authority(settings)
+        self.clock = clock
+        self._transport = transport
+        self._loops: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopState] = (
+            weakref.WeakKeyDictionary()
+        )
+
+    def _state(self) -> _LoopState:
+        loop = asyncio.get_running_loop()
+        state = self._loops.get(loop)
+        if state is None or state.client.is_closed:
+            client = AsyncLWAClient(
+                self.settings.api_base_url,
+                timeout=self.settings.timeout,
+                transport=self._transport,
+            )
+            state = self._loops[loop] = _LoopState(client)
+        return state
+
+    async def start(self) -> None:
+        """Open this loop's client now rather than on the first miss (lifespan startup)."""
+        self._state()
+
+    async def verify(self, token: str) -> Identity:
+        """The identity for ``token`` (cached or fetched), or an ``LWAError``."""
+        authority = self.authority
+        now = self.clock()
+        key = authority.key(token)
+        identity = authority.cached(key, now)
+        if identity is not None:
+            return identity
+        authority.admit(token)
+        state = self._state()
+        flight = state.flights.get(key)
+        if flight is not None:
+            try:
+                return await asyncio.shield(flight)
+            except asyncio.CancelledError:
+                if not flight.cancelled():
+                    raise  # this request itself was cancelled
+                return await self.verify(token)  # the leading request went away: lead anew
+            except LWAError as error:
+                raise _copy(error) from None
+        flight = asyncio.get_running_loop().create_future()
+        state.flights[key] = flight
+        try:
+            info, profile = await asyncio.gather(
+                state.client.tokeninfo(token, now=now),
+                state.client.profile(token),
+                return_exceptions=True,
+            )
+            identity = authority.settle(key, info, profile, now)
+        except asyncio.CancelledError:
+            flight.cancel()
+            raise
+        except BaseException as error:
+            flight.set_exception(error)
+            flight.exception()  # mark retrieved: a flight nobody waited on is not an error
+            raise
+        else:
+            flight.set_result(identity)
+            return identity
+        finally:
+            del state.flights[key]
+
+    async def aclose(self) -> None:
+        """Close the client of the running loop (clients of other loops close with them)."""
+        loop = asyncio.get_running_loop()
+        state = self._loops.pop(loop, None)
+        if state is not None:
+            await state.client.aclose()
+
+
+class _Flight:
+    __slots__ = ("done", "error", "identity")
+
+    def __init__(self) -> None:
+        self.done = threading.Event()
+        self.identity: Identity | None = None
+        self.error: BaseException | None = None
+
+
+class Verifier:
+    """Verifies tokens for WSGI apps: thread-safe L1 cache and single flight, no event loop."""
+
+    def __init__(
+        self,
+        settings: LWASettings,
+        *,
+        clock: Clock = time.time,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        self.settings = settings
+        self.authority = Authority(settings)
+        self.clock = clock
+        self.client = LWAClient(
+            settings.api_base_url, timeout=settings.timeout, transport=transport
+        )
+        self._flights: dict[bytes, _Flight] = {}
+        self._lock = threading.Lock()
+
+    def verify(self, token: str) -> Identity:
+        """The identity for ``token`` (cached or fetched), or an ``LWAError``."""
+        authority = self.authority
+        now = self.clock()
+        key = authority.key(token)
+        identity = authority.cached(key, now)
+        if identity is not None:
+            return identity
+        authority.admit(token)
+        with self._lock:
+            flight = self._flights.get(key)
+            leader = flight is None
+            if flight is None:
+                flight = self._flights[key] = _Flight()
+        if not leader:
+            flight.done.wait()
+            if flight.error is not None:
+                raise _copy(flight.error) from None
+            assert flight.identity is not None
+            return flight.identity
+        try:
+            flight.identity = self._fetch(key, token, now)
+            return flight.identity
+        except BaseException as error:
+            flight.error = error
+            raise
+        finally:
+            with self._lock:
+                del self._flights[key]
+            flight.done.set()
+
+    def _fetch(self, key: bytes, token: str, now: float) -> Identity:
+        info: Any = _outcome(lambda: self.client.tokeninfo(token, now=now))
+        self.authority.check_token_info(key, info, now)
+        return self.authority.settle(key, info, _outcome(lambda: self.client.profile(token)), now)
+
+    def close(self) -> None:
+        """Close the connection pool."""
+        self.client.close()
+
+
+def _outcome(call: Callable[[], Any]) -> Any:
+    try:
+        return call()
+    except LWAError as error:
+        return error

@@ -1,0 +1,99 @@
+"""``LWAWSGIMiddleware``: the native WSGI shell (Flask, Django, any WSGI server).
+
+Same options, rules and error table as :class:`~lwa_middleware.asgi.LWAMiddleware`, on the
+same sans-IO core and the blocking :class:`~lwa_middleware.verifier.Verifier`: no event
+loop, no thread hop. It sets ``environ["lwa"]`` (the :class:`Identity`) and
+``environ["REMOTE_USER"]`` (the user id) so Django's ``RemoteUserMiddleware`` can sign the
+customer in.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable
+from http import HTTPStatus
+from typing import TYPE_CHECKING, Any
+
+import httpx
+
+from lwa_middleware.errors import LWAError
+from lwa_middleware.gate import Gate
+from lwa_middleware.models import Identity
+from lwa_middleware.settings import LWASettings
+from lwa_middleware.verification import authorize
+from lwa_middleware.verifier import Clock, Verifier
+
+if TYPE_CHECKING:
+    from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
+
+#: ``on_error(environ, error)`` returns a WSGI app to answer with (e.g. a Werkzeug
+#: ``Response``), or ``None`` for the documented JSON error.
+WSGIErrorHandler = Callable[["WSGIEnvironment", LWAError], "WSGIApplication | None"]
+
+
+def _one(value: str | None) -> tuple[str, ...]:
+    return () if value is None else (value,)
+
+
+class LWAWSGIMiddleware:
+    """Verify LWA access tokens in front of any WSGI app.
+
+    ``LWAWSGIMiddleware(flask_app.wsgi_app, client_ids=[...])`` or ``settings=...``.
+    """
+
+    def __init__(
+        self,
+        app: WSGIApplication,
+        settings: LWASettings | None = None,
+        *,
+        on_error: WSGIErrorHandler | None = None,
+        clock: Clock = time.time,
+        transport: httpx.BaseTransport | None = None,
+        **options: Any,
+    ) -> None:
+        self.app = app
+        self.settings = LWASettings.build(settings, options)
+        self.gate = Gate(self.settings)
+        self.verifier = Verifier(self.settings, clock=clock, transport=transport)
+        self.on_error = on_error
+        self._query = self.gate.finder.reads_query
+
+    def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        route = self.gate.route(environ.get("PATH_INFO") or "/")
+        if not route.verifies:
+            return self.app(environ, start_response)
+        get = environ.get
+        identity: Identity | None = None
+        try:
+            token = self.gate.token(
+                route,
+                _one(get("HTTP_AUTHORIZATION")),
+                _one(get("HTTP_X_AMZ_ACCESS_TOKEN")),
+                _one(get("HTTP_COOKIE")),
+                get("QUERY_STRING", "") if self._query else "",
+            )
+            if token is not None:
+                identity = authorize(self.verifier.verify(token), route.required_scopes)
+        except LWAError as error:
+            return self._deny(environ, start_response, error)
+        environ["lwa"] = identity
+        if identity is None:
+            environ.pop("REMOTE_USER", None)
+        else:
+            environ["REMOTE_USER"] = identity.user_id
+        return self.app(environ, start_response)
+
+    def _deny(
+        self, environ: WSGIEnvironment, start_response: StartResponse, error: LWAError
+    ) -> Iterable[bytes]:
+        if self.on_error is not None:
+            custom = self.on_error(environ, error)
+            if custom is not None:
+                return custom(environ, start_response)
+        status, headers, body = self.gate.deny(error, environ.get("HTTP_X_REQUEST_ID"))
+        start_response(f"{status} {HTTPStatus(status).phrase}", headers)
+        return [body]
+
+    def close(self) -> None:
+        """Close the HTTP client's connection pool."""
+        self.verifier.close()
