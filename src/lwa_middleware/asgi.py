@@ -12,7 +12,7 @@ from __future__ import annotations
 import inspect
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import TYPE_CHECKING
 
 import httpx
 from starlette.requests import HTTPConnection
@@ -22,9 +22,12 @@ from lwa_middleware.errors import LWAError
 from lwa_middleware.gate import Gate
 from lwa_middleware.integrations.starlette import credentials
 from lwa_middleware.models import Identity
-from lwa_middleware.settings import LWASettings
+from lwa_middleware.settings import LWAOptions, LWASettings
 from lwa_middleware.verification import authorize
 from lwa_middleware.verifier import AsyncVerifier, Clock
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 
 #: ``on_error(conn, error)`` returns an ASGI app (e.g. a Starlette ``Response``) to answer
 #: with, or ``None`` for the documented JSON error; it may be async.
@@ -49,10 +52,10 @@ class LWAMiddleware:
         on_error: ErrorHandler | None = None,
         clock: Clock = time.time,
         transport: httpx.AsyncBaseTransport | None = None,
-        **options: Any,
+        **options: Unpack[LWAOptions],
     ) -> None:
         self.app = app
-        self.settings = LWASettings.build(settings, options)
+        self.settings = LWASettings.build(settings, dict(options))
         self.gate = Gate(self.settings)
         self.verifier = AsyncVerifier(self.settings, clock=clock, transport=transport)
         self.on_error = on_error

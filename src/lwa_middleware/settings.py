@@ -14,7 +14,7 @@ import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any, Literal, cast
+from typing import Any, Literal, TypedDict, cast
 from urllib.parse import urlsplit
 
 from lwa_middleware.errors import ConfigurationError, ErrorStyle
@@ -87,6 +87,30 @@ def _base_url(value: str) -> str:
     if parts.query or parts.fragment:
         raise ConfigurationError("api_base_url must not carry a query or fragment")
     return value.rstrip("/")
+
+
+class LWAOptions(TypedDict, total=False):
+    """The keyword options of both middlewares (typed ``**options``; see :class:`LWASettings`)."""
+
+    client_ids: str | Iterable[str]
+    app_ids: str | Iterable[str]
+    api_base_url: str
+    region: str | None
+    token_sources: Iterable[TokenSource]
+    cookie_name: str
+    protect: Iterable[str]
+    exclude: Iterable[str]
+    optional: Iterable[str]
+    require_scopes: Mapping[str, str | Iterable[str]]
+    cache_ttl: float
+    cache_maxsize: int
+    negative_ttl: float
+    expiry_leeway: float
+    timeout: float
+    error_style: ErrorStyle
+    redis_url: str | None
+    secret_key: str | bytes | None
+    realm: str
 
 
 def resolve_api_base_url(api_base_url: str | None, region: str | None) -> str:

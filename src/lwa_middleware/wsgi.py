@@ -12,19 +12,20 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable
 from http import HTTPStatus
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import httpx
 
 from lwa_middleware.errors import LWAError
 from lwa_middleware.gate import Gate
 from lwa_middleware.models import Identity
-from lwa_middleware.settings import LWASettings
+from lwa_middleware.settings import LWAOptions, LWASettings
 from lwa_middleware.verification import authorize
 from lwa_middleware.verifier import Clock, Verifier
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
+    from typing_extensions import Unpack
 
 #: ``on_error(environ, error)`` returns a WSGI app to answer with (e.g. a Werkzeug
 #: ``Response``), or ``None`` for the documented JSON error.
@@ -49,10 +50,10 @@ class LWAWSGIMiddleware:
         on_error: WSGIErrorHandler | None = None,
         clock: Clock = time.time,
         transport: httpx.BaseTransport | None = None,
-        **options: Any,
+        **options: Unpack[LWAOptions],
     ) -> None:
         self.app = app
-        self.settings = LWASettings.build(settings, options)
+        self.settings = LWASettings.build(settings, dict(options))
         self.gate = Gate(self.settings)
         self.verifier = Verifier(self.settings, clock=clock, transport=transport)
         self.on_error = on_error

@@ -1,0 +1,459 @@
+"""Starlette app emulating Login with Amazon, and the ``Emulator`` facade.
+
+``build_app(state)`` serves Amazon's ``GET /auth/o2/tokeninfo`` and
+``GET /user/profile`` as documented (bodies, errors, ``x-amzn-RequestId``,
+``application/json;charset=UTF-8``), applies injected latency and faults, and
+mounts JSON control endpoints under ``/_emulator/`` for out-of-process users.
+``Emulator`` is the state plus its app, and can serve itself on a local port.
+
+About the ``reset`` fault: under uvicorn the emulator aborts the TCP
+connection, so the client sees a disconnect without any response. Under a
+server whose transport it cannot reach (e.g. ``httpx.ASGITransport``) it raises
+``EmulatedConnectionReset`` instead: in-process clients get that exception,
+other servers usually answer 500 ``text/plain``.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any, TypeVar
+
+import anyio
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+from starlette.types import Receive
+
+from lwa_middleware.emulator.server import ServerHandle, serve
+from lwa_middleware.emulator.state import (
+    ANY_ENDPOINT,
+    DEFAULT_APP_ID,
+    DEFAULT_CLIENT_ID,
+    DEFAULT_HANG_SECONDS,
+    TOKEN_PREFIX,
+    EmulatorState,
+    FaultKind,
+    ValidToken,
+)
+
+JSON_CONTENT_TYPE = "application/json;charset=UTF-8"
+REQUEST_ID_HEADER = "x-amzn-RequestId"
+ISSUER = "https://www.amazon.com"
+PROFILE_SCOPES = frozenset({"profile", "profile:user_id", "postal_code"})
+
+_MISSING = "The request is missing a required parameter : access_token"
+_MULTIPLE = "The request has more than one access token : access_token"
+_INVALID = "The access token provided is expired, revoked, malformed, or invalid for other reasons."
+_NO_SCOPE = "The access token provided does not have the scope required for this resource."
+_RESET_DISCONNECT_WAIT = 1.0
+
+
+class EmulatedConnectionReset(ConnectionResetError):
+    """Raised by the ``reset`` fault when the server's transport cannot be aborted."""
+
+
+class LwaError(Exception):
+    """An error answered with Amazon's documented JSON error body."""
+
+    def __init__(self, status: int, error: str, description: str) -> None:
+        super().__init__(f"{status} {error}: {description}")
+        self.status = status
+        self.error = error
+        self.description = description
+
+    def response(self, request_id: str, headers: Mapping[str, str] | None = None) -> Response:
+        """Return the error as an LWA JSON response."""
+        body = {"error": self.error, "error_description": self.description}
+        return lwa_response(self.status, {**body, "request_id": request_id}, request_id, headers)
+
+
+def lwa_response(
+    status: int,
+    body: Mapping[str, object],
+    request_id: str,
+    headers: Mapping[str, str] | None = None,
+) -> Response:
+    """Return a JSON response shaped like Amazon's (content type and request id header)."""
+    content = json.dumps(body, separators=(",", ":")).encode()
+    all_headers = {REQUEST_ID_HEADER: request_id, **(headers or {})}
+    return Response(content, status, all_headers, media_type=JSON_CONTENT_TYPE)
+
+
+# Token handling ---------------------------------------------------------------
+
+
+def extract_token(request: Request) -> str:
+    """Return the access token, given in exactly one place, or raise ``LwaError``.
+
+    Places: ``x-amz-access-token`` header, ``Authorization: Bearer`` header,
+    ``access_token`` query parameter (already URL-decoded by Starlette).
+    """
+    found = [value.strip() for value in request.headers.getlist("x-amz-access-token")]
+    for value in request.headers.getlist("authorization"):
+        scheme, _, credentials = value.strip().partition(" ")
+        if scheme.lower() == "bearer":
+            found.append(credentials.strip())
+    found.extend(request.query_params.getlist("access_token"))
+    tokens = [token for token in found if token]
+    if not tokens:
+        raise LwaError(400, "invalid_request", _MISSING)
+    if len(tokens) > 1:
+        raise LwaError(400, "invalid_request", _MULTIPLE)
+    return tokens[0]
+
+
+def tokeninfo_body(valid: ValidToken) -> dict[str, object]:
+    """Return the token-info success body."""
+    return {
+        "iss": ISSUER,
+        "user_id": valid.user.user_id,
+        "aud": valid.token.client_id,
+        "app_id": valid.token.app_id,
+        "exp": valid.expires_in,
+        "iat": int(valid.token.issued_at),
+    }
+
+
+def profile_body(valid: ValidToken) -> dict[str, object]:
+    """Return the profile success body for the token's scopes, or raise ``LwaError``."""
+    scopes = set(valid.token.scopes)
+    if not scopes & PROFILE_SCOPES:
+        raise LwaError(401, "insufficient_scope", _NO_SCOPE)
+    body: dict[str, object] = {"user_id": valid.user.user_id}
+    if "profile" in scopes:
+        body["name"] = valid.user.name
+        body["email"] = valid.user.email
+    if "postal_code" in scopes:
+        body["postal_code"] = valid.user.postal_code
+    return body
+
+
+# Delays and faults ------------------------------------------------------------
+
+
+async def sleep_unless_disconnected(receive: Receive, seconds: float) -> None:
+    """Sleep ``seconds``, returning early if the client disconnects meanwhile."""
+
+    async def watch(scope: anyio.CancelScope) -> None:
+        while (await receive())["type"] != "http.disconnect":
+            pass
+        scope.cancel()
+
+    async with anyio.create_task_group() as group:
+        group.start_soon(watch, group.cancel_scope)
+        await anyio.sleep(seconds)
+        group.cancel_scope.cancel()
+
+
+async def reset_connection(request: Request) -> Response:
+    """Abort the client's TCP connection (uvicorn), else raise ``EmulatedConnectionReset``."""
+    owner = getattr(request.receive, "__self__", None)  # uvicorn's request-response cycle
+    abort = getattr(getattr(owner, "transport", None), "abort", None)
+    if not callable(abort):
+        raise EmulatedConnectionReset("LWA emulator: injected connection reset")
+    abort()
+    # Wait until the server has seen the disconnect, so it drops our response.
+    with anyio.move_on_after(_RESET_DISCONNECT_WAIT):
+        while (await request.receive())["type"] != "http.disconnect":
+            pass
+    return Response(status_code=500)
+
+
+def fault_response(kind: FaultKind, request_id: str) -> Response:
+    """Return the canned response of a fault that answers (not hang or reset)."""
+    if kind is FaultKind.SERVER_ERROR:
+        return LwaError(500, "ServerError", "The server encountered a runtime error.").response(
+            request_id
+        )
+    if kind is FaultKind.UNAVAILABLE:
+        return LwaError(503, "ServiceUnavailable", "Service temporarily unavailable.").response(
+            request_id
+        )
+    if kind is FaultKind.THROTTLED:
+        error = LwaError(429, "TooManyRequests", "Rate exceeded.")
+        return error.response(request_id, {"Retry-After": "1"})
+    if kind is FaultKind.NON_JSON:
+        return Response(
+            "<html>oops</html>", 200, {REQUEST_ID_HEADER: request_id}, media_type="text/html"
+        )
+    if kind is FaultKind.MISSING_FIELDS:
+        return lwa_response(200, {}, request_id)
+    raise ValueError(f"fault {kind.value!r} has no canned response")
+
+
+# Endpoints --------------------------------------------------------------------
+
+
+class LwaEndpoints:
+    """The two emulated Amazon endpoints, bound to one state."""
+
+    def __init__(self, state: EmulatorState) -> None:
+        self._state = state
+
+    async def tokeninfo(self, request: Request) -> Response:
+        """``GET /auth/o2/tokeninfo``."""
+        return await self._handle(request, "tokeninfo", tokeninfo_body)
+
+    async def profile(self, request: Request) -> Response:
+        """``GET /user/profile``."""
+        return await self._handle(request, "profile", profile_body)
+
+    async def _handle(
+        self,
+        request: Request,
+        endpoint: str,
+        answer: Callable[[ValidToken], dict[str, object]],
+    ) -> Response:
+        request_id = str(uuid.uuid4())
+        plan = self._state.begin_request(endpoint)
+        if plan.latency > 0:
+            await sleep_unless_disconnected(request.receive, plan.latency)
+        if plan.fault is FaultKind.HANG:
+            await sleep_unless_disconnected(request.receive, plan.hang_seconds)
+        elif plan.fault is FaultKind.RESET:
+            return await reset_connection(request)
+        elif plan.fault is not None:
+            return fault_response(plan.fault, request_id)
+        try:
+            token = extract_token(request)
+            valid = self._state.validate(token) if token.startswith(TOKEN_PREFIX) else None
+            if valid is None:
+                raise LwaError(400, "invalid_token", _INVALID)
+            return lwa_response(200, answer(valid), request_id)
+        except LwaError as error:
+            return error.response(request_id)
+
+
+class ControlError(Exception):
+    """A bad request to a ``/_emulator/`` control endpoint."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+def _control_error_response(request: Request, exc: Exception) -> Response:
+    status = exc.status if isinstance(exc, ControlError) else 500
+    error = "not_found" if status == 404 else "bad_request"
+    return JSONResponse({"error": error, "error_description": str(exc)}, status)
+
+
+async def _json_object(request: Request) -> dict[str, Any]:
+    raw = await request.body()
+    if not raw.strip():
+        return {}
+    try:
+        data = json.loads(raw)
+    except ValueError as exc:
+        raise ControlError(400, "body is not valid JSON") from exc
+    if not isinstance(data, dict):
+        raise ControlError(400, "body must be a JSON object")
+    return data
+
+
+def _str_field(body: Mapping[str, Any], key: str) -> str | None:
+    value = body.get(key)
+    if value is None or isinstance(value, str):
+        return value
+    raise ControlError(400, f"{key!r} must be a string")
+
+
+def _number_field(body: Mapping[str, Any], key: str) -> float | None:
+    value = body.get(key)
+    if value is None:
+        return None
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    raise ControlError(400, f"{key!r} must be a number")
+
+
+def _int_field(body: Mapping[str, Any], key: str) -> int | None:
+    value = body.get(key)
+    if value is None:
+        return None
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    raise ControlError(400, f"{key!r} must be an integer or null")
+
+
+def _user_fields(body: Mapping[str, Any]) -> dict[str, str]:
+    keys = ("name", "email", "postal_code", "user_id")
+    return {key: value for key in keys if (value := _str_field(body, key)) is not None}
+
+
+class ControlEndpoints:
+    """JSON endpoints under ``/_emulator/`` driving the state over HTTP (not counted)."""
+
+    def __init__(self, state: EmulatorState) -> None:
+        self._state = state
+
+    async def info(self, request: Request) -> Response:
+        """``GET /_emulator``: the client and app ids tokens are issued to."""
+        return JSONResponse({"client_id": self._state.client_id, "app_id": self._state.app_id})
+
+    async def add_user(self, request: Request) -> Response:
+        """``POST /_emulator/users``: body fields as ``add_user``; returns the user."""
+        user = self._state.add_user(**_user_fields(await _json_object(request)))
+        return JSONResponse(user.to_json())
+
+    async def mint(self, request: Request) -> Response:
+        """``POST /_emulator/tokens``: mint for ``user_id``, or for a new user."""
+        body = await _json_object(request)
+        fields = _user_fields(body)
+        user_id = fields.get("user_id")
+        if user_id is not None and self._state.get_user(user_id) is None:
+            raise ControlError(404, f"unknown user id: {user_id}")
+        if user_id is None:
+            user_id = self._state.add_user(**fields).user_id
+        scopes = body.get("scopes", ["profile"])
+        if not isinstance(scopes, (str, list)) or not all(isinstance(s, str) for s in scopes):
+            raise ControlError(400, "'scopes' must be a list of strings")
+        lifetime = _number_field(body, "lifetime")
+        lifetime = 3600 if lifetime is None else lifetime
+        client_id, app_id = _str_field(body, "client_id"), _str_field(body, "app_id")
+        try:
+            token = self._state.mint(user_id, scopes, lifetime, client_id, app_id)
+        except KeyError as exc:
+            raise ControlError(404, f"unknown user id: {user_id}") from exc
+        except ValueError as exc:
+            raise ControlError(400, str(exc)) from exc
+        return JSONResponse(
+            {
+                "access_token": token,
+                "token_type": "bearer",
+                "expires_in": int(lifetime),
+                "user_id": user_id,
+            }
+        )
+
+    async def revoke(self, request: Request) -> Response:
+        """``POST /_emulator/revoke`` ``{"token": ...}``."""
+        token = _str_field(await _json_object(request), "token")
+        if token is None:
+            raise ControlError(400, "'token' is required")
+        return JSONResponse({"revoked": self._state.revoke(token)})
+
+    async def add_fault(self, request: Request) -> Response:
+        """``POST /_emulator/faults`` ``{"kind": ..., "endpoint": "*", "times": null}``."""
+        body = await _json_object(request)
+        kind = _str_field(body, "kind")
+        endpoint = _str_field(body, "endpoint") or ANY_ENDPOINT
+        times = _int_field(body, "times")
+        if kind is None:
+            raise ControlError(400, "'kind' is required")
+        try:
+            self._state.fault(kind, endpoint, times)
+        except ValueError as exc:
+            raise ControlError(400, str(exc)) from exc
+        return JSONResponse({"kind": kind, "endpoint": endpoint, "times": times})
+
+    async def clear_faults(self, request: Request) -> Response:
+        """``DELETE /_emulator/faults``: clear faults and latency."""
+        self._state.clear_faults()
+        return JSONResponse({"cleared": True})
+
+    async def set_latency(self, request: Request) -> Response:
+        """``POST /_emulator/latency`` ``{"seconds": ..., "endpoint": "*"}``."""
+        body = await _json_object(request)
+        seconds = _number_field(body, "seconds")
+        endpoint = _str_field(body, "endpoint") or ANY_ENDPOINT
+        if seconds is None:
+            raise ControlError(400, "'seconds' is required")
+        try:
+            self._state.latency(seconds, endpoint)
+        except ValueError as exc:
+            raise ControlError(400, str(exc)) from exc
+        return JSONResponse({"seconds": seconds, "endpoint": endpoint})
+
+    async def calls(self, request: Request) -> Response:
+        """``GET /_emulator/calls``: counts per endpoint."""
+        return JSONResponse(self._state.calls)
+
+    async def reset_counts(self, request: Request) -> Response:
+        """``DELETE /_emulator/calls``: zero the counts."""
+        self._state.reset_counts()
+        return JSONResponse(self._state.calls)
+
+    async def reset(self, request: Request) -> Response:
+        """``POST /_emulator/reset``: forget users, tokens, faults and counts."""
+        self._state.reset()
+        return JSONResponse({"reset": True})
+
+
+def build_app(state: EmulatorState) -> Starlette:
+    """Return the emulator's Starlette app, serving ``state``."""
+    lwa = LwaEndpoints(state)
+    control = ControlEndpoints(state)
+    routes = [
+        Route("/auth/o2/tokeninfo", lwa.tokeninfo, methods=["GET"]),
+        Route("/user/profile", lwa.profile, methods=["GET"]),
+        Route("/_emulator", control.info, methods=["GET"]),
+        Route("/_emulator/users", control.add_user, methods=["POST"]),
+        Route("/_emulator/tokens", control.mint, methods=["POST"]),
+        Route("/_emulator/revoke", control.revoke, methods=["POST"]),
+        Route("/_emulator/faults", control.add_fault, methods=["POST"]),
+        Route("/_emulator/faults", control.clear_faults, methods=["DELETE"]),
+        Route("/_emulator/latency", control.set_latency, methods=["POST"]),
+        Route("/_emulator/calls", control.calls, methods=["GET"]),
+        Route("/_emulator/calls", control.reset_counts, methods=["DELETE"]),
+        Route("/_emulator/reset", control.reset, methods=["POST"]),
+    ]
+    handlers: dict[Any, Callable[[Request, Exception], Response | Awaitable[Response]]] = {
+        ControlError: _control_error_response,
+    }
+    return Starlette(routes=routes, exception_handlers=handlers)
+
+
+_E = TypeVar("_E", bound="Emulator")
+
+
+class Emulator(EmulatorState):
+    """An in-process Login with Amazon emulator: state, ASGI app, optional server.
+
+    ``emu.app`` is the Starlette app; serve it yourself, or call ``start()``
+    (or use ``with Emulator() as emu:``) and read ``emu.url``.
+    """
+
+    def __init__(
+        self,
+        client_id: str = DEFAULT_CLIENT_ID,
+        app_id: str = DEFAULT_APP_ID,
+        clock: Callable[[], float] = time.time,
+        *,
+        hang_seconds: float = DEFAULT_HANG_SECONDS,
+    ) -> None:
+        super().__init__(client_id, app_id, clock, hang_seconds=hang_seconds)
+        self.app: Starlette = build_app(self)
+        self._server: ServerHandle | None = None
+
+    def start(self, host: str = "127.0.0.1", port: int = 0) -> ServerHandle:
+        """Serve ``app`` with uvicorn in a background thread; return the handle."""
+        if self._server is not None:
+            raise RuntimeError(f"emulator already serving at {self._server.url}")
+        self._server = serve(self.app, host, port)
+        return self._server
+
+    def stop(self) -> None:
+        """Stop the server started by ``start()``, if any."""
+        server, self._server = self._server, None
+        if server is not None:
+            server.stop()
+
+    @property
+    def url(self) -> str:
+        """Base URL of the running server, e.g. ``http://127.0.0.1:54321``."""
+        if self._server is None:
+            raise RuntimeError("emulator is not serving: call start() first")
+        return self._server.url
+
+    def __enter__(self: _E) -> _E:
+        self.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()

@@ -1,0 +1,339 @@
+"""Pure, thread-safe state of the Login with Amazon (LWA) emulator.
+
+It holds users, issued access tokens, injected faults, per-endpoint latency
+and call counters. Nothing here does I/O: time comes from an injectable
+``clock`` so tests can move it forward, and a ``threading.Lock`` guards every
+access because tests drive the state from another thread than the server's.
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+import secrets
+import string
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+DEFAULT_CLIENT_ID = "amzn1.application-oa2-client.emulator"
+DEFAULT_APP_ID = "amzn1.application.emulator"
+DEFAULT_HANG_SECONDS = 30.0
+
+TOKEN_PREFIX = "Atza|"
+USER_ID_PREFIX = "amzn1.account."
+_USER_ID_ALPHABET = string.ascii_uppercase + string.digits
+_USER_ID_LENGTH = 28
+_TOKEN_RANDOM_BYTES = 300  # token_urlsafe(300) gives 400 characters.
+
+ENDPOINTS = ("tokeninfo", "profile")
+"""The emulated LWA endpoints, as named in ``calls``, ``fault`` and ``latency``."""
+ANY_ENDPOINT = "*"
+
+
+class FaultKind(str, enum.Enum):
+    """A failure the emulator can inject instead of a normal answer."""
+
+    SERVER_ERROR = "500"
+    """500 with Amazon's documented ``ServerError`` body."""
+    UNAVAILABLE = "503"
+    """503 with a small JSON body."""
+    THROTTLED = "429"
+    """429 with ``Retry-After: 1`` and a ``TooManyRequests`` JSON body."""
+    HANG = "hang"
+    """Wait ``hang_seconds`` (or until the client goes away), then answer normally."""
+    NON_JSON = "non_json"
+    """200 ``text/html`` body ``<html>oops</html>``."""
+    MISSING_FIELDS = "missing_fields"
+    """200 JSON ``{}``."""
+    RESET = "reset"
+    """Close the connection without any response (see ``emulator.app``)."""
+
+
+@dataclass(frozen=True)
+class EmulatorUser:
+    """An Amazon customer known to the emulator."""
+
+    user_id: str
+    name: str
+    email: str
+    postal_code: str
+
+    def to_json(self) -> dict[str, str]:
+        """Return the user as a JSON-ready dict."""
+        return {
+            "user_id": self.user_id,
+            "name": self.name,
+            "email": self.email,
+            "postal_code": self.postal_code,
+        }
+
+
+@dataclass(frozen=True)
+class IssuedToken:
+    """An access token the emulator minted, with what it grants."""
+
+    token: str
+    user_id: str
+    scopes: tuple[str, ...]
+    client_id: str
+    app_id: str
+    issued_at: float
+    expires_at: float
+
+
+@dataclass(frozen=True)
+class ValidToken:
+    """A token found valid at instant ``now``, with its user."""
+
+    token: IssuedToken
+    user: EmulatorUser
+    now: float
+
+    @property
+    def expires_in(self) -> int:
+        """Whole seconds the token remains valid (rounded up, at least 1)."""
+        return max(1, math.ceil(self.token.expires_at - self.now))
+
+
+@dataclass(frozen=True)
+class RequestPlan:
+    """What the app must do for one request to an emulated endpoint."""
+
+    latency: float
+    fault: FaultKind | None
+    hang_seconds: float
+
+
+@dataclass
+class _Fault:
+    kind: FaultKind
+    endpoint: str
+    remaining: int | None  # None: until clear_faults()
+
+
+def new_user_id() -> str:
+    """Return a random user id shaped like Amazon's (``amzn1.account.`` + 28 chars)."""
+    suffix = "".join(secrets.choice(_USER_ID_ALPHABET) for _ in range(_USER_ID_LENGTH))
+    return USER_ID_PREFIX + suffix
+
+
+def new_access_token() -> str:
+    """Return a random access token shaped like Amazon's (``Atza|`` + ~400 URL-safe chars)."""
+    return TOKEN_PREFIX + secrets.token_urlsafe(_TOKEN_RANDOM_BYTES)
+
+
+def normalize_scopes(scopes: str | Iterable[str]) -> tuple[str, ...]:
+    """Return scopes as a tuple; a single string is split on whitespace (OAuth style)."""
+    if isinstance(scopes, str):
+        return tuple(scopes.split())
+    result = tuple(scopes)
+    for scope in result:
+        if not isinstance(scope, str) or not scope or scope != scope.strip():
+            raise ValueError(f"invalid scope: {scope!r}")
+    return result
+
+
+def _check_endpoint(endpoint: str) -> str:
+    if endpoint != ANY_ENDPOINT and endpoint not in ENDPOINTS:
+        allowed = ", ".join(repr(e) for e in (*ENDPOINTS, ANY_ENDPOINT))
+        raise ValueError(f"unknown endpoint {endpoint!r}; expected one of {allowed}")
+    return endpoint
+
+
+class EmulatorState:
+    """Users, tokens, faults, latency and counters of one emulator.
+
+    All public methods are thread-safe. ``clock`` returns epoch seconds and
+    decides token expiry and ``iat``; it is never used for delays.
+    """
+
+    def __init__(
+        self,
+        client_id: str = DEFAULT_CLIENT_ID,
+        app_id: str = DEFAULT_APP_ID,
+        clock: Callable[[], float] = time.time,
+        *,
+        hang_seconds: float = DEFAULT_HANG_SECONDS,
+    ) -> None:
+        self.client_id = client_id
+        self.app_id = app_id
+        self.clock = clock
+        self.hang_seconds = hang_seconds
+        """How long a ``hang`` fault waits before answering (kept by ``reset``)."""
+        self._lock = threading.Lock()
+        self._users: dict[str, EmulatorUser] = {}
+        self._tokens: dict[str, IssuedToken] = {}
+        self._faults: list[_Fault] = []
+        self._latency: dict[str, float] = {}
+        self._calls: dict[str, int] = dict.fromkeys(ENDPOINTS, 0)
+
+    # Users and tokens -----------------------------------------------------
+
+    def add_user(
+        self,
+        name: str = "Ada Lovelace",
+        email: str = "ada@example.com",
+        postal_code: str = "98101",
+        user_id: str | None = None,
+    ) -> EmulatorUser:
+        """Create (or replace, when ``user_id`` is known) a user and return it."""
+        user = EmulatorUser(user_id or new_user_id(), name, email, postal_code)
+        with self._lock:
+            self._users[user.user_id] = user
+        return user
+
+    def get_user(self, user_id: str) -> EmulatorUser | None:
+        """Return the user with this id, or None."""
+        with self._lock:
+            return self._users.get(user_id)
+
+    def mint(
+        self,
+        user_id: str,
+        scopes: str | Iterable[str] = ("profile",),
+        lifetime: float = 3600,
+        client_id: str | None = None,
+        app_id: str | None = None,
+    ) -> str:
+        """Issue an access token for a known user; return the token string.
+
+        ``lifetime`` is in seconds from ``clock()`` (zero or less gives an
+        already expired token). ``client_id``/``app_id`` default to the
+        emulator's and become the token's ``aud``/``app_id``.
+        Raises ``KeyError`` for an unknown ``user_id``.
+        """
+        scope_tuple = normalize_scopes(scopes)
+        token = new_access_token()
+        with self._lock:
+            if user_id not in self._users:
+                raise KeyError(f"unknown user id: {user_id!r}")
+            now = self.clock()
+            self._tokens[token] = IssuedToken(
+                token=token,
+                user_id=user_id,
+                scopes=scope_tuple,
+                client_id=client_id or self.client_id,
+                app_id=app_id or self.app_id,
+                issued_at=now,
+                expires_at=now + lifetime,
+            )
+        return token
+
+    def mint_for(
+        self,
+        *,
+        name: str = "Ada Lovelace",
+        email: str = "ada@example.com",
+        postal_code: str = "98101",
+        user_id: str | None = None,
+        scopes: str | Iterable[str] = ("profile",),
+        lifetime: float = 3600,
+        client_id: str | None = None,
+        app_id: str | None = None,
+    ) -> tuple[EmulatorUser, str]:
+        """Add a user and mint a token for it in one call; return ``(user, token)``."""
+        user = self.add_user(name=name, email=email, postal_code=postal_code, user_id=user_id)
+        token = self.mint(user.user_id, scopes, lifetime, client_id, app_id)
+        return user, token
+
+    def revoke(self, token: str) -> bool:
+        """Revoke a token; return whether it was known. Unknown tokens are ignored."""
+        with self._lock:
+            return self._tokens.pop(token, None) is not None
+
+    def validate(self, token: str) -> ValidToken | None:
+        """Return the token's grant if known, unrevoked and unexpired, else None."""
+        with self._lock:
+            issued = self._tokens.get(token)
+            if issued is None:
+                return None
+            now = self.clock()
+            if now >= issued.expires_at:
+                return None
+            return ValidToken(issued, self._users[issued.user_id], now)
+
+    # Faults and latency ---------------------------------------------------
+
+    def fault(
+        self,
+        kind: FaultKind | str,
+        endpoint: str = ANY_ENDPOINT,
+        times: int | None = None,
+    ) -> None:
+        """Inject a fault on ``endpoint`` ("tokeninfo", "profile" or "*").
+
+        ``times=None`` keeps it until ``clear_faults()``; otherwise it hits the
+        next ``times`` requests to that endpoint. Faults queue in the order
+        they were added: the first one matching a request is used.
+        """
+        fault_kind = FaultKind(kind)
+        _check_endpoint(endpoint)
+        if times is not None and (isinstance(times, bool) or times < 1):
+            raise ValueError(f"times must be None or a positive int, not {times!r}")
+        with self._lock:
+            self._faults.append(_Fault(fault_kind, endpoint, times))
+
+    def latency(self, seconds: float, endpoint: str = ANY_ENDPOINT) -> None:
+        """Delay every request to ``endpoint`` by ``seconds`` (0 removes the delay).
+
+        A delay set for a named endpoint takes precedence over the "*" one.
+        """
+        _check_endpoint(endpoint)
+        if seconds < 0:
+            raise ValueError("latency cannot be negative")
+        with self._lock:
+            if seconds:
+                self._latency[endpoint] = float(seconds)
+            else:
+                self._latency.pop(endpoint, None)
+
+    def clear_faults(self) -> None:
+        """Remove every injected fault and latency."""
+        with self._lock:
+            self._faults.clear()
+            self._latency.clear()
+
+    # Counters and lifecycle -----------------------------------------------
+
+    @property
+    def calls(self) -> dict[str, int]:
+        """Snapshot of requests that reached each endpoint (faults and errors included)."""
+        with self._lock:
+            return dict(self._calls)
+
+    def reset_counts(self) -> None:
+        """Set every endpoint's call count back to zero."""
+        with self._lock:
+            self._calls = dict.fromkeys(ENDPOINTS, 0)
+
+    def reset(self) -> None:
+        """Forget users, tokens, faults, latency and counters.
+
+        ``client_id``, ``app_id``, ``clock`` and ``hang_seconds`` are kept.
+        """
+        with self._lock:
+            self._users.clear()
+            self._tokens.clear()
+            self._faults.clear()
+            self._latency.clear()
+            self._calls = dict.fromkeys(ENDPOINTS, 0)
+
+    def begin_request(self, endpoint: str) -> RequestPlan:
+        """Count a request to ``endpoint`` and decide its latency and fault."""
+        if endpoint not in ENDPOINTS:
+            raise ValueError(f"unknown endpoint {endpoint!r}")
+        with self._lock:
+            self._calls[endpoint] += 1
+            latency = self._latency.get(endpoint, self._latency.get(ANY_ENDPOINT, 0.0))
+            kind: FaultKind | None = None
+            for fault in self._faults:
+                if fault.endpoint in (endpoint, ANY_ENDPOINT):
+                    kind = fault.kind
+                    if fault.remaining is not None:
+                        fault.remaining -= 1
+                        if fault.remaining == 0:
+                            self._faults.remove(fault)
+                    break
+            return RequestPlan(latency, kind, self.hang_seconds)
