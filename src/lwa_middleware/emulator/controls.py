@@ -1,0 +1,181 @@
+"""The emulator's JSON control endpoints under ``/_emulator/``.
+
+They drive :class:`~lwa_middleware.emulator.state.EmulatorState` over HTTP for users of
+``lwa-middleware emulator`` running out of process: add users, mint and revoke tokens,
+inject faults and latency, read and reset call counts. Control requests are not counted.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from lwa_middleware.emulator.state import ANY_ENDPOINT, EmulatorState
+
+
+class ControlError(Exception):
+    """A bad request to a ``/_emulator/`` control endpoint."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+def _control_error_response(request: Request, exc: Exception) -> Response:
+    status = exc.status if isinstance(exc, ControlError) else 500
+    error = "not_found" if status == 404 else "bad_request"
+    return JSONResponse({"error": error, "error_description": str(exc)}, status)
+
+
+async def _json_object(request: Request) -> dict[str, Any]:
+    raw = await request.body()
+    if not raw.strip():
+        return {}
+    try:
+        data = json.loads(raw)
+    except ValueError as exc:
+        raise ControlError(400, "body is not valid JSON") from exc
+    if not isinstance(data, dict):
+        raise ControlError(400, "body must be a JSON object")
+    return data
+
+
+def _str_field(body: Mapping[str, Any], key: str) -> str | None:
+    value = body.get(key)
+    if value is None or isinstance(value, str):
+        return value
+    raise ControlError(400, f"{key!r} must be a string")
+
+
+def _number_field(body: Mapping[str, Any], key: str) -> float | None:
+    value = body.get(key)
+    if value is None:
+        return None
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    raise ControlError(400, f"{key!r} must be a number")
+
+
+def _int_field(body: Mapping[str, Any], key: str) -> int | None:
+    value = body.get(key)
+    if value is None:
+        return None
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    raise ControlError(400, f"{key!r} must be an integer or null")
+
+
+def _user_fields(body: Mapping[str, Any]) -> dict[str, str]:
+    keys = ("name", "email", "postal_code", "user_id")
+    return {key: value for key in keys if (value := _str_field(body, key)) is not None}
+
+
+class ControlEndpoints:
+    """JSON endpoints under ``/_emulator/`` driving the state over HTTP (not counted)."""
+
+    def __init__(self, state: EmulatorState) -> None:
+        self._state = state
+
+    async def info(self, request: Request) -> Response:
+        """``GET /_emulator``: the client and app ids tokens are issued to."""
+        return JSONResponse({"client_id": self._state.client_id, "app_id": self._state.app_id})
+
+    async def add_user(self, request: Request) -> Response:
+        """``POST /_emulator/users``: body fields as ``add_user``; returns the user."""
+        user = self._state.add_user(**_user_fields(await _json_object(request)))
+        return JSONResponse(user.to_json())
+
+    async def mint(self, request: Request) -> Response:
+        """``POST /_emulator/tokens``: mint for ``user_id``, or for a new user."""
+        body = await _json_object(request)
+        fields = _user_fields(body)
+        user_id = fields.get("user_id")
+        if user_id is not None and self._state.get_user(user_id) is None:
+            raise ControlError(404, f"unknown user id: {user_id}")
+        if user_id is None:
+            user_id = self._state.add_user(**fields).user_id
+        scopes = body.get("scopes", ["profile"])
+        if not isinstance(scopes, (str, list)) or not all(isinstance(s, str) for s in scopes):
+            raise ControlError(400, "'scopes' must be a list of strings")
+        lifetime = _number_field(body, "lifetime")
+        lifetime = 3600 if lifetime is None else lifetime
+        client_id, app_id = _str_field(body, "client_id"), _str_field(body, "app_id")
+        try:
+            token = self._state.mint(user_id, scopes, lifetime, client_id, app_id)
+        except KeyError as exc:
+            raise ControlError(404, f"unknown user id: {user_id}") from exc
+        except ValueError as exc:
+            raise ControlError(400, str(exc)) from exc
+        return JSONResponse(
+            {
+                "access_token": token,
+                "token_type": "bearer",
+                "expires_in": int(lifetime),
+                "user_id": user_id,
+            }
+        )
+
+    async def revoke(self, request: Request) -> Response:
+        """``POST /_emulator/revoke`` ``{"token": ...}``."""
+        token = _str_field(await _json_object(request), "token")
+        if token is None:
+            raise ControlError(400, "'token' is required")
+        return JSONResponse({"revoked": self._state.revoke(token)})
+
+    async def add_fault(self, request: Request) -> Response:
+        """``POST /_emulator/faults`` ``{"kind": ..., "endpoint": "*", "times": null}``."""
+        body = await _json_object(request)
+        kind = _str_field(body, "kind")
+        endpoint = _str_field(body, "endpoint") or ANY_ENDPOINT
+        times = _int_field(body, "times")
+        if kind is None:
+            raise ControlError(400, "'kind' is required")
+        try:
+            self._state.fault(kind, endpoint, times)
+        except ValueError as exc:
+            raise ControlError(400, str(exc)) from exc
+        return JSONResponse({"kind": kind, "endpoint": endpoint, "times": times})
+
+    async def clear_faults(self, request: Request) -> Response:
+        """``DELETE /_emulator/faults``: clear faults and latency."""
+        self._state.clear_faults()
+        return JSONResponse({"cleared": True})
+
+    async def set_latency(self, request: Request) -> Response:
+        """``POST /_emulator/latency`` ``{"seconds": ..., "endpoint": "*"}``."""
+        body = await _json_object(request)
+        seconds = _number_field(body, "seconds")
+        endpoint = _str_field(body, "endpoint") or ANY_ENDPOINT
+        if seconds is None:
+            raise ControlError(400, "'seconds' is required")
+        try:
+            self._state.latency(seconds, endpoint)
+        except ValueError as exc:
+            raise ControlError(400, str(exc)) from exc
+        return JSONResponse({"seconds": seconds, "endpoint": endpoint})
+
+    async def calls(self, request: Request) -> Response:
+        """``GET /_emulator/calls``: counts per endpoint."""
+        return JSONResponse(self._state.calls)
+
+    async def reset_counts(self, request: Request) -> Response:
+        """``DELETE /_emulator/calls``: zero the counts."""
+        self._state.reset_counts()
+        return JSONResponse(self._state.calls)
+
+    async def reset(self, request: Request) -> Response:
+        """``POST /_emulator/reset``: forget users, tokens, faults and counts."""
+        self._state.reset()
+        return JSONResponse({"reset": True})
+
+
+CONTROL_ERROR_HANDLERS: dict[
+    Any, Callable[[Request, Exception], Response | Awaitable[Response]]
+] = {
+    ControlError: _control_error_response,
+}
