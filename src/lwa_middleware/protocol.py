@@ -10,6 +10,7 @@ and 5xx); the sync and async clients only drive it with real HTTP.
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Callable, Generator, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar, cast
@@ -101,10 +102,13 @@ def _json_object(response: HTTPResponse) -> dict[str, Any] | None:
 
 
 def _description(data: Mapping[str, Any]) -> str | None:
+    """LWA's description, short and printable; dropped if it could echo a token."""
     text = data.get("error_description")
-    if isinstance(text, str) and text.strip():
-        return text.strip()[:_MAX_DESCRIPTION]
-    return None
+    if not isinstance(text, str) or not text.strip() or not text.isprintable():
+        return None
+    if "Atza" in text or "Atzr" in text:
+        return None
+    return text.strip()[:_MAX_DESCRIPTION]
 
 
 def lwa_error(response: HTTPResponse) -> LWAError:
@@ -136,16 +140,14 @@ def _success_body(response: HTTPResponse, what: str) -> dict[str, Any]:
 
 
 def _number(value: Any) -> float | None:
-    if isinstance(value, bool):
+    """A finite number from a JSON number or numeric string (``NaN``/``Infinity`` refused)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
         return None
-    if isinstance(value, (int, float)):
-        return float(value)
-    if isinstance(value, str):
-        try:
-            return float(value)
-        except ValueError:
-            return None
-    return None
+    try:
+        number = float(value)
+    except ValueError:
+        return None
+    return number if math.isfinite(number) else None
 
 
 def _text(data: Mapping[str, Any], key: str) -> str | None:
