@@ -83,16 +83,19 @@ class LWAClient(_ClientBase):
             transport=transport, limits=LIMITS, verify=ssl_context(), follow_redirects=False
         )
 
-    def tokeninfo(self, token: str, *, now: float | None = None) -> TokenInfo:
-        """Ask LWA what the token is (``now``, epoch seconds, anchors ``expires_at``)."""
-        return drive(self._tokeninfo_steps(token, now), self._sender())
+    def tokeninfo(
+        self, token: str, *, now: float | None = None, timeout: float | None = None
+    ) -> TokenInfo:
+        """Ask LWA what the token is (``now``, epoch seconds, anchors ``expires_at``;
+        ``timeout`` overrides the client's for this call, retry included)."""
+        return drive(self._tokeninfo_steps(token, now), self._sender(timeout))
 
-    def profile(self, token: str) -> Profile:
+    def profile(self, token: str, *, timeout: float | None = None) -> Profile:
         """Fetch the customer profile the token grants."""
-        return drive(self._profile_steps(token), self._sender())
+        return drive(self._profile_steps(token), self._sender(timeout))
 
-    def _sender(self) -> Callable[[HTTPRequest], Outcome]:
-        budget = transport.Budget(self.timeout)
+    def _sender(self, timeout: float | None) -> Callable[[HTTPRequest], Outcome]:
+        budget = transport.Budget(self.timeout if timeout is None else timeout)
 
         def send(request: HTTPRequest) -> Outcome:
             left = budget.remaining()
@@ -138,16 +141,19 @@ class AsyncLWAClient(_ClientBase):
             transport=transport, limits=LIMITS, verify=ssl_context(), follow_redirects=False
         )
 
-    async def tokeninfo(self, token: str, *, now: float | None = None) -> TokenInfo:
-        """Ask LWA what the token is (``now``, epoch seconds, anchors ``expires_at``)."""
-        return await self._drive(self._tokeninfo_steps(token, now))
+    async def tokeninfo(
+        self, token: str, *, now: float | None = None, timeout: float | None = None
+    ) -> TokenInfo:
+        """Ask LWA what the token is (``now``, epoch seconds, anchors ``expires_at``;
+        ``timeout`` overrides the client's for this call, retry included)."""
+        return await self._drive(self._tokeninfo_steps(token, now), timeout)
 
-    async def profile(self, token: str) -> Profile:
+    async def profile(self, token: str, *, timeout: float | None = None) -> Profile:
         """Fetch the customer profile the token grants."""
-        return await self._drive(self._profile_steps(token))
+        return await self._drive(self._profile_steps(token), timeout)
 
-    async def _drive(self, steps: Steps[T]) -> T:
-        budget = transport.Budget(self.timeout)
+    async def _drive(self, steps: Steps[T], timeout: float | None) -> T:
+        budget = transport.Budget(self.timeout if timeout is None else timeout)
         request = next(steps)
         while True:
             left = budget.remaining()

@@ -1,9 +1,9 @@
 """``AsyncVerifier`` and ``Verifier``: the I/O and single-flight shells around :class:`Authority`.
 
-They only fetch (token-info ∥ profile for async; token-info then profile for sync, so no
-thread hop is needed) and make concurrent misses for one token share one upstream call.
-A failure is shared only with the requests that waited on that call. Every verdict is
-:class:`~lwa_middleware.verification.Authority`'s.
+They only fetch (token-info ∥ profile for async; token-info then profile for sync, within
+one ``timeout`` budget, so no thread hop is needed) and make concurrent misses for one
+token share one upstream call. A failure is shared only with the requests that waited on
+that call. Every verdict is :class:`~lwa_middleware.verification.Authority`'s.
 
 Async clients belong to the loop that created them, so :class:`AsyncVerifier` keeps one
 client (and one in-flight table) per event loop.
@@ -22,9 +22,10 @@ from typing import Any
 import httpx
 
 from lwa_middleware.client import AsyncLWAClient, LWAClient
-from lwa_middleware.errors import LWAError
+from lwa_middleware.errors import LWAError, LWAUnavailable
 from lwa_middleware.models import Identity
 from lwa_middleware.settings import LWASettings
+from lwa_middleware.transport import Budget
 from lwa_middleware.verification import Authority
 
 Clock = Callable[[], float]
@@ -187,9 +188,17 @@ class Verifier:
             flight.done.set()
 
     def _fetch(self, key: bytes, token: str, now: float) -> Identity:
+        """Token-info, then (if it is ours) profile, both within one ``timeout`` budget."""
+        budget = Budget(self.settings.timeout)
         info: Any = _outcome(lambda: self.client.tokeninfo(token, now=now))
         self.authority.check_token_info(key, info, now)
-        return self.authority.settle(key, info, _outcome(lambda: self.client.profile(token)), now)
+        left = budget.remaining()
+        profile: Any = (
+            LWAUnavailable("Login with Amazon timed out.")
+            if left is None
+            else _outcome(lambda: self.client.profile(token, timeout=left))
+        )
+        return self.authority.settle(key, info, profile, now)
 
     def close(self) -> None:
         """Close the connection pool."""
