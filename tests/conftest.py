@@ -1,12 +1,16 @@
 """Shared fixtures: one LWA emulator served by uvicorn for the session, a fake clock shared
-by the emulator and the middleware, and a factory serving a protected app on 127.0.0.1."""
+by the emulator and the middlewares, factories serving a protected ASGI app (uvicorn) and a
+protected WSGI app (threaded wsgiref) on 127.0.0.1, and the error-table assertions both
+suites share."""
 
 from __future__ import annotations
 
+import json
 import time
-from collections.abc import Callable, Iterator
-from typing import Any
+from collections.abc import Callable, Iterable, Iterator
+from typing import TYPE_CHECKING, Any
 
+import httpx
 import pytest
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -14,8 +18,11 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket
 
-from lwa_middleware import LWAMiddleware
-from lwa_middleware.emulator import Emulator, ServerHandle, serve
+from lwa_middleware import LWAMiddleware, LWAWSGIMiddleware
+from lwa_middleware.emulator import Emulator, ServerHandle, serve, serve_wsgi
+
+if TYPE_CHECKING:
+    from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
 
 
 class FakeClock:
@@ -122,3 +129,100 @@ def protected(emu: Emulator, emu_url: str, clock: FakeClock) -> Iterator[ServePr
     yield start
     for handle in handles:
         handle.stop()
+
+
+# WSGI: the app under LWAWSGIMiddleware, served by a threaded WSGI server, and the
+# helpers shared by the ASGI and WSGI suites (the error table is one table).
+
+STYLES = ["lwa", "rfc6750"]
+EXPECTED = {
+    "missing": {"lwa": 400, "rfc6750": 401},
+    "invalid_request": {"lwa": 400, "rfc6750": 400},
+    "invalid_token": {"lwa": 400, "rfc6750": 401},
+    "insufficient_scope": {"lwa": 401, "rfc6750": 403},
+    "ServerError": {"lwa": 500, "rfc6750": 500},
+}
+OTHER_CLIENT = "amzn1.application-oa2-client.someone-else"
+
+
+def wsgi_whoami(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+    """Echo what the middleware attached, so tests see exactly what the app saw."""
+    identity = environ.get("lwa")
+    body = {
+        "path": environ.get("PATH_INFO"),
+        "has_lwa": "lwa" in environ,
+        "remote_user": environ.get("REMOTE_USER"),
+        "user": None if identity is None else identity.user_id,
+    }
+    if identity is not None:
+        body |= {
+            "name": identity.profile.name,
+            "email": identity.profile.email,
+            "postal_code": identity.profile.postal_code,
+            "scopes": sorted(identity.scopes),
+            "aud": identity.token_info.aud,
+        }
+    data = json.dumps(body).encode()
+    start_response("200 OK", [("content-type", "application/json"), ("x-app", "whoami")])
+    return [data]
+
+
+ServeWSGI = Callable[..., str]
+
+
+@pytest.fixture
+def wsgi_protected(emu: Emulator, emu_url: str, clock: FakeClock) -> Iterator[ServeWSGI]:
+    """``wsgi_protected(app=None, **options) -> base URL`` of ``app`` (default: ``whoami``)
+    behind ``LWAWSGIMiddleware``, served by a threaded WSGI server on 127.0.0.1."""
+    handles: list[ServerHandle] = []
+    middlewares: list[LWAWSGIMiddleware] = []
+
+    def start(app: WSGIApplication | None = None, **options: Any) -> str:
+        options.setdefault("client_ids", [emu.client_id])
+        options.setdefault("api_base_url", emu_url)
+        options.setdefault("clock", clock)
+        middleware = LWAWSGIMiddleware(app or wsgi_whoami, **options)
+        middlewares.append(middleware)
+        handle = serve_wsgi(middleware)
+        handles.append(handle)
+        return handle.url
+
+    yield start
+    for handle in handles:
+        handle.stop()
+    for middleware in middlewares:
+        middleware.close()
+
+
+@pytest.fixture(scope="module")
+def http() -> Iterator[httpx.Client]:
+    """One client for the module (a new client per request costs its TLS setup)."""
+    with httpx.Client(timeout=10) as client:
+        yield client
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"authorization": f"Bearer {token}"}
+
+
+def assert_error(
+    response: httpx.Response, error: str, status: int, *, challenge: bool = True
+) -> dict[str, str]:
+    """The response is the documented error: status, headers and exactly the three fields."""
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"] == "application/json;charset=UTF-8"
+    assert response.headers["cache-control"] == "no-store"
+    assert "x-app" not in response.headers  # the app never ran (the WSGI test app sets it)
+    body = response.json()
+    assert set(body) == {"error", "error_description", "request_id"}
+    assert body["error"] == error
+    assert body["error_description"]
+    assert response.headers["x-request-id"] == body["request_id"]
+    header = response.headers.get("www-authenticate")
+    if status >= 500:
+        assert header is None
+    elif challenge:
+        assert header is not None
+        assert header.startswith('Bearer realm="lwa", ')
+        assert f'error="{error}"' in header
+    return dict(body)

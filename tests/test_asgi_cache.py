@@ -11,13 +11,9 @@ import pytest
 
 from lwa_middleware.emulator import Emulator
 
-from conftest import FakeClock, ServeProtected
+from conftest import FakeClock, ServeProtected, bearer
 
 pytestmark = pytest.mark.anyio
-
-
-def bearer(token: str) -> dict[str, str]:
-    return {"authorization": f"Bearer {token}"}
 
 
 def test_profile_attached(protected: ServeProtected, emu: Emulator) -> None:

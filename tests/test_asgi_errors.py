@@ -11,38 +11,7 @@ import pytest
 
 from lwa_middleware.emulator import Emulator
 
-from conftest import ServeProtected
-
-STYLES = ["lwa", "rfc6750"]
-EXPECTED = {
-    # situation: {style: status}
-    "missing": {"lwa": 400, "rfc6750": 401},
-    "invalid_request": {"lwa": 400, "rfc6750": 400},
-    "invalid_token": {"lwa": 400, "rfc6750": 401},
-    "insufficient_scope": {"lwa": 401, "rfc6750": 403},
-    "ServerError": {"lwa": 500, "rfc6750": 500},
-}
-
-
-def assert_error(
-    response: httpx.Response, error: str, status: int, *, challenge: bool = True
-) -> dict[str, str]:
-    assert response.status_code == status, response.text
-    assert response.headers["content-type"] == "application/json;charset=UTF-8"
-    assert response.headers["cache-control"] == "no-store"
-    body = response.json()
-    assert set(body) == {"error", "error_description", "request_id"}
-    assert body["error"] == error
-    assert body["error_description"]
-    assert response.headers["x-request-id"] == body["request_id"]
-    header = response.headers.get("www-authenticate")
-    if status >= 500:
-        assert header is None
-    elif challenge:
-        assert header is not None
-        assert header.startswith('Bearer realm="lwa"')
-        assert f'error="{error}"' in header
-    return dict(body)
+from conftest import EXPECTED, STYLES, ServeProtected, assert_error
 
 
 @pytest.mark.parametrize("style", STYLES)

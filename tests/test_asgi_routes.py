@@ -20,13 +20,9 @@ from lwa_middleware import LWAMiddleware
 from lwa_middleware.emulator import Emulator, serve
 from lwa_middleware.integrations.starlette import LWAUser
 
-from conftest import FakeClock, ServeProtected, inner_app
+from conftest import FakeClock, ServeProtected, bearer, inner_app
 
 pytestmark = pytest.mark.anyio
-
-
-def bearer(token: str) -> dict[str, str]:
-    return {"authorization": f"Bearer {token}"}
 
 
 def test_exclude_skips_verification_entirely(protected: ServeProtected, emu: Emulator) -> None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Literal, TypedDict, cast
@@ -128,16 +128,17 @@ def resolve_api_base_url(api_base_url: str | None, region: str | None) -> str:
 class LWASettings:
     """All options; see the options reference in the docs for each one's meaning."""
 
-    client_ids: tuple[str, ...] = ()
-    app_ids: tuple[str, ...] = ()
+    # Sequences are stored as tuples, scopes as frozensets (normalized in __post_init__).
+    client_ids: Sequence[str] = ()
+    app_ids: Sequence[str] = ()
     api_base_url: str = ""
     region: str | None = None
-    token_sources: tuple[TokenSource, ...] = ("header", "cookie")
+    token_sources: Sequence[TokenSource] = ("header", "cookie")
     cookie_name: str = "lwa_token"
-    protect: tuple[str, ...] = ("/*",)
-    exclude: tuple[str, ...] = ()
-    optional: tuple[str, ...] = ()
-    require_scopes: Mapping[str, frozenset[str]] = field(default_factory=dict)
+    protect: Sequence[str] = ("/*",)
+    exclude: Sequence[str] = ()
+    optional: Sequence[str] = ()
+    require_scopes: Mapping[str, Any] = field(default_factory=dict)
     cache_ttl: float = 300
     cache_maxsize: int = 10_000
     negative_ttl: float = 30
@@ -198,7 +199,7 @@ class LWASettings:
             raise ConfigurationError("realm must be a string without quotes or backslashes")
 
     def __hash__(self) -> int:
-        return hash((self.client_ids, self.api_base_url, self.token_sources))
+        return hash((tuple(self.client_ids), self.api_base_url, tuple(self.token_sources)))
 
     @classmethod
     def option_names(cls) -> tuple[str, ...]:

@@ -167,6 +167,11 @@ class Verifier:
         authority.admit(token)
         with self._lock:
             flight = self._flights.get(key)
+            if flight is None:
+                # A leader may have stored the verdict since our miss: look once more.
+                identity = authority.cached(key, now)
+                if identity is not None:
+                    return identity
             leader = flight is None
             if flight is None:
                 flight = self._flights[key] = _Flight()

@@ -183,6 +183,7 @@ class _ThreadingWSGIServer(ThreadingMixIn, WSGIServer):
 
     daemon_threads = True
     allow_reuse_address = True
+    request_queue_size = 128  # like uvicorn; socketserver's 5 drops bursts of connections
 
 
 class _ThreadingWSGIServer6(_ThreadingWSGIServer):

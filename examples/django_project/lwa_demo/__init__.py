@@ -1,0 +1,1 @@
+"""A minimal Django project protected by Login with Amazon access tokens."""

@@ -1,0 +1,71 @@
+"""Settings of the LWA demo project: Django signs in the LWA customer as a remote user.
+
+Run it against the local LWA emulator, from ``examples/django_project/``::
+
+    lwa-middleware emulator        # in another terminal; prints: export TOKEN='Atza|…'
+    python manage.py migrate
+    python manage.py runserver 8000                      # WSGI (lwa_demo/wsgi.py)
+    uvicorn lwa_demo.asgi:application --port 8000        # or ASGI (lwa_demo/asgi.py)
+
+    curl -H "Authorization: Bearer $TOKEN" http://127.0.0.1:8000/me
+    curl http://127.0.0.1:8000/me        # 400 {"error": "invalid_request", ...}
+    curl http://127.0.0.1:8000/health    # excluded: no token needed
+
+``LWAWSGIMiddleware`` (``wsgi.py``) or ``LWAMiddleware`` (``asgi.py``) verifies the token
+before Django runs; ``lwa_demo.middleware.lwa_remote_user`` hands the user id to Django's
+``RemoteUserMiddleware``, and ``RemoteUserBackend`` signs the customer in (creating the
+``User`` on first sight, ``username`` = the LWA user id).
+
+The LWA options come from ``LWA_*`` environment variables; without them the project trusts
+the emulator at http://127.0.0.1:8765 and its default client ID.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+
+from lwa_middleware import LWASettings
+
+SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY", "lwa-demo-only-not-a-secret")
+DEBUG = os.environ.get("DJANGO_DEBUG") == "1"
+ALLOWED_HOSTS = ["127.0.0.1", "localhost", "[::1]"]
+
+INSTALLED_APPS = ["django.contrib.auth", "django.contrib.contenttypes"]
+MIDDLEWARE = [
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "lwa_demo.middleware.lwa_remote_user",  # before RemoteUserMiddleware
+    "django.contrib.auth.middleware.RemoteUserMiddleware",
+]
+AUTHENTICATION_BACKENDS = ["django.contrib.auth.backends.RemoteUserBackend"]
+# Every request carries its token: no session table is needed.
+SESSION_ENGINE = "django.contrib.sessions.backends.signed_cookies"
+
+ROOT_URLCONF = "lwa_demo.urls"
+WSGI_APPLICATION = "lwa_demo.wsgi.application"
+DATABASES = {
+    "default": {
+        "ENGINE": "django.db.backends.sqlite3",
+        "NAME": os.environ.get("LWA_DEMO_DB", os.path.join(tempfile.gettempdir(), "lwa_demo.db")),
+    }
+}
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+USE_TZ = True
+
+EMULATOR_URL = "http://127.0.0.1:8765"
+EMULATOR_CLIENT_ID = "amzn1.application-oa2-client.emulator"  # `lwa-middleware emulator`'s
+
+
+def lwa_settings(environ: dict[str, str]) -> LWASettings:
+    """``LWASettings.from_env()``, defaulting to the local emulator; ``/health`` is open."""
+    env = dict(environ)
+    if not env.get("LWA_API_BASE_URL") and not env.get("LWA_REGION"):
+        env["LWA_API_BASE_URL"] = EMULATOR_URL
+    if not env.get("LWA_CLIENT_IDS"):
+        env["LWA_CLIENT_IDS"] = EMULATOR_CLIENT_ID
+    return LWASettings.from_env(env, exclude=["/health"])
+
+
+#: Read by ``wsgi.py`` and ``asgi.py``.
+LWA_SETTINGS = lwa_settings(dict(os.environ))

@@ -1,0 +1,60 @@
+"""The ``lwa-middleware`` command: ``emulator``, ``demo`` and ``inspect``.
+
+* ``lwa-middleware emulator``: serve the LWA emulator in the foreground and print a ready
+  test token; point an app at it with ``LWA_API_BASE_URL``.
+* ``lwa-middleware demo``: the emulator plus a small app behind ``LWAMiddleware``, with
+  curl lines for each outcome; ``--once`` makes those requests itself and exits 0 when
+  every answer is the expected one (a smoke test for CI).
+* ``lwa-middleware inspect --client-id ID < token.txt``: ask LWA about a token (read from
+  standard input, never from the command line, where ``ps`` and shell history would see
+  it) and say whether ``LWAMiddleware`` with these options would accept it.
+
+This module builds the parser and runs the subcommand. The rest, one job a module:
+``serving`` (starting, watching and stopping servers; the ``emulator`` subcommand),
+``demo`` (the ``demo`` subcommand and its checks), ``inspection`` (the ``inspect``
+subcommand) and ``console`` (exit statuses and output). Serving needs uvicorn
+(``pip install 'lwa-middleware[emulator]'``), imported only then.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable, Sequence
+
+from lwa_middleware._version import __version__
+from lwa_middleware.cli.console import EXIT_ERROR, EXIT_INTERRUPTED, CommandFailed
+from lwa_middleware.cli.demo import add_demo_command
+from lwa_middleware.cli.inspection import Inspection, add_inspect_command, inspect_token
+from lwa_middleware.cli.serving import add_emulator_command
+
+__all__ = ["Inspection", "build_parser", "inspect_token", "main"]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of ``lwa-middleware``."""
+    parser = argparse.ArgumentParser(
+        prog="lwa-middleware",
+        description="Login with Amazon middleware tools: a local LWA emulator, a demo, "
+        "and a token inspector.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for add_command in (add_emulator_command, add_demo_command, add_inspect_command):
+        add_command(commands)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run ``lwa-middleware``; return the exit status."""
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # --help, --version, usage errors
+        return exc.code if isinstance(exc.code, int) else EXIT_ERROR
+    run: Callable[[argparse.Namespace], int] = args.run
+    try:
+        return run(args)
+    except CommandFailed as failed:  # it has said why
+        return failed.exit_code
+    except KeyboardInterrupt:
+        return EXIT_INTERRUPTED

@@ -1,0 +1,235 @@
+"""The ``demo`` subcommand: the emulator plus the demo app, and the checks of ``--once``.
+
+``lwa-middleware demo`` serves the LWA emulator and ``lwa_middleware.demo``'s app behind
+``LWAMiddleware`` and prints tokens and a curl line for every outcome (each a ``Check``);
+``--once`` makes those requests itself and exits 0 when every answer is the expected one.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import httpx
+
+from lwa_middleware.cli.console import EXIT_OK, EXIT_REFUSED, say
+from lwa_middleware.cli.serving import (
+    EMULATOR_PORT,
+    TEST_LIFETIME,
+    TEST_NAME,
+    TEST_POSTAL_CODE,
+    TEST_SCOPES,
+    add_emulator_ids,
+    add_serving_parser,
+    emulator_serving,
+    mint_test_token,
+    require_uvicorn,
+    shell_exports,
+    start_server,
+    stop_signals,
+    wait,
+)
+
+if TYPE_CHECKING:
+    from lwa_middleware.emulator import Emulator
+
+DEMO_PORT = 8000
+OTHER_CLIENT_ID = "amzn1.application-oa2-client.someone-else"
+
+
+@dataclass(frozen=True)
+class Check:
+    """One request of the demo and the answer it must get."""
+
+    title: str
+    path: str
+    token: str | None  # a key of the demo's tokens, or None for no token
+    status: int
+    error: str | None = None
+    field: tuple[str, object] | None = None
+
+    def curl(self, base_url: str) -> str:
+        """The curl line showing this check (tokens as shell variables)."""
+        auth = f'-H "Authorization: Bearer ${self.token}" ' if self.token else ""
+        return f"curl -si {auth}{base_url}{self.path}"
+
+    def headers(self, tokens: Mapping[str, str]) -> dict[str, str]:
+        """The request's headers: the bearer token named by ``token``, if any."""
+        return {"authorization": f"Bearer {tokens[self.token]}"} if self.token else {}
+
+    def outcome(self) -> str:
+        """The expected status and error code."""
+        return f"{self.status} {self.error}" if self.error else f"{self.status}"
+
+    def expected(self) -> str:
+        """What the answer must be, in words."""
+        if self.field:
+            return f"{self.outcome()} {self.field[0]}={self.field[1]!r}"
+        return self.outcome()
+
+    def judge(self, response: httpx.Response) -> str | None:
+        """``None`` when the response is the expected one, else what is wrong."""
+        if response.status_code != self.status:
+            return f"status {response.status_code}, expected {self.status}"
+        if self.error is None and self.field is None:
+            return None
+        try:
+            body = response.json()
+        except ValueError:
+            return "the body is not JSON"
+        if not isinstance(body, dict):
+            return "the body is not a JSON object"
+        if self.error is not None and body.get("error") != self.error:
+            return f"error {body.get('error')!r}, expected {self.error!r}"
+        if self.field is not None and body.get(self.field[0]) != self.field[1]:
+            key, value = self.field
+            return f"{key} is {body.get(key)!r}, expected {value!r}"
+        return None
+
+
+DEMO_CHECKS = (
+    Check("your profile (/me)", "/me", "TOKEN", 200, field=("name", TEST_NAME)),
+    Check("no token on a protected route", "/me", None, 400, error="invalid_request"),
+    Check(
+        "a token without postal_code on /zip",
+        "/zip",
+        "TOKEN_NO_ZIP",
+        401,
+        error="insufficient_scope",
+    ),
+    Check(
+        "a token with postal_code on /zip",
+        "/zip",
+        "TOKEN",
+        200,
+        field=("postal_code", TEST_POSTAL_CODE),
+    ),
+    Check("a token issued to another app", "/me", "TOKEN_OTHER_APP", 400, error="invalid_token"),
+    Check("an excluded route (/public)", "/public", None, 200, field=("public", True)),
+    Check("optional route, anonymous", "/hello", None, 200, field=("message", "Hello, anonymous!")),
+    Check(
+        "optional route, with a token",
+        "/hello",
+        "TOKEN",
+        200,
+        field=("message", f"Hello, {TEST_NAME}!"),
+    ),
+)
+
+
+def add_demo_command(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Register ``lwa-middleware demo``."""
+    parser = add_serving_parser(
+        commands,
+        "demo",
+        summary="the emulator plus an example app behind LWAMiddleware",
+        description="Serve the LWA emulator and a demo app protected by LWAMiddleware, "
+        "and print tokens and curl lines for every outcome.",
+        port=None,
+        port_help=f"the demo app's (default: {DEMO_PORT})",
+    )
+    parser.add_argument(
+        "--emulator-port",
+        type=int,
+        default=None,
+        help=f"the emulator's (default: {EMULATOR_PORT})",
+    )
+    parser.add_argument(
+        "--once",
+        "--check",
+        action="store_true",
+        help="make the demo requests, print the results and exit: 0 when all are as "
+        "expected, else 1 (free ports unless given)",
+    )
+    add_emulator_ids(parser)
+    parser.set_defaults(run=run_demo)
+
+
+def run_demo(args: argparse.Namespace) -> int:
+    """Serve the demo until Ctrl-C, or with ``--once`` run its checks and exit."""
+    require_uvicorn("demo")
+    from lwa_middleware.demo import demo_app
+    from lwa_middleware.emulator import serve
+
+    port = _port(args.port, DEMO_PORT, once=args.once)
+    emulator_port = _port(args.emulator_port, EMULATOR_PORT, once=args.once)
+    farewell = None if args.once else "Demo stopped."
+    with (
+        stop_signals() as stop,
+        emulator_serving(args, emulator_port, farewell=farewell) as (emulator, server),
+    ):
+        app = demo_app(emulator.url, emulator.client_id)
+        with start_server(
+            "demo app", args.host, port, lambda: serve(app, args.host, port, lifespan="on")
+        ) as handle:
+            tokens = demo_tokens(emulator)
+            if args.once:
+                say(f"Demo app at {handle.url}, LWA emulator at {emulator.url}\n")
+                return run_checks(handle.url, tokens)
+            say(demo_banner(emulator, handle.url, tokens), flush=True)
+            return wait(stop, [handle, server])
+
+
+def _port(given: int | None, default: int, *, once: bool) -> int:
+    """The port given, else any free one with ``--once``, else ``default``."""
+    if given is not None:
+        return given
+    return 0 if once else default
+
+
+def demo_tokens(emulator: Emulator) -> dict[str, str]:
+    """The tokens the checks name: ``TOKEN``, ``TOKEN_NO_ZIP``, ``TOKEN_OTHER_APP``."""
+    user_id, token = mint_test_token(emulator)
+    return {
+        "TOKEN": token,
+        "TOKEN_NO_ZIP": emulator.mint(user_id, ("profile",), TEST_LIFETIME),
+        "TOKEN_OTHER_APP": emulator.mint(
+            user_id, TEST_SCOPES, TEST_LIFETIME, client_id=OTHER_CLIENT_ID
+        ),
+    }
+
+
+def demo_banner(emulator: Emulator, url: str, tokens: Mapping[str, str]) -> str:
+    """What ``lwa-middleware demo`` prints once serving."""
+    width = max(len(check.curl(url)) for check in DEMO_CHECKS)
+    lines = "\n".join(
+        f"  {check.curl(url):<{width}}  # {check.outcome()}: {check.title}" for check in DEMO_CHECKS
+    )
+    return f"""\
+Demo app running at {url} (instructions: curl {url}/), behind LWAMiddleware.
+LWA emulator at {emulator.url}, tokens issued to {emulator.client_id}.  Ctrl-C to stop.
+
+Tokens for "{TEST_NAME}" (valid 1 h): TOKEN has profile and postal_code, TOKEN_NO_ZIP
+only profile, TOKEN_OTHER_APP was issued to another client ID:
+
+{shell_exports(tokens)}
+
+Try:
+{lines}"""
+
+
+def run_checks(base_url: str, tokens: Mapping[str, str]) -> int:
+    """Make every demo request, print each result; 0 when all are as expected."""
+    failures = 0
+    with httpx.Client(base_url=base_url, trust_env=False, timeout=10.0) as http:
+        for check in DEMO_CHECKS:
+            try:
+                response = http.get(check.path, headers=check.headers(tokens))
+            except httpx.HTTPError as exc:
+                problem: str | None = f"request failed: {type(exc).__name__}"
+                answer = "-"
+            else:
+                problem = check.judge(response)
+                answer = f"{response.status_code} {response.text.strip()}"
+            failures += problem is not None
+            mark = "PASS" if problem is None else "FAIL"
+            who = f"${check.token}" if check.token else "no token"
+            say(f"{mark}  GET {check.path} ({who}): {check.title}")
+            say(f"      expected {check.expected()}; got {answer}")
+            if problem is not None:
+                say(f"      {problem}")
+    total = len(DEMO_CHECKS)
+    say(f"\n{total - failures}/{total} demo checks passed.", flush=True)
+    return EXIT_OK if failures == 0 else EXIT_REFUSED
