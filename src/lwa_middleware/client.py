@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from types import TracebackType
-from typing import TypeVar, cast
+from typing import Any, Generic, TypeVar, cast
 
 import httpx
 
@@ -32,10 +32,19 @@ from lwa_middleware.tokens import normalize_token, validate_token
 from lwa_middleware.transport import LIMITS, ssl_context
 
 T = TypeVar("T")
+TransportT = TypeVar("TransportT")
+HTTPT = TypeVar("HTTPT")
+
+#: Pool limits, TLS context (shared: building one costs milliseconds), no redirects.
+HTTPX_OPTIONS: dict[str, Any] = {
+    "limits": LIMITS,
+    "verify": ssl_context(),
+    "follow_redirects": False,
+}
 
 
-class _ClientBase:
-    """Options and request building shared by both clients."""
+class _ClientBase(Generic[TransportT, HTTPT]):
+    """Options, the pooled httpx client and request building, shared by both clients."""
 
     def __init__(
         self,
@@ -44,10 +53,18 @@ class _ClientBase:
         region: str | None = None,
         timeout: float = 5.0,
         retries: int = 1,
+        transport: TransportT | None = None,
     ) -> None:
         self.api_base_url = resolve_api_base_url(api_base_url, region)
         self.timeout = timeout
         self.retries = retries
+        self._http: HTTPT = self._open(transport)
+
+    def _open(self, transport: TransportT | None) -> HTTPT:
+        raise NotImplementedError
+
+    def _budget(self, timeout: float | None) -> transport.Budget:
+        return transport.Budget(self.timeout if timeout is None else timeout)
 
     def _steps(
         self, token: str, build: Callable[[str, str], HTTPRequest], parse: Callable[..., T]
@@ -66,22 +83,11 @@ class _ClientBase:
         return f"{type(self).__name__}({self.api_base_url!r}, timeout={self.timeout})"
 
 
-class LWAClient(_ClientBase):
+class LWAClient(_ClientBase[httpx.BaseTransport, httpx.Client]):
     """Blocking LWA client (one pooled ``httpx.Client``); use it from any number of threads."""
 
-    def __init__(
-        self,
-        api_base_url: str | None = None,
-        *,
-        region: str | None = None,
-        timeout: float = 5.0,
-        retries: int = 1,
-        transport: httpx.BaseTransport | None = None,
-    ) -> None:
-        super().__init__(api_base_url, region=region, timeout=timeout, retries=retries)
-        self._http = httpx.Client(
-            transport=transport, limits=LIMITS, verify=ssl_context(), follow_redirects=False
-        )
+    def _open(self, transport: httpx.BaseTransport | None) -> httpx.Client:
+        return httpx.Client(transport=transport, **HTTPX_OPTIONS)
 
     def tokeninfo(
         self, token: str, *, now: float | None = None, timeout: float | None = None
@@ -95,7 +101,7 @@ class LWAClient(_ClientBase):
         return drive(self._profile_steps(token), self._sender(timeout))
 
     def _sender(self, timeout: float | None) -> Callable[[HTTPRequest], Outcome]:
-        budget = transport.Budget(self.timeout if timeout is None else timeout)
+        budget = self._budget(timeout)
 
         def send(request: HTTPRequest) -> Outcome:
             left = budget.remaining()
@@ -124,22 +130,11 @@ class LWAClient(_ClientBase):
         self.close()
 
 
-class AsyncLWAClient(_ClientBase):
+class AsyncLWAClient(_ClientBase[httpx.AsyncBaseTransport, httpx.AsyncClient]):
     """Async LWA client (one pooled ``httpx.AsyncClient``, bound to the loop that uses it)."""
 
-    def __init__(
-        self,
-        api_base_url: str | None = None,
-        *,
-        region: str | None = None,
-        timeout: float = 5.0,
-        retries: int = 1,
-        transport: httpx.AsyncBaseTransport | None = None,
-    ) -> None:
-        super().__init__(api_base_url, region=region, timeout=timeout, retries=retries)
-        self._http = httpx.AsyncClient(
-            transport=transport, limits=LIMITS, verify=ssl_context(), follow_redirects=False
-        )
+    def _open(self, transport: httpx.AsyncBaseTransport | None) -> httpx.AsyncClient:
+        return httpx.AsyncClient(transport=transport, **HTTPX_OPTIONS)
 
     async def tokeninfo(
         self, token: str, *, now: float | None = None, timeout: float | None = None
@@ -153,7 +148,7 @@ class AsyncLWAClient(_ClientBase):
         return await self._drive(self._profile_steps(token), timeout)
 
     async def _drive(self, steps: Steps[T], timeout: float | None) -> T:
-        budget = transport.Budget(self.timeout if timeout is None else timeout)
+        budget = self._budget(timeout)
         request = next(steps)
         while True:
             left = budget.remaining()

@@ -174,30 +174,23 @@ def parse_tokeninfo(response: HTTPResponse, now: float) -> TokenInfo:
     )
 
 
+#: Profile field names: the current shape, and the legacy ``{"Profile": {...}}`` one.
+_CURRENT_FIELDS = ("user_id", "name", "email", "postal_code")
+_LEGACY_FIELDS = ("CustomerId", "Name", "PrimaryEmail", "PostalCode")
+
+
 def profile_from_data(data: Mapping[str, Any]) -> Profile | None:
     """A :class:`Profile` from a profile JSON object (current or legacy shape), else ``None``."""
     legacy = data.get("Profile")
-    if isinstance(legacy, Mapping) and "user_id" not in data:
-        user_id = _text(legacy, "CustomerId")
-        if user_id is None:
-            return None
-        return Profile(
-            user_id=user_id,
-            name=_text(legacy, "Name"),
-            email=_text(legacy, "PrimaryEmail"),
-            postal_code=_text(legacy, "PostalCode"),
-            raw=dict(data),
-        )
-    user_id = _text(data, "user_id")
+    source, names = (
+        (legacy, _LEGACY_FIELDS)
+        if isinstance(legacy, Mapping) and "user_id" not in data
+        else (data, _CURRENT_FIELDS)
+    )
+    user_id, name, email, postal_code = (_text(source, key) for key in names)
     if user_id is None:
         return None
-    return Profile(
-        user_id=user_id,
-        name=_text(data, "name"),
-        email=_text(data, "email"),
-        postal_code=_text(data, "postal_code"),
-        raw=dict(data),
-    )
+    return Profile(user_id, name, email, postal_code, raw=dict(data))
 
 
 def parse_profile(response: HTTPResponse) -> Profile:

@@ -44,7 +44,27 @@ class _LoopState:
     flights: dict[bytes, asyncio.Future[Identity]] = field(default_factory=dict)
 
 
-class AsyncVerifier:
+class _VerifierBase:
+    """What both verifiers share: the settings, the :class:`Authority`, the clock, and the
+    first step of every verification (a cache hit, or a token fit to send to LWA)."""
+
+    def __init__(self, settings: LWASettings, clock: Clock) -> None:
+        self.settings = settings
+        self.authority = Authority(settings)
+        self.clock = clock
+
+    def _lookup(self, token: str) -> tuple[bytes, float, Identity | None]:
+        """``(key, now, cached identity or None)``; on a miss the token passed the local check."""
+        authority = self.authority
+        now = self.clock()
+        key = authority.key(token)
+        identity = authority.cached(key, now)
+        if identity is None:
+            authority.admit(token)
+        return key, now, identity
+
+
+class AsyncVerifier(_VerifierBase):
     """Verifies tokens for ASGI apps: L1 cache, then one shared LWA round trip per token."""
 
     def __init__(
@@ -54,9 +74,7 @@ class AsyncVerifier:
         clock: Clock = time.time,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
-        self.settings = settings
-        self.authority = Authority(settings)
-        self.clock = clock
+        super().__init__(settings, clock)
         self._transport = transport
         self._loops: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopState] = (
             weakref.WeakKeyDictionary()
@@ -80,13 +98,10 @@ class AsyncVerifier:
 
     async def verify(self, token: str) -> Identity:
         """The identity for ``token`` (cached or fetched), or an ``LWAError``."""
-        authority = self.authority
-        now = self.clock()
-        key = authority.key(token)
-        identity = authority.cached(key, now)
+        key, now, identity = self._lookup(token)
         if identity is not None:
             return identity
-        authority.admit(token)
+        authority = self.authority
         state = self._state()
         flight = state.flights.get(key)
         if flight is not None:
@@ -137,7 +152,7 @@ class _Flight:
         self.error: BaseException | None = None
 
 
-class Verifier:
+class Verifier(_VerifierBase):
     """Verifies tokens for WSGI apps: thread-safe L1 cache and single flight, no event loop."""
 
     def __init__(
@@ -147,9 +162,7 @@ class Verifier:
         clock: Clock = time.time,
         transport: httpx.BaseTransport | None = None,
     ) -> None:
-        self.settings = settings
-        self.authority = Authority(settings)
-        self.clock = clock
+        super().__init__(settings, clock)
         self.client = LWAClient(
             settings.api_base_url, timeout=settings.timeout, transport=transport
         )
@@ -158,13 +171,10 @@ class Verifier:
 
     def verify(self, token: str) -> Identity:
         """The identity for ``token`` (cached or fetched), or an ``LWAError``."""
-        authority = self.authority
-        now = self.clock()
-        key = authority.key(token)
-        identity = authority.cached(key, now)
+        key, now, identity = self._lookup(token)
         if identity is not None:
             return identity
-        authority.admit(token)
+        authority = self.authority
         with self._lock:
             flight = self._flights.get(key)
             if flight is None:
