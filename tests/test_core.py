@@ -62,7 +62,7 @@ class TestSettings:
             LWASettings()
 
     def test_lone_string_is_one_client_id(self) -> None:
-        assert LWASettings(client_ids=CLIENT).client_ids == (CLIENT,)  # type: ignore[arg-type]
+        assert LWASettings(client_ids=CLIENT).client_ids == (CLIENT,)
 
     def test_unknown_option_suggests(self) -> None:
         with pytest.raises(ConfigurationError, match="did you mean 'cache_ttl'"):

@@ -20,7 +20,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from lwa_middleware.errors import LWAError
 from lwa_middleware.gate import Gate
-from lwa_middleware.integrations.starlette import credentials
+from lwa_middleware.integrations.starlette import CredentialsMemo
 from lwa_middleware.models import Identity
 from lwa_middleware.settings import LWAOptions, LWASettings
 from lwa_middleware.verification import authorize
@@ -34,6 +34,7 @@ if TYPE_CHECKING:
 ErrorHandler = Callable[[HTTPConnection, LWAError], "ASGIApp | Awaitable[ASGIApp | None] | None"]
 
 _DENIAL = "websocket.http.response"
+_TOKEN_HEADERS = frozenset({b"authorization", b"cookie", b"x-amz-access-token"})
 _POLICY_VIOLATION = 1008
 
 
@@ -60,6 +61,11 @@ class LWAMiddleware:
         self.verifier = AsyncVerifier(self.settings, clock=clock, transport=transport)
         self.on_error = on_error
         self._query = self.gate.finder.reads_query
+        # Bound once: the warm path runs these on every request.
+        self._route = self.gate.rules.route
+        self._token = self.gate.token
+        self._cached = self.verifier.cached
+        self._credentials = CredentialsMemo()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
@@ -72,7 +78,7 @@ class LWAMiddleware:
         root: str = scope.get("root_path", "")
         if root and path.startswith(root):
             path = path[len(root) :] or "/"
-        route = self.gate.route(path)
+        route = self._route(path)
         if not route.verifies:
             await self.app(scope, receive, send)
             return
@@ -80,23 +86,27 @@ class LWAMiddleware:
         amz: list[str] = []
         cookies: list[str] = []
         for name, value in scope["headers"]:
-            if name == b"authorization":
-                authorization.append(value.decode("latin-1"))
-            elif name == b"cookie":
-                cookies.append(value.decode("latin-1"))
-            elif name == b"x-amz-access-token":
-                amz.append(value.decode("latin-1"))
+            if name in _TOKEN_HEADERS:
+                if name == b"authorization":
+                    authorization.append(value.decode("latin-1"))
+                elif name == b"cookie":
+                    cookies.append(value.decode("latin-1"))
+                else:
+                    amz.append(value.decode("latin-1"))
         query = scope.get("query_string", b"").decode("latin-1") if self._query else ""
         identity: Identity | None = None
         try:
-            token = self.gate.token(route, authorization, amz, cookies, query)
+            token = self._token(route, authorization, amz, cookies, query)
             if token is not None:
-                identity = authorize(await self.verifier.verify(token), route.required_scopes)
+                identity = self._cached(token)
+                if identity is None:
+                    identity = await self.verifier.verify(token)
+                authorize(identity, route.required_scopes)
         except LWAError as error:
             await self._deny(scope, receive, send, error)
             return
         scope["lwa"] = identity
-        scope["user"], scope["auth"] = credentials(identity)
+        scope["user"], scope["auth"] = self._credentials(identity)
         await self.app(scope, receive, send)
 
     async def _deny(self, scope: Scope, receive: Receive, send: Send, error: LWAError) -> None:

@@ -12,7 +12,7 @@ import uuid
 from collections.abc import Sequence
 
 from lwa_middleware.errors import LWAError, MissingToken, render_error
-from lwa_middleware.rules import Mode, PathRules, Route
+from lwa_middleware.rules import PathRules, Route
 from lwa_middleware.settings import LWASettings
 from lwa_middleware.tokens import TokenFinder
 
@@ -52,7 +52,7 @@ class Gate:
     ) -> str | None:
         """The token to verify; ``None`` on an optional route without one; else ``LWAError``."""
         token = self.finder.find(authorization, amz_token, cookies, query_string)
-        if token is None and route.mode is not Mode.OPTIONAL:
+        if token is None and not route.optional:
             raise MissingToken()
         return token
 

@@ -16,7 +16,7 @@ import fnmatch
 import posixpath
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 _MEMO_LIMIT = 4096
 
@@ -36,11 +36,15 @@ class Route:
 
     mode: Mode
     required_scopes: frozenset[str] = frozenset()
+    #: Whether a token on this path is verified (computed once: reading an ``Enum`` member
+    #: costs ~140 ns on Python 3.11, and this is read on every request).
+    verifies: bool = field(init=False, repr=False, compare=False)
+    #: Whether a missing token is allowed (``Mode.OPTIONAL``).
+    optional: bool = field(init=False, repr=False, compare=False)
 
-    @property
-    def verifies(self) -> bool:
-        """Whether a token on this path is verified."""
-        return self.mode is Mode.OPTIONAL or self.mode is Mode.PROTECT
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "verifies", self.mode in (Mode.OPTIONAL, Mode.PROTECT))
+        object.__setattr__(self, "optional", self.mode is Mode.OPTIONAL)
 
 
 def normalize_path(path: str) -> str:

@@ -42,7 +42,9 @@ def normalize_token(raw: str, *, decode: bool = True) -> str:
         token = unquote(token)
     if not token:
         raise InvalidRequest("The request has an empty access token.")
-    if len(token) > MAX_TOKEN_BYTES or len(token.encode("utf-8", "replace")) > MAX_TOKEN_BYTES:
+    if len(token) > MAX_TOKEN_BYTES or (
+        not token.isascii() and len(token.encode("utf-8", "replace")) > MAX_TOKEN_BYTES
+    ):
         raise InvalidRequest("The access token is longer than LWA allows.")
     return token
 
@@ -52,15 +54,6 @@ def validate_token(token: str) -> str:
     if not token.isascii() or _TOKEN_CHARS.fullmatch(token) is None:
         raise InvalidRequest("The access token contains characters LWA tokens never have.")
     return token
-
-
-def _bearer(values: Sequence[str]) -> list[str]:
-    found = []
-    for value in values:
-        scheme, _, credentials = value.strip().partition(" ")
-        if scheme.lower() == "bearer":
-            found.append(credentials)
-    return found
 
 
 def _cookie(headers: Sequence[str], name: str) -> str | None:
@@ -105,12 +98,23 @@ class TokenFinder:
         query_string: str = "",
     ) -> str | None:
         """The decoded, size-checked token, ``None`` when there is none; raises ``LWAError``."""
+        if (  # the usual request: one Authorization header and no other method
+            len(authorization) == 1
+            and self._header
+            and not amz_token
+            and not (self._query and "access_token" in query_string)
+        ):
+            scheme, _, credentials = authorization[0].strip().partition(" ")
+            if scheme.lower() == "bearer":
+                return normalize_token(credentials)
         methods: list[str] = []
         if self._header:
-            if authorization:
-                methods += [normalize_token(value) for value in _bearer(authorization)]
-            if amz_token:
-                methods += [normalize_token(value) for value in amz_token]
+            for value in authorization:
+                scheme, _, credentials = value.strip().partition(" ")
+                if scheme.lower() == "bearer":
+                    methods.append(normalize_token(credentials))
+            for value in amz_token:
+                methods.append(normalize_token(value))
         if self._query and query_string and "access_token" in query_string:
             for key, value in parse_qsl(query_string, keep_blank_values=True):
                 if key == "access_token":

@@ -53,6 +53,13 @@ class _VerifierBase:
         self.authority = Authority(settings)
         self.clock = clock
 
+    def cached(self, token: str) -> Identity | None:
+        """The cached identity for ``token`` (no I/O, no await); ``None`` on a miss.
+
+        Raises ``InvalidToken`` for a cached rejection or a token that expired while cached.
+        """
+        return self.authority.lookup(token, self.clock())
+
     def _lookup(self, token: str) -> tuple[bytes, float, Identity | None]:
         """``(key, now, cached identity or None)``; on a miss the token passed the local check."""
         authority = self.authority

@@ -74,7 +74,10 @@ class LWAWSGIMiddleware:
                 get("QUERY_STRING", "") if self._query else "",
             )
             if token is not None:
-                identity = authorize(self.verifier.verify(token), route.required_scopes)
+                identity = self.verifier.cached(token)
+                if identity is None:
+                    identity = self.verifier.verify(token)
+                authorize(identity, route.required_scopes)
         except LWAError as error:
             return self._deny(environ, start_response, error)
         environ["lwa"] = identity

@@ -7,6 +7,8 @@ The middlewares set ``scope["user"]`` to an :class:`LWAUser` and ``scope["auth"]
 
 from __future__ import annotations
 
+from typing import cast
+
 from starlette.authentication import AuthCredentials, BaseUser, UnauthenticatedUser
 
 from lwa_middleware.models import Identity, Profile
@@ -45,8 +47,42 @@ class LWAUser(BaseUser):
         return f"LWAUser({self.lwa.user_id!r})"
 
 
+class LWACredentials(AuthCredentials):
+    """``request.auth`` for an LWA identity; ``scopes`` is a sorted, read-only sequence, so
+    one instance can safely serve every request of one token."""
+
+    def __init__(self, scopes: frozenset[str]) -> None:
+        super().__init__()
+        self.scopes = cast(list[str], tuple(sorted(scopes)))  # read-only: no .append
+
+
 def credentials(identity: Identity | None) -> tuple[BaseUser, AuthCredentials]:
     """``(scope["user"], scope["auth"])`` for an identity, or the anonymous pair."""
     if identity is None:
         return UnauthenticatedUser(), AuthCredentials()
-    return LWAUser(identity), AuthCredentials(sorted(identity.scopes))
+    return LWAUser(identity), LWACredentials(identity.scopes)
+
+
+class CredentialsMemo:
+    """:func:`credentials`, built once per cached :class:`Identity` (bounded).
+
+    Keyed by ``id(identity)``; the identity itself is kept in the entry, so its id cannot be
+    reused by another object while the entry lives, and the ``is`` check confirms the hit.
+    """
+
+    __slots__ = ("_pairs", "limit")
+
+    def __init__(self, limit: int = 10_000) -> None:
+        self.limit = limit
+        self._pairs: dict[int, tuple[Identity, BaseUser, AuthCredentials]] = {}
+
+    def __call__(self, identity: Identity | None) -> tuple[BaseUser, AuthCredentials]:
+        if identity is None:
+            return credentials(None)
+        entry = self._pairs.get(id(identity))
+        if entry is None or entry[0] is not identity:
+            if len(self._pairs) >= self.limit:
+                self._pairs.clear()
+            user, auth = credentials(identity)
+            entry = self._pairs[id(identity)] = (identity, user, auth)
+        return entry[1], entry[2]
