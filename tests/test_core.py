@@ -367,3 +367,25 @@ class TestAuthority:
         with pytest.raises(InsufficientScope) as denied:
             authorize(identity, frozenset({"postal_code"}))
         assert denied.value.required == {"postal_code"}
+
+
+class TestStarletteCredentials:
+    def test_built_once_per_identity_and_read_only(self) -> None:
+        from lwa_middleware.integrations.starlette import CredentialsMemo, LWAUser
+
+        memo = CredentialsMemo(limit=2)
+        identity = Identity.build(info(), profile(name="Ada"))
+        user, auth = memo(identity)
+        assert isinstance(user, LWAUser)
+        assert user.identity == "amzn1.account.U"
+        assert user.display_name == "Ada"
+        assert list(auth.scopes) == ["profile", "profile:user_id"]
+        assert memo(identity) == (user, auth)  # the same objects on every request
+        with pytest.raises(AttributeError):
+            auth.scopes.append("postal_code")  # shared, so it cannot be changed
+        anonymous, nothing = memo(None)
+        assert not anonymous.is_authenticated
+        assert nothing.scopes == []
+        for _ in range(3):  # bounded: a full memo starts over
+            memo(Identity.build(info(), profile()))
+        assert len(memo._pairs) <= 2

@@ -16,9 +16,9 @@ other servers usually answer 500 ``text/plain``.
 from __future__ import annotations
 
 import json
-import time
 import uuid
 from collections.abc import Callable, Mapping
+from functools import cached_property
 from typing import TypeVar
 
 import anyio
@@ -31,9 +31,6 @@ from starlette.types import Receive
 from lwa_middleware.emulator.controls import CONTROL_ERROR_HANDLERS, ControlEndpoints
 from lwa_middleware.emulator.server import ServerHandle, serve
 from lwa_middleware.emulator.state import (
-    DEFAULT_APP_ID,
-    DEFAULT_CLIENT_ID,
-    DEFAULT_HANG_SECONDS,
     TOKEN_PREFIX,
     EmulatorState,
     FaultKind,
@@ -259,17 +256,12 @@ class Emulator(EmulatorState):
     (or use ``with Emulator() as emu:``) and read ``emu.url``.
     """
 
-    def __init__(
-        self,
-        client_id: str = DEFAULT_CLIENT_ID,
-        app_id: str = DEFAULT_APP_ID,
-        clock: Callable[[], float] = time.time,
-        *,
-        hang_seconds: float = DEFAULT_HANG_SECONDS,
-    ) -> None:
-        super().__init__(client_id, app_id, clock, hang_seconds=hang_seconds)
-        self.app: Starlette = build_app(self)
-        self._server: ServerHandle | None = None
+    _server: ServerHandle | None = None
+
+    @cached_property
+    def app(self) -> Starlette:
+        """The Starlette app serving this emulator's state (built once)."""
+        return build_app(self)
 
     def start(self, host: str = "127.0.0.1", port: int = 0) -> ServerHandle:
         """Serve ``app`` with uvicorn in a background thread; return the handle."""
