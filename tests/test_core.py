@@ -389,3 +389,50 @@ class TestStarletteCredentials:
         for _ in range(3):  # bounded: a full memo starts over
             memo(Identity.build(info(), profile()))
         assert len(memo._pairs) <= 2
+
+
+class TestPlainBearerShortcut:
+    """The warm path's shortcut may only ever name the token the full rules would find."""
+
+    @pytest.mark.parametrize(
+        "header",
+        [
+            f"Bearer {TOKEN}",
+            f"bearer {TOKEN}",
+            f"BEARER   {TOKEN}  ",
+            f"Bearer {TOKEN.replace('|', '%7C')}",
+            f"Bearer\t{TOKEN}",
+            f"Basic {TOKEN}",
+            "Bearer ",
+            "Bearer",
+            f"Bearer {TOKEN}\x1f",
+            f"Bearer é{TOKEN}",
+            f"Bearer {'a' * 2100}",
+            f"Bearer {TOKEN} extra",
+        ],
+    )
+    def test_agrees_with_the_full_rules(self, header: str) -> None:
+        from lwa_middleware.tokens import plain_bearer
+
+        raw = header.encode("utf-8")
+        shortcut = plain_bearer(raw)
+        if shortcut is None:
+            return  # the full rules decide, nothing to compare
+        finder = TokenFinder(("header",), "lwa_token")
+        assert finder.find(authorization=[raw.decode("latin-1")]) == shortcut.decode()
+
+    def test_only_when_bearer_is_the_only_method(self) -> None:
+        finder = TokenFinder(("header", "query"), "lwa_token")
+        header = f"Bearer {TOKEN}".encode()
+        assert finder.single_bearer([header], [], "") == TOKEN.encode()
+        assert finder.single_bearer([header, header], [], "") is None
+        assert finder.single_bearer([header], [TOKEN.encode()], "") is None
+        assert finder.single_bearer([header], [], f"access_token={TOKEN}") is None
+        assert TokenFinder(("cookie",), "c").single_bearer([header], [], "") is None
+
+    def test_same_cache_key_as_the_full_path(self) -> None:
+        a = Authority(LWASettings(client_ids=(CLIENT,)))
+        now = 1000.0
+        identity = a.settle(a.key(TOKEN), info(expires_at=5000), profile(), now)
+        assert a.lookup_raw(TOKEN.encode(), now) is identity
+        assert a.lookup(TOKEN, now) is identity

@@ -38,6 +38,10 @@ _TOKEN_HEADERS = frozenset({b"authorization", b"cookie", b"x-amz-access-token"})
 _POLICY_VIOLATION = 1008
 
 
+def _text(values: list[bytes]) -> list[str]:
+    return [value.decode("latin-1") for value in values]
+
+
 class LWAMiddleware:
     """Verify LWA access tokens in front of any ASGI app.
 
@@ -64,7 +68,9 @@ class LWAMiddleware:
         # Bound once: the warm path runs these on every request.
         self._route = self.gate.rules.route
         self._token = self.gate.token
+        self._single_bearer = self.gate.finder.single_bearer
         self._cached = self.verifier.cached
+        self._cached_raw = self.verifier.cached_raw
         self._credentials = CredentialsMemo()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -82,25 +88,30 @@ class LWAMiddleware:
         if not route.verifies:
             await self.app(scope, receive, send)
             return
-        authorization: list[str] = []
-        amz: list[str] = []
-        cookies: list[str] = []
+        authorization: list[bytes] = []
+        amz: list[bytes] = []
+        cookies: list[bytes] = []
         for name, value in scope["headers"]:
             if name in _TOKEN_HEADERS:
                 if name == b"authorization":
-                    authorization.append(value.decode("latin-1"))
+                    authorization.append(value)
                 elif name == b"cookie":
-                    cookies.append(value.decode("latin-1"))
+                    cookies.append(value)
                 else:
-                    amz.append(value.decode("latin-1"))
+                    amz.append(value)
         query = scope.get("query_string", b"").decode("latin-1") if self._query else ""
         identity: Identity | None = None
         try:
-            token = self._token(route, authorization, amz, cookies, query)
-            if token is not None:
-                identity = self._cached(token)
-                if identity is None:
-                    identity = await self.verifier.verify(token)
+            plain = self._single_bearer(authorization, amz, query)
+            if plain is not None:
+                identity = self._cached_raw(plain)  # warm: no decoding, one hash, one lookup
+            if identity is None:
+                token = self._token(route, _text(authorization), _text(amz), _text(cookies), query)
+                if token is not None:
+                    identity = self._cached(token)
+                    if identity is None:
+                        identity = await self.verifier.verify(token)
+            if identity is not None:
                 authorize(identity, route.required_scopes)
         except LWAError as error:
             await self._deny(scope, receive, send, error)

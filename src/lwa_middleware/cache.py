@@ -39,6 +39,10 @@ class KeyMaker:
         # One concatenation beats copying a primed hash object (~0.3 µs on the warm path).
         return _sha256(self._prefix + token.encode()).digest()
 
+    def raw(self, token: bytes) -> bytes:
+        """The key of a token given as its UTF-8 bytes (the same key as ``self(token)``)."""
+        return _sha256(self._prefix + token).digest()
+
 
 def cache_key(api_base_url: str, token: str) -> bytes:
     """The cache key of a token for one LWA API (a one-off :class:`KeyMaker`)."""

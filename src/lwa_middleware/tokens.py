@@ -25,6 +25,8 @@ from lwa_middleware.errors import InvalidRequest, InvalidToken
 
 MAX_TOKEN_BYTES = 2048
 COOKIE_SALT = "lwa-middleware.cookie"
+#: What ``str.strip()`` removes from ASCII text (``bytes.strip()`` alone misses \x1c-\x1f).
+_ASCII_SPACE = b" \t\n\r\x0b\x0c\x1c\x1d\x1e\x1f"
 _TOKEN_CHARS = re.compile(r"[A-Za-z0-9\-._~+/|]+=*")
 
 
@@ -53,6 +55,21 @@ def validate_token(token: str) -> str:
     """Reject characters no LWA token has (controls, spaces, ``%`` left by double encoding)."""
     if not token.isascii() or _TOKEN_CHARS.fullmatch(token) is None:
         raise InvalidRequest("The access token contains characters LWA tokens never have.")
+    return token
+
+
+def plain_bearer(value: bytes) -> bytes | None:
+    """The token of ``Bearer <token>`` when it needs no decoding (ASCII, no ``%``), else ``None``.
+
+    A shortcut for the cache lookup only: the bytes are exactly what :meth:`TokenFinder.find`
+    would return for this header (encoded), so a cache hit on them is a hit on that token;
+    ``None`` (or a miss) sends the request down the full rules.
+    """
+    if value[:7].lower() != b"bearer ":
+        return None
+    token = value[7:].strip(_ASCII_SPACE)
+    if not token or len(token) > MAX_TOKEN_BYTES or not token.isascii() or b"%" in token:
+        return None
     return token
 
 
@@ -89,6 +106,20 @@ class TokenFinder:
     def reads_query(self) -> bool:
         """Whether the query string is a token source (the shells skip it otherwise)."""
         return self._query
+
+    def single_bearer(
+        self, authorization: Sequence[bytes], amz_token: Sequence[bytes], query_string: str
+    ) -> bytes | None:
+        """The token bytes when the request's only method is one plain ``Authorization:
+        Bearer`` header (:func:`plain_bearer`), else ``None``: the warm path's shortcut."""
+        if (
+            len(authorization) != 1
+            or amz_token
+            or not self._header
+            or (self._query and "access_token" in query_string)
+        ):
+            return None
+        return plain_bearer(authorization[0])
 
     def find(
         self,

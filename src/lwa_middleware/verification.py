@@ -70,7 +70,11 @@ class Authority:
 
     def lookup(self, token: str, now: float) -> Identity | None:
         """:meth:`cached` for a token, the hit in one frame (the warm path of every request)."""
-        key = self.key(token)
+        return self.lookup_raw(token.encode(), now)
+
+    def lookup_raw(self, token: bytes, now: float) -> Identity | None:
+        """:meth:`lookup` for a token's bytes (as a header carried it: no decoding needed)."""
+        key = self.key.raw(token)
         item = self.cache.peek(key)
         if item is not None:
             deadline, entry = item

@@ -60,6 +60,10 @@ class _VerifierBase:
         """
         return self.authority.lookup(token, self.clock())
 
+    def cached_raw(self, token: bytes) -> Identity | None:
+        """:meth:`cached` for a token's bytes (see :func:`~lwa_middleware.tokens.plain_bearer`)."""
+        return self.authority.lookup_raw(token, self.clock())
+
     def _lookup(self, token: str) -> tuple[bytes, float, Identity | None]:
         """``(key, now, cached identity or None)``; on a miss the token passed the local check."""
         authority = self.authority

@@ -58,25 +58,31 @@ class LWAWSGIMiddleware:
         self.verifier = Verifier(self.settings, clock=clock, transport=transport)
         self.on_error = on_error
         self._query = self.gate.finder.reads_query
+        self._single_bearer = self.gate.finder.single_bearer
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         route = self.gate.route(environ.get("PATH_INFO") or "/")
         if not route.verifies:
             return self.app(environ, start_response)
         get = environ.get
+        authorization = get("HTTP_AUTHORIZATION")
+        amz = get("HTTP_X_AMZ_ACCESS_TOKEN")
+        query = get("QUERY_STRING", "") if self._query else ""
         identity: Identity | None = None
         try:
-            token = self.gate.token(
-                route,
-                _one(get("HTTP_AUTHORIZATION")),
-                _one(get("HTTP_X_AMZ_ACCESS_TOKEN")),
-                _one(get("HTTP_COOKIE")),
-                get("QUERY_STRING", "") if self._query else "",
-            )
-            if token is not None:
-                identity = self.verifier.cached(token)
-                if identity is None:
-                    identity = self.verifier.verify(token)
+            if authorization is not None and amz is None:
+                plain = self._single_bearer((authorization.encode("latin-1"),), (), query)
+                if plain is not None:
+                    identity = self.verifier.cached_raw(plain)  # warm: one hash, one lookup
+            if identity is None:
+                token = self.gate.token(
+                    route, _one(authorization), _one(amz), _one(get("HTTP_COOKIE")), query
+                )
+                if token is not None:
+                    identity = self.verifier.cached(token)
+                    if identity is None:
+                        identity = self.verifier.verify(token)
+            if identity is not None:
                 authorize(identity, route.required_scopes)
         except LWAError as error:
             return self._deny(environ, start_response, error)
