@@ -181,3 +181,29 @@ def test_other_scope_types_pass_through() -> None:
     middleware = LWAMiddleware(app, client_ids=["amzn1.application-oa2-client.x"])
     asyncio.run(middleware({"type": "custom"}, None, None))  # type: ignore[arg-type]
     assert seen == ["custom"]
+
+
+@pytest.mark.filterwarnings("ignore:Using `httpx` with `starlette.testclient`")
+def test_starlette_testclient_new_loop_per_request(
+    emu: Emulator, emu_url: str, clock: FakeClock
+) -> None:
+    """Starlette's TestClient runs each request on its own event loop (outside ``with``):
+    the middleware keeps one HTTP client per loop, so every request still verifies."""
+    import warnings
+
+    from starlette.testclient import TestClient
+
+    middleware = LWAMiddleware(
+        inner_app(), client_ids=[emu.client_id], api_base_url=emu_url, clock=clock
+    )
+    users = [emu.mint_for(name=f"User {i}") for i in range(3)]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ResourceWarning)  # clients of finished loops
+        client = TestClient(middleware)
+        for user, token in users:
+            assert client.get("/me", headers=bearer(token)).json()["user"] == user.user_id
+        assert len(middleware.verifier._loops) == 1  # the clients of finished loops are gone
+        with TestClient(middleware) as scoped:  # lifespan: one loop, client closed at exit
+            user, token = users[0]
+            assert scoped.get("/me", headers=bearer(token)).json()["user"] == user.user_id
+    assert emu.calls == {"tokeninfo": 3, "profile": 3}

@@ -95,6 +95,10 @@ class AsyncVerifier(_VerifierBase):
         loop = asyncio.get_running_loop()
         state = self._loops.get(loop)
         if state is None or state.client.is_closed:
+            # Forget the clients of loops that have closed (their connections cannot be used
+            # again, and their transports would keep those loops alive).
+            for old in [old for old in self._loops if old.is_closed()]:
+                del self._loops[old]
             client = AsyncLWAClient(
                 self.settings.api_base_url,
                 timeout=self.settings.timeout,
