@@ -436,3 +436,35 @@ class TestPlainBearerShortcut:
         identity = a.settle(a.key(TOKEN), info(expires_at=5000), profile(), now)
         assert a.lookup_raw(TOKEN.encode(), now) is identity
         assert a.lookup(TOKEN, now) is identity
+
+
+@pytest.mark.parametrize(
+    ("path", "root", "below"),
+    [
+        ("/x", "", "/x"),
+        ("/api/x", "/api", "/x"),
+        ("/api", "/api", "/"),
+        ("/apiary", "/api", "/apiary"),  # not a segment boundary: not below the mount
+        ("/x", "/api", "/x"),  # a server that already removed root_path
+    ],
+)
+def test_asgi_path_below_the_mount_point(path: str, root: str, below: str) -> None:
+    from lwa_middleware.asgi import _route_path
+
+    assert _route_path({"type": "http", "path": path, "root_path": root}) == below
+
+
+def test_public_names() -> None:
+    import lwa_middleware
+
+    assert lwa_middleware.__all__ == sorted(lwa_middleware.__all__)
+    for name in (
+        "LWAMiddleware",
+        "LWAWSGIMiddleware",
+        "LWASettings",
+        "Identity",
+        "Profile",
+        "TokenInfo",
+    ):
+        assert name in lwa_middleware.__all__
+        assert getattr(lwa_middleware, name).__module__.startswith("lwa_middleware.")

@@ -22,12 +22,11 @@ from lwa_middleware.errors import (
 )
 from lwa_middleware.integrations.starlette import LWAUser
 from lwa_middleware.models import Identity, Profile, TokenInfo
-from lwa_middleware.settings import REGIONS, LWASettings
+from lwa_middleware.settings import LWAOptions, LWASettings
 from lwa_middleware.verifier import AsyncVerifier, Verifier
 from lwa_middleware.wsgi import LWAWSGIMiddleware
 
 __all__ = [
-    "REGIONS",
     "AsyncLWAClient",
     "AsyncVerifier",
     "ConfigurationError",
@@ -38,6 +37,7 @@ __all__ = [
     "LWAClient",
     "LWAError",
     "LWAMiddleware",
+    "LWAOptions",
     "LWASettings",
     "LWAUnavailable",
     "LWAUser",

@@ -38,6 +38,19 @@ _TOKEN_HEADERS = frozenset({b"authorization", b"cookie", b"x-amz-access-token"})
 _POLICY_VIOLATION = 1008
 
 
+def _route_path(scope: Scope) -> str:
+    """The path below the mount point (``root_path`` removed at a segment boundary only,
+    as Starlette's router does: ``/api`` is not a prefix of ``/apiary``)."""
+    path: str = scope["path"]
+    root: str = scope.get("root_path", "")
+    if root and path.startswith(root):
+        if len(path) == len(root):
+            return "/"
+        if path[len(root)] == "/":
+            return path[len(root) :]
+    return path
+
+
 def _text(values: list[bytes]) -> list[str]:
     return [value.decode("latin-1") for value in values]
 
@@ -80,11 +93,7 @@ class LWAMiddleware:
                 send = self._lifespan_send(send)
             await self.app(scope, receive, send)
             return
-        path: str = scope["path"]
-        root: str = scope.get("root_path", "")
-        if root and path.startswith(root):
-            path = path[len(root) :] or "/"
-        route = self._route(path)
+        route = self._route(_route_path(scope))
         if not route.verifies:
             await self.app(scope, receive, send)
             return
