@@ -1,24 +1,30 @@
 """Shared fixtures: one LWA emulator served by uvicorn for the session, a fake clock shared
 by the emulator and the middlewares, factories serving a protected ASGI app (uvicorn) and a
-protected WSGI app (threaded wsgiref) on 127.0.0.1, and the error-table assertions both
-suites share."""
+protected WSGI app (threaded wsgiref) on 127.0.0.1, ``served`` (either of the two, one test
+per shell) and the error-table assertions every suite shares.
+
+Both test apps answer with one JSON shape (see :func:`seen`), so a test written once reads
+what the app saw behind either shell.
+"""
 
 from __future__ import annotations
 
 import json
 import time
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import httpx
 import pytest
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket
 
-from lwa_middleware import LWAMiddleware, LWAWSGIMiddleware
+from lwa_middleware import Identity, LWAMiddleware, LWAWSGIMiddleware
 from lwa_middleware.emulator import Emulator, ServerHandle, serve, serve_wsgi
 
 if TYPE_CHECKING:
@@ -69,27 +75,48 @@ def emu_url(emulator_session: tuple[Emulator, ServerHandle]) -> str:
     return emulator_session[1].url
 
 
-async def whoami(request: Request) -> Response:
-    """Echo what the middleware attached, so tests see exactly what the app saw."""
-    identity = request.scope.get("lwa")
-    if identity is None:
-        # Excluded and unmatched paths are passed through untouched: no scope["user"] there.
-        touched = "user" in request.scope
-        return JSONResponse(
-            {"user": None, "authenticated": request.user.is_authenticated if touched else None}
-        )
-    return JSONResponse(
-        {
-            "user": identity.user_id,
+# The apps under the middlewares ----------------------------------------------------------
+
+
+def seen(
+    path: str, has_lwa: bool, principal: str | None, identity: Identity | None, scopes: list[str]
+) -> dict[str, Any]:
+    """What the app saw, in the one JSON shape both shells' test apps answer with.
+
+    ``has_lwa``: the middleware set ``scope["lwa"]`` / ``environ["lwa"]`` (``None`` for an
+    anonymous request); ``principal``: who the framework sees signed in (ASGI: Starlette's
+    ``request.user.identity``; WSGI: ``REMOTE_USER``); ``user`` and the rest: the identity.
+    """
+    body: dict[str, Any] = {
+        "path": path,
+        "has_lwa": has_lwa,
+        "principal": principal,
+        "user": None if identity is None else identity.user_id,
+    }
+    if identity is not None:
+        body |= {
             "name": identity.profile.name,
             "email": identity.profile.email,
             "postal_code": identity.profile.postal_code,
-            "scopes": request.auth.scopes,
-            "authenticated": request.user.is_authenticated,
-            "display_name": request.user.display_name,
+            "scopes": scopes,
             "aud": identity.token_info.aud,
         }
-    )
+    return body
+
+
+#: Set by both test apps: an error response carrying it came from the app, not the middleware.
+APP_HEADER = ("x-app", "whoami")
+
+
+async def whoami(request: Request) -> Response:
+    """Echo what the middleware attached, so tests see exactly what the app saw."""
+    scope = request.scope
+    user = scope.get("user")  # absent where the middleware passed the request untouched
+    principal = user.identity if user is not None and user.is_authenticated else None
+    identity = scope.get("lwa")
+    scopes = list(request.auth.scopes) if identity is not None else []
+    body = seen(scope["path"], "lwa" in scope, principal, identity, scopes)
+    return JSONResponse(body, headers=dict([APP_HEADER]))
 
 
 async def ws_echo(websocket: WebSocket) -> None:
@@ -100,39 +127,138 @@ async def ws_echo(websocket: WebSocket) -> None:
 
 
 def inner_app() -> Starlette:
-    """The app under the middleware: every path answers who it saw."""
+    """The ASGI app under the middleware: every path answers who it saw."""
     return Starlette(
         routes=[
-            Route("/health", lambda r: PlainTextResponse("ok")),
             WebSocketRoute("/ws", ws_echo),
             Route("/{path:path}", whoami),
         ]
     )
 
 
-ServeProtected = Callable[..., str]
+def wsgi_whoami(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+    """The WSGI app under the middleware: echo what it attached, as :func:`whoami` does."""
+    identity = environ.get("lwa")
+    scopes = sorted(identity.scopes) if identity is not None else []
+    body = seen(
+        environ["PATH_INFO"], "lwa" in environ, environ.get("REMOTE_USER"), identity, scopes
+    )
+    start_response("200 OK", [("content-type", "application/json"), APP_HEADER])
+    return [json.dumps(body).encode()]
+
+
+# Serving them behind the middlewares ----------------------------------------------------
+
+Serve = Callable[..., str]
+ServeProtected = Serve
+ServeWSGI = Serve
+
+
+Teardown = Callable[[Callable[[], None]], None]
+
+
+@pytest.fixture(scope="session")
+def teardown_later() -> Iterator[Teardown]:
+    """``teardown_later(job)`` runs ``job`` (stopping a test's servers) in the background, so
+    the next test need not wait for it (uvicorn takes ~0.2 s to stop); at the end of the
+    session every job has finished and any failure is raised."""
+    jobs: list[Future[None]] = []
+    with ThreadPoolExecutor(max_workers=8, thread_name_prefix="teardown") as pool:
+        yield lambda job: jobs.append(pool.submit(job))
+    for job in jobs:
+        job.result()
+
+
+def _defaults(options: dict[str, Any], emu: Emulator, emu_url: str, clock: FakeClock) -> None:
+    options.setdefault("client_ids", [emu.client_id])
+    options.setdefault("api_base_url", emu_url)
+    options.setdefault("clock", clock)
 
 
 @pytest.fixture
-def protected(emu: Emulator, emu_url: str, clock: FakeClock) -> Iterator[ServeProtected]:
-    """``protected(**options) -> base URL`` of the inner app behind ``LWAMiddleware``."""
+def protected(
+    emu: Emulator, emu_url: str, clock: FakeClock, teardown_later: Teardown
+) -> Iterator[ServeProtected]:
+    """``protected(app=None, **options) -> base URL`` of ``app`` (default: the inner app)
+    behind ``LWAMiddleware``, served by uvicorn on 127.0.0.1."""
     handles: list[ServerHandle] = []
 
     def start(app: Any = None, **options: Any) -> str:
-        options.setdefault("client_ids", [emu.client_id])
-        options.setdefault("api_base_url", emu_url)
-        options.setdefault("clock", clock)
+        _defaults(options, emu, emu_url, clock)
         handle = serve(LWAMiddleware(app or inner_app(), **options), lifespan="on")
         handles.append(handle)
         return handle.url
 
     yield start
     for handle in handles:
-        handle.stop()
+        teardown_later(handle.stop)
 
 
-# WSGI: the app under LWAWSGIMiddleware, served by a threaded WSGI server, and the
-# helpers shared by the ASGI and WSGI suites (the error table is one table).
+def _stop_and_close(handle: ServerHandle, middleware: LWAWSGIMiddleware) -> None:
+    handle.stop()
+    middleware.close()
+
+
+@pytest.fixture
+def wsgi_protected(
+    emu: Emulator, emu_url: str, clock: FakeClock, teardown_later: Teardown
+) -> Iterator[ServeWSGI]:
+    """``wsgi_protected(app=None, **options) -> base URL`` of ``app`` (default: ``whoami``)
+    behind ``LWAWSGIMiddleware``, served by a threaded WSGI server on 127.0.0.1."""
+    handles: list[ServerHandle] = []
+    middlewares: list[LWAWSGIMiddleware] = []
+
+    def start(app: WSGIApplication | None = None, **options: Any) -> str:
+        _defaults(options, emu, emu_url, clock)
+        middleware = LWAWSGIMiddleware(app or wsgi_whoami, **options)
+        middlewares.append(middleware)
+        handle = serve_wsgi(middleware)
+        handles.append(handle)
+        return handle.url
+
+    yield start
+    for handle, middleware in zip(handles, middlewares):
+        teardown_later(partial(_stop_and_close, handle, middleware))
+
+
+SHELLS = ["asgi", "wsgi"]
+
+
+class Served:
+    """``served(**options) -> base URL`` of the whoami app behind one shell's middleware."""
+
+    def __init__(self, shell: str, start: Serve) -> None:
+        self.shell = shell
+        self._start = start
+
+    def __call__(self, **options: Any) -> str:
+        return self._start(**options)
+
+    @property
+    def profile_with_token_info(self) -> bool:
+        """Whether a miss asks for the profile together with token-info (ASGI: token-info ∥
+        profile) rather than only once token-info accepted the token (WSGI: one after the
+        other); it decides how many profile calls a rejected token costs."""
+        return self.shell == "asgi"
+
+
+@pytest.fixture(params=SHELLS)
+def served(request: pytest.FixtureRequest) -> Served:
+    """One test per shell: ``asgi`` (``LWAMiddleware`` under uvicorn) and ``wsgi``
+    (``LWAWSGIMiddleware`` under a threaded wsgiref server), same emulator, same clock."""
+    shell: str = request.param
+    start: Serve = request.getfixturevalue("protected" if shell == "asgi" else "wsgi_protected")
+    return Served(shell, start)
+
+
+@pytest.fixture(scope="module")
+def http() -> Iterator[httpx.Client]:
+    """One client for the module (a new client per request costs its TLS setup)."""
+    with httpx.Client(timeout=10) as client:
+        yield client
+
+
+# The error table (one table, both shells) ------------------------------------------------
 
 STYLES = ["lwa", "rfc6750"]
 EXPECTED = {
@@ -143,62 +269,6 @@ EXPECTED = {
     "ServerError": {"lwa": 500, "rfc6750": 500},
 }
 OTHER_CLIENT = "amzn1.application-oa2-client.someone-else"
-
-
-def wsgi_whoami(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
-    """Echo what the middleware attached, so tests see exactly what the app saw."""
-    identity = environ.get("lwa")
-    body = {
-        "path": environ.get("PATH_INFO"),
-        "has_lwa": "lwa" in environ,
-        "remote_user": environ.get("REMOTE_USER"),
-        "user": None if identity is None else identity.user_id,
-    }
-    if identity is not None:
-        body |= {
-            "name": identity.profile.name,
-            "email": identity.profile.email,
-            "postal_code": identity.profile.postal_code,
-            "scopes": sorted(identity.scopes),
-            "aud": identity.token_info.aud,
-        }
-    data = json.dumps(body).encode()
-    start_response("200 OK", [("content-type", "application/json"), ("x-app", "whoami")])
-    return [data]
-
-
-ServeWSGI = Callable[..., str]
-
-
-@pytest.fixture
-def wsgi_protected(emu: Emulator, emu_url: str, clock: FakeClock) -> Iterator[ServeWSGI]:
-    """``wsgi_protected(app=None, **options) -> base URL`` of ``app`` (default: ``whoami``)
-    behind ``LWAWSGIMiddleware``, served by a threaded WSGI server on 127.0.0.1."""
-    handles: list[ServerHandle] = []
-    middlewares: list[LWAWSGIMiddleware] = []
-
-    def start(app: WSGIApplication | None = None, **options: Any) -> str:
-        options.setdefault("client_ids", [emu.client_id])
-        options.setdefault("api_base_url", emu_url)
-        options.setdefault("clock", clock)
-        middleware = LWAWSGIMiddleware(app or wsgi_whoami, **options)
-        middlewares.append(middleware)
-        handle = serve_wsgi(middleware)
-        handles.append(handle)
-        return handle.url
-
-    yield start
-    for handle in handles:
-        handle.stop()
-    for middleware in middlewares:
-        middleware.close()
-
-
-@pytest.fixture(scope="module")
-def http() -> Iterator[httpx.Client]:
-    """One client for the module (a new client per request costs its TLS setup)."""
-    with httpx.Client(timeout=10) as client:
-        yield client
 
 
 def bearer(token: str) -> dict[str, str]:
@@ -212,7 +282,7 @@ def assert_error(
     assert response.status_code == status, response.text
     assert response.headers["content-type"] == "application/json;charset=UTF-8"
     assert response.headers["cache-control"] == "no-store"
-    assert "x-app" not in response.headers  # the app never ran (the WSGI test app sets it)
+    assert APP_HEADER[0] not in response.headers  # the app never ran
     body = response.json()
     assert set(body) == {"error", "error_description", "request_id"}
     assert body["error"] == error

@@ -1,5 +1,12 @@
-"""LWAMiddleware's path rules, mounting, Starlette integration, WebSocket and lifespan,
-through uvicorn on 127.0.0.1 against the emulator."""
+"""What only the ASGI shell does, through uvicorn on 127.0.0.1 against the emulator:
+Starlette's ``request.user``/``request.auth`` and a scope left untouched, ``on_error``
+answering with a Starlette response, rules below a mount point (``root_path``),
+``add_middleware`` and ``@requires``, WebSocket, lifespan, other scope types and
+Starlette's ``TestClient``.
+
+What both shells share (the error table, token sources, path rules, the cache) is tested
+once for both in ``test_shells_*.py``.
+"""
 
 from __future__ import annotations
 
@@ -11,61 +18,93 @@ import pytest
 import websockets
 from starlette.applications import Starlette
 from starlette.authentication import requires
-from starlette.requests import Request
+from starlette.requests import HTTPConnection, Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Mount, Route
 from starlette.types import Message
 
-from lwa_middleware import LWAMiddleware
+from lwa_middleware import LWAError, LWAMiddleware
 from lwa_middleware.emulator import Emulator, serve
 from lwa_middleware.integrations.starlette import LWAUser
 
-from conftest import FakeClock, ServeProtected, bearer, inner_app
+from conftest import FakeClock, ServeProtected, assert_error, bearer, inner_app
 
 pytestmark = pytest.mark.anyio
 
 
-def test_exclude_skips_verification_entirely(protected: ServeProtected, emu: Emulator) -> None:
-    url = protected(exclude=["/public/*"])
-    response = httpx.get(url + "/public/page", headers=bearer("Atza|" + "z" * 400))
-    assert response.status_code == 200
-    assert response.json() == {"user": None, "authenticated": None}  # scope untouched
-    assert emu.calls["tokeninfo"] == 0
+async def starlette_view(request: Request) -> Response:
+    """What Starlette's own authentication API shows the app (or that it was left alone)."""
+    scope = request.scope
+    touched = sorted(key for key in ("auth", "lwa", "user") if key in scope)
+    if "user" not in scope:
+        return JSONResponse({"touched": touched})
+    return JSONResponse(
+        {
+            "touched": touched,
+            "authenticated": request.user.is_authenticated,
+            "display_name": request.user.display_name,
+            "identity": request.user.identity if request.user.is_authenticated else None,
+            "scopes": list(request.auth.scopes),
+        }
+    )
 
 
-def test_optional_route(protected: ServeProtected, emu: Emulator) -> None:
-    url = protected(optional=["/hello"])
-    anonymous = httpx.get(url + "/hello")
-    assert anonymous.status_code == 200
-    assert anonymous.json() == {"user": None, "authenticated": False}
-    bad = httpx.get(url + "/hello", headers=bearer("Atza|" + "z" * 400))
-    assert bad.status_code == 400 and bad.json()["error"] == "invalid_token"
-    user, token = emu.mint_for(name="Ada")
-    good = httpx.get(url + "/hello", headers=bearer(token))
-    assert good.json()["user"] == user.user_id
+def test_starlette_request_user_and_auth(
+    protected: ServeProtected, emu: Emulator, http: httpx.Client
+) -> None:
+    """``request.user`` / ``request.auth`` on verified and anonymous requests; excluded and
+    unmatched paths get a scope the middleware did not touch at all."""
+    app = Starlette(routes=[Route("/{path:path}", starlette_view)])
+    url = protected(app, exclude=["/public/*"], optional=["/hello"], protect=["/me", "/hello"])
+    user, token = emu.mint_for(name="Ada Lovelace", scopes=("profile", "postal_code"))
+    assert http.get(url + "/me", headers=bearer(token)).json() == {
+        "touched": ["auth", "lwa", "user"],
+        "authenticated": True,
+        "display_name": "Ada Lovelace",
+        "identity": user.user_id,
+        "scopes": ["postal_code", "profile", "profile:user_id"],
+    }
+    assert http.get(url + "/hello").json() == {
+        "touched": ["auth", "lwa", "user"],
+        "authenticated": False,
+        "display_name": "",
+        "identity": None,
+        "scopes": [],
+    }
+    for path in ("/public/page", "/elsewhere"):
+        response = http.get(url + path, headers=bearer("Atza|" + "z" * 400))
+        assert response.json() == {"touched": []}, path
+    assert emu.calls == {"tokeninfo": 1, "profile": 1}
 
 
-def test_unmatched_path_passes_untouched(protected: ServeProtected, emu: Emulator) -> None:
-    url = protected(protect=["/api/*"])
-    assert httpx.get(url + "/elsewhere").json() == {"user": None, "authenticated": None}
-    assert httpx.get(url + "/api/x").status_code == 400
+def test_on_error_hook(protected: ServeProtected, emu: Emulator, http: httpx.Client) -> None:
+    """``on_error`` may answer with a Starlette response (sync or async), or ``None``."""
+    seen: list[tuple[str, str]] = []
+
+    async def on_error(conn: HTTPConnection, error: LWAError) -> PlainTextResponse | None:
+        seen.append((conn.url.path, error.error))
+        if conn.url.path.startswith("/custom"):
+            return PlainTextResponse(f"custom {error.error}", status_code=418)
+        return None
+
+    url = protected(on_error=on_error)
+    custom = http.get(url + "/custom")
+    assert custom.status_code == 418
+    assert custom.text == "custom invalid_request"
+    assert_error(http.get(url + "/other"), "invalid_request", 400)
     _, token = emu.mint_for(name="Ada")
-    assert httpx.get(url + "/api/x", headers=bearer(token)).status_code == 200
+    emu.revoke(token)
+    assert http.get(url + "/custom/x", headers=bearer(token)).text == "custom invalid_token"
+    assert seen == [
+        ("/custom", "invalid_request"),
+        ("/other", "invalid_request"),
+        ("/custom/x", "invalid_token"),
+    ]
 
+    def sync_on_error(conn: HTTPConnection, error: LWAError) -> PlainTextResponse:
+        return PlainTextResponse(f"sync {error.error}", status_code=418)
 
-def test_exclude_wins_over_optional_and_protect(protected: ServeProtected) -> None:
-    url = protected(exclude=["/a/*"], optional=["/a/*", "/b/*"], protect=["/*"])
-    assert httpx.get(url + "/a/1").status_code == 200
-    assert httpx.get(url + "/b/1").status_code == 200
-    assert httpx.get(url + "/c/1").status_code == 400
-
-
-def test_dot_segments_cannot_escape_an_exclusion(protected: ServeProtected) -> None:
-    url = protected(exclude=["/public/*"])
-    response = httpx.get(url + "/public/%2e%2e/private")
-    assert response.status_code == 400
-    response = httpx.get(url + "//public/../private")
-    assert response.status_code == 400
+    assert http.get(protected(on_error=sync_on_error) + "/x").text == "sync invalid_request"
 
 
 def test_rules_match_below_the_mount_point(emu: Emulator, emu_url: str, clock: FakeClock) -> None:
