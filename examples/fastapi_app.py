@@ -28,6 +28,7 @@ from typing import Annotated
 from fastapi import APIRouter, FastAPI, Security
 
 from lwa_middleware import Identity, LWAMiddleware, LWASettings
+from lwa_middleware.emulator import local_settings
 from lwa_middleware.integrations.fastapi import (
     LWAIdentity,
     OptionalLWAIdentity,
@@ -36,20 +37,13 @@ from lwa_middleware.integrations.fastapi import (
     require_lwa_scopes,
 )
 
-EMULATOR_URL = "http://127.0.0.1:8765"
-EMULATOR_CLIENT_ID = "amzn1.application-oa2-client.emulator"  # `lwa-middleware emulator`'s
 #: FastAPI's own pages, readable without a token.
 DOCS = ["/docs", "/docs/*", "/redoc", "/openapi.json"]
 
 
 def settings_from_env(environ: Mapping[str, str] = os.environ) -> LWASettings:
-    """``LWASettings.from_env()``, defaulting to the local emulator."""
-    env = dict(environ)
-    if not env.get("LWA_API_BASE_URL") and not env.get("LWA_REGION"):
-        env["LWA_API_BASE_URL"] = EMULATOR_URL
-    if not env.get("LWA_CLIENT_IDS"):
-        env["LWA_CLIENT_IDS"] = EMULATOR_CLIENT_ID
-    return LWASettings.from_env(env)
+    """``LWASettings.from_env()``, defaulting to the local ``lwa-middleware emulator``."""
+    return local_settings(environ)
 
 
 app = FastAPI(title="Login with Amazon example")

@@ -29,19 +29,12 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
 from lwa_middleware import LWAMiddleware, LWASettings, LWAUser
-
-EMULATOR_URL = "http://127.0.0.1:8765"
-EMULATOR_CLIENT_ID = "amzn1.application-oa2-client.emulator"  # `lwa-middleware emulator`'s
+from lwa_middleware.emulator import local_settings
 
 
 def settings_from_env(environ: Mapping[str, str] = os.environ) -> LWASettings:
-    """``LWASettings.from_env()``, defaulting to the local emulator."""
-    env = dict(environ)
-    if not env.get("LWA_API_BASE_URL") and not env.get("LWA_REGION"):
-        env["LWA_API_BASE_URL"] = EMULATOR_URL
-    if not env.get("LWA_CLIENT_IDS"):
-        env["LWA_CLIENT_IDS"] = EMULATOR_CLIENT_ID
-    return LWASettings.from_env(env)
+    """``LWASettings.from_env()``, defaulting to the local ``lwa-middleware emulator``."""
+    return local_settings(environ)
 
 
 async def homepage(request: Request) -> Response:

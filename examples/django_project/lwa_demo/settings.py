@@ -26,6 +26,7 @@ import os
 import tempfile
 
 from lwa_middleware import LWASettings
+from lwa_middleware.emulator import local_settings
 
 SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY", "lwa-demo-only-not-a-secret")
 DEBUG = os.environ.get("DJANGO_DEBUG") == "1"
@@ -53,18 +54,10 @@ DATABASES = {
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 USE_TZ = True
 
-EMULATOR_URL = "http://127.0.0.1:8765"
-EMULATOR_CLIENT_ID = "amzn1.application-oa2-client.emulator"  # `lwa-middleware emulator`'s
-
 
 def lwa_settings(environ: dict[str, str]) -> LWASettings:
     """``LWASettings.from_env()``, defaulting to the local emulator; ``/health`` is open."""
-    env = dict(environ)
-    if not env.get("LWA_API_BASE_URL") and not env.get("LWA_REGION"):
-        env["LWA_API_BASE_URL"] = EMULATOR_URL
-    if not env.get("LWA_CLIENT_IDS"):
-        env["LWA_CLIENT_IDS"] = EMULATOR_CLIENT_ID
-    return LWASettings.from_env(env, exclude=["/health"])
+    return local_settings(environ, exclude=["/health"])
 
 
 #: Read by ``wsgi.py`` and ``asgi.py``.

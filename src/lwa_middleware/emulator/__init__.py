@@ -7,6 +7,7 @@ app answering ``/auth/o2/tokeninfo`` and ``/user/profile`` as Amazon documents.
 """
 
 from lwa_middleware.emulator.app import EmulatedConnectionReset, Emulator, build_app
+from lwa_middleware.emulator.local import LOCAL_EMULATOR_URL, local_settings
 from lwa_middleware.emulator.server import ServerHandle, ServerStartError, serve, serve_wsgi
 from lwa_middleware.emulator.state import (
     EmulatorState,
@@ -17,6 +18,7 @@ from lwa_middleware.emulator.state import (
 )
 
 __all__ = [
+    "LOCAL_EMULATOR_URL",
     "EmulatedConnectionReset",
     "Emulator",
     "EmulatorState",
@@ -27,6 +29,7 @@ __all__ = [
     "ServerStartError",
     "ValidToken",
     "build_app",
+    "local_settings",
     "serve",
     "serve_wsgi",
 ]
