@@ -68,7 +68,7 @@ def test_foreign_audience_cached_negatively(
 def test_concurrent_cold_requests_make_one_call(served: Served, emu: Emulator) -> None:
     url = served()
     user, token = emu.mint_for(name="Ada")
-    emu.latency(0.3)
+    emu.latency(1.0)  # wide: all fifty must arrive while the first call is out
     responses = concurrently(url, [token] * 50)
     assert [r.status_code for r in responses] == [200] * 50
     assert {r.json()["user"] for r in responses} == {user.user_id}
@@ -85,7 +85,7 @@ def test_failure_shared_only_with_its_waiters(
     url = served()
     user, token = emu.mint_for(name="Ada")
     profile = 1 if served.profile_with_token_info else 0  # ASGI asks for it alongside
-    emu.latency(0.3)
+    emu.latency(1.0)
     emu.fault(kind, endpoint="tokeninfo")
     for response in concurrently(url, [token] * 30):
         assert_error(response, "ServerError", 500)
