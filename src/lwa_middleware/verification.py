@@ -126,8 +126,12 @@ class Authority:
             self.cache.set(key, Rejected(error.description), now + self.settings.negative_ttl, now)
         if not isinstance(error, LWAError):
             logger.exception(
-                "unexpected error verifying token %s", fingerprint(key), exc_info=error
+                "unexpected error during verification (cache key %s)",
+                fingerprint(key),
+                exc_info=error,
             )
             return LWAUnavailable()
-        logger.info("token %s refused: %s (%s)", fingerprint(key), error.error, error.description)
+        # Only our error code and a prefix of the cache key's hash: never the token, nor
+        # LWA's free text.
+        logger.info("verification refused: %s (cache key %s)", error.error, fingerprint(key))
         return error
