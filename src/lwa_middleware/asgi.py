@@ -21,7 +21,6 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from lwa_middleware.errors import LWAError
 from lwa_middleware.gate import Gate
 from lwa_middleware.integrations.starlette import CredentialsMemo
-from lwa_middleware.models import Identity
 from lwa_middleware.settings import LWAOptions, LWASettings
 from lwa_middleware.verification import authorize
 from lwa_middleware.verifier import AsyncVerifier, Clock
@@ -51,10 +50,6 @@ def _route_path(scope: Scope) -> str:
     return path
 
 
-def _text(values: list[bytes]) -> list[str]:
-    return [value.decode("latin-1") for value in values]
-
-
 class LWAMiddleware:
     """Verify LWA access tokens in front of any ASGI app.
 
@@ -80,9 +75,7 @@ class LWAMiddleware:
         self._query = self.gate.finder.reads_query
         # Bound once: the warm path runs these on every request.
         self._route = self.gate.rules.route
-        self._token = self.gate.token
-        self._single_bearer = self.gate.finder.single_bearer
-        self._cached = self.verifier.cached
+        self._resolve = self.gate.resolve
         self._cached_raw = self.verifier.cached_raw
         self._credentials = CredentialsMemo()
 
@@ -109,17 +102,9 @@ class LWAMiddleware:
                 else:
                     amz.append(value)
         query = scope.get("query_string", b"").decode("latin-1") if self._query else ""
-        identity: Identity | None = None
         try:
-            plain = self._single_bearer(authorization, amz, query)
-            if plain is not None:
-                identity = self._cached_raw(plain)  # warm: no decoding, one hash, one lookup
-            if identity is None:
-                token = self._token(route, _text(authorization), _text(amz), _text(cookies), query)
-                if token is not None:
-                    identity = self._cached(token)
-                    if identity is None:
-                        identity = await self.verifier.verify(token)
+            found = self._resolve(route, authorization, amz, cookies, query, self._cached_raw)
+            identity = await self.verifier.verify(found) if isinstance(found, str) else found
             if identity is not None:
                 authorize(identity, route.required_scopes)
         except LWAError as error:

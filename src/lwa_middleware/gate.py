@@ -1,22 +1,32 @@
 """The request-level decisions both middlewares share, without I/O.
 
-A shell asks :class:`Gate` which :class:`~lwa_middleware.rules.Route` a path takes, hands it
-the raw token-bearing pieces of the request, verifies what comes back with its own
-verifier, and renders any :class:`~lwa_middleware.errors.LWAError` with :meth:`Gate.deny`.
+A shell asks :class:`Gate` which :class:`~lwa_middleware.rules.Route` a path takes, hands
+:meth:`Gate.resolve` the raw token-bearing headers (bytes) and its verifier's cache lookup,
+verifies the token that comes back (if any) with its own verifier, and renders any
+:class:`~lwa_middleware.errors.LWAError` with :meth:`Gate.deny`.
 """
 
 from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from lwa_middleware.errors import LWAError, MissingToken, render_error
+from lwa_middleware.models import Identity
 from lwa_middleware.rules import PathRules, Route
 from lwa_middleware.settings import LWASettings
 from lwa_middleware.tokens import TokenFinder
 
 _SANE_REQUEST_ID = re.compile(r"[A-Za-z0-9._:\-]{1,128}")
+
+
+#: A cache lookup by a token's bytes (``_VerifierBase.cached_raw``): no I/O.
+CachedLookup = Callable[[bytes], "Identity | None"]
+
+
+def _text(values: Sequence[bytes]) -> list[str]:
+    return [value.decode("latin-1") for value in values]
 
 
 def request_id(incoming: str | None) -> str:
@@ -41,6 +51,31 @@ class Gate:
     def route(self, path: str) -> Route:
         """The decision for a path below the mount point."""
         return self.rules.route(path)
+
+    def resolve(
+        self,
+        route: Route,
+        authorization: Sequence[bytes],
+        amz_token: Sequence[bytes],
+        cookies: Sequence[bytes],
+        query_string: str,
+        cached: CachedLookup,
+    ) -> Identity | str | None:
+        """A cached identity, the token still to verify, or ``None`` (anonymous on an optional
+        route); else ``LWAError``. Headers are raw bytes (latin-1, as HTTP carries them).
+
+        The warm path: a request whose only method is one plain ``Authorization: Bearer``
+        header is looked up by its bytes (one hash, one dict lookup, no decoding); anything
+        else, or a miss, takes the full rules of :meth:`token`.
+        """
+        plain = self.finder.single_bearer(authorization, amz_token, query_string)
+        if plain is not None:
+            identity = cached(plain)
+            if identity is not None:
+                return identity
+        return self.token(
+            route, _text(authorization), _text(amz_token), _text(cookies), query_string
+        )
 
     def token(
         self,

@@ -129,15 +129,6 @@ class TokenFinder:
         query_string: str = "",
     ) -> str | None:
         """The decoded, size-checked token, ``None`` when there is none; raises ``LWAError``."""
-        if (  # the usual request: one Authorization header and no other method
-            len(authorization) == 1
-            and self._header
-            and not amz_token
-            and not (self._query and "access_token" in query_string)
-        ):
-            scheme, _, credentials = authorization[0].strip().partition(" ")
-            if scheme.lower() == "bearer":
-                return normalize_token(credentials)
         methods: list[str] = []
         if self._header:
             for value in authorization:

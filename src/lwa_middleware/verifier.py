@@ -53,15 +53,11 @@ class _VerifierBase:
         self.authority = Authority(settings)
         self.clock = clock
 
-    def cached(self, token: str) -> Identity | None:
-        """The cached identity for ``token`` (no I/O, no await); ``None`` on a miss.
+    def cached_raw(self, token: bytes) -> Identity | None:
+        """The cached identity for a token's bytes (no I/O, no await); ``None`` on a miss.
 
         Raises ``InvalidToken`` for a cached rejection or a token that expired while cached.
         """
-        return self.authority.lookup(token, self.clock())
-
-    def cached_raw(self, token: bytes) -> Identity | None:
-        """:meth:`cached` for a token's bytes (see :func:`~lwa_middleware.tokens.plain_bearer`)."""
         return self.authority.lookup_raw(token, self.clock())
 
     def _lookup(self, token: str) -> tuple[bytes, float, Identity | None]:

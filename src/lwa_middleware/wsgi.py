@@ -18,7 +18,6 @@ import httpx
 
 from lwa_middleware.errors import LWAError
 from lwa_middleware.gate import Gate
-from lwa_middleware.models import Identity
 from lwa_middleware.settings import LWAOptions, LWASettings
 from lwa_middleware.verification import authorize
 from lwa_middleware.verifier import Clock, Verifier
@@ -32,8 +31,9 @@ if TYPE_CHECKING:
 WSGIErrorHandler = Callable[["WSGIEnvironment", LWAError], "WSGIApplication | None"]
 
 
-def _one(value: str | None) -> tuple[str, ...]:
-    return () if value is None else (value,)
+def _raw(value: str | None) -> tuple[bytes, ...]:
+    """A WSGI header (a latin-1 ``str``, PEP 3333) as the raw bytes the core reads."""
+    return () if value is None else (value.encode("latin-1"),)
 
 
 class LWAWSGIMiddleware:
@@ -58,30 +58,22 @@ class LWAWSGIMiddleware:
         self.verifier = Verifier(self.settings, clock=clock, transport=transport)
         self.on_error = on_error
         self._query = self.gate.finder.reads_query
-        self._single_bearer = self.gate.finder.single_bearer
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         route = self.gate.route(environ.get("PATH_INFO") or "/")
         if not route.verifies:
             return self.app(environ, start_response)
         get = environ.get
-        authorization = get("HTTP_AUTHORIZATION")
-        amz = get("HTTP_X_AMZ_ACCESS_TOKEN")
-        query = get("QUERY_STRING", "") if self._query else ""
-        identity: Identity | None = None
         try:
-            if authorization is not None and amz is None:
-                plain = self._single_bearer((authorization.encode("latin-1"),), (), query)
-                if plain is not None:
-                    identity = self.verifier.cached_raw(plain)  # warm: one hash, one lookup
-            if identity is None:
-                token = self.gate.token(
-                    route, _one(authorization), _one(amz), _one(get("HTTP_COOKIE")), query
-                )
-                if token is not None:
-                    identity = self.verifier.cached(token)
-                    if identity is None:
-                        identity = self.verifier.verify(token)
+            found = self.gate.resolve(
+                route,
+                _raw(get("HTTP_AUTHORIZATION")),
+                _raw(get("HTTP_X_AMZ_ACCESS_TOKEN")),
+                _raw(get("HTTP_COOKIE")),
+                get("QUERY_STRING", "") if self._query else "",
+                self.verifier.cached_raw,
+            )
+            identity = self.verifier.verify(found) if isinstance(found, str) else found
             if identity is not None:
                 authorize(identity, route.required_scopes)
         except LWAError as error:
