@@ -61,6 +61,13 @@ def emulator_session(clock: FakeClock) -> Iterator[tuple[Emulator, ServerHandle]
         yield emulator, handle
 
 
+@pytest.fixture(scope="module")
+def emulator() -> Iterator[Emulator]:
+    """A fresh emulator of the module's own, served on 127.0.0.1 (real clock)."""
+    with Emulator() as emu:
+        yield emu
+
+
 @pytest.fixture
 def emu(emulator_session: tuple[Emulator, ServerHandle], clock: FakeClock) -> Emulator:
     """The session's emulator, reset: no users, tokens, faults or counts; clock at now."""

@@ -16,7 +16,6 @@ import socket
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
 
 import httpx
 import pytest
@@ -25,12 +24,6 @@ from lwa_middleware.cli import main
 from lwa_middleware.emulator import Emulator
 
 SUBPROCESS_TIMEOUT = 30
-
-
-@pytest.fixture(scope="module")
-def emulator() -> Iterator[Emulator]:
-    with Emulator() as emu:
-        yield emu
 
 
 def run_inspect(

@@ -26,12 +26,6 @@ def load_example(name: str) -> ModuleType:
 
 
 @pytest.fixture(scope="module")
-def emulator() -> Iterator[Emulator]:
-    with Emulator() as emu:
-        yield emu
-
-
-@pytest.fixture(scope="module")
 def tokens(emulator: Emulator) -> dict[str, str]:
     user, full = emulator.mint_for(name="Ada", scopes=["profile", "postal_code"])
     return {

@@ -46,12 +46,6 @@ def assert_invalid_request(response: httpx.Response) -> None:
     assert body["error"] == "invalid_request"
 
 
-@pytest.fixture(scope="module")
-def emulator() -> Iterator[Emulator]:
-    with Emulator() as emu:
-        yield emu
-
-
 # Flask ----------------------------------------------------------------------------------
 
 

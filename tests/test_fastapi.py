@@ -89,12 +89,6 @@ def build_app(api_base_url: str, client_id: str) -> FastAPI:
 
 
 @pytest.fixture(scope="module")
-def emulator() -> Iterator[Emulator]:
-    with Emulator() as emu:
-        yield emu
-
-
-@pytest.fixture(scope="module")
 def http(emulator: Emulator) -> Iterator[httpx.Client]:
     app = build_app(emulator.url, emulator.client_id)
     with (
