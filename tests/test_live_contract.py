@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import os
 import time
+from typing import Any
 
 import pytest
 
@@ -47,30 +48,31 @@ def fetch(mode: str, token: str) -> tuple[TokenInfo, Profile]:
     return asyncio.run(main())
 
 
-def tokeninfo_only(mode: str, token: str) -> TokenInfo:
-    """Token-info alone through the ``mode`` client."""
+def one_call(mode: str, endpoint: str, token: str) -> Any:
+    """``tokeninfo`` or ``profile`` alone through the ``mode`` client."""
     if mode == "sync":
         with LWAClient(API_BASE_URL, timeout=TIMEOUT) as client:
-            return client.tokeninfo(token)
+            return getattr(client, endpoint)(token)
 
-    async def main() -> TokenInfo:
+    async def main() -> Any:
         async with AsyncLWAClient(API_BASE_URL, timeout=TIMEOUT) as client:
-            return await client.tokeninfo(token)
+            return await getattr(client, endpoint)(token)
 
     return asyncio.run(main())
+
+
+def tokeninfo_only(mode: str, token: str) -> TokenInfo:
+    """Token-info alone through the ``mode`` client."""
+    info = one_call(mode, "tokeninfo", token)
+    assert isinstance(info, TokenInfo)
+    return info
 
 
 def profile_only(mode: str, token: str) -> Profile:
     """Profile alone through the ``mode`` client."""
-    if mode == "sync":
-        with LWAClient(API_BASE_URL, timeout=TIMEOUT) as client:
-            return client.profile(token)
-
-    async def main() -> Profile:
-        async with AsyncLWAClient(API_BASE_URL, timeout=TIMEOUT) as client:
-            return await client.profile(token)
-
-    return asyncio.run(main())
+    profile = one_call(mode, "profile", token)
+    assert isinstance(profile, Profile)
+    return profile
 
 
 @pytest.mark.parametrize("mode", MODES)
