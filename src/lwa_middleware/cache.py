@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass
-from hashlib import sha256 as _sha256
+from hashlib import sha256
 
 from lwa_middleware.models import Identity
 
@@ -30,18 +30,19 @@ Entry = Identity | Rejected
 class KeyMaker:
     """SHA-256 of the API base URL and the token: ``sha256(base_url + NUL + token)``."""
 
-    __slots__ = ("_prefix",)
+    __slots__ = ("prefix",)
 
     def __init__(self, api_base_url: str) -> None:
-        self._prefix = api_base_url.encode() + b"\x00"
+        #: What precedes the token in the hashed bytes.
+        self.prefix = api_base_url.encode() + b"\x00"
 
     def __call__(self, token: str) -> bytes:
         # One concatenation beats copying a primed hash object (~0.3 µs on the warm path).
-        return _sha256(self._prefix + token.encode()).digest()
+        return self.raw(token.encode())
 
     def raw(self, token: bytes) -> bytes:
         """The key of a token given as its UTF-8 bytes (the same key as ``self(token)``)."""
-        return _sha256(self._prefix + token).digest()
+        return sha256(self.prefix + token).digest()
 
 
 def cache_key(api_base_url: str, token: str) -> bytes:

@@ -39,7 +39,7 @@ def request_id(incoming: str | None) -> str:
 class Gate:
     """Path rules, token finding and error rendering for one settings object."""
 
-    __slots__ = ("finder", "rules", "settings")
+    __slots__ = ("_single_bearer", "finder", "rules", "settings")
 
     def __init__(self, settings: LWASettings) -> None:
         self.settings = settings
@@ -47,6 +47,7 @@ class Gate:
             settings.protect, settings.exclude, settings.optional, settings.require_scopes
         )
         self.finder = TokenFinder(settings.token_sources, settings.cookie_name, settings.secret_key)
+        self._single_bearer = self.finder.single_bearer  # bound once: every request calls it
 
     def route(self, path: str) -> Route:
         """The decision for a path below the mount point."""
@@ -68,7 +69,7 @@ class Gate:
         header is looked up by its bytes (one hash, one dict lookup, no decoding); anything
         else, or a miss, takes the full rules of :meth:`token`.
         """
-        plain = self.finder.single_bearer(authorization, amz_token, query_string)
+        plain = self._single_bearer(authorization, amz_token, query_string)
         if plain is not None:
             identity = cached(plain)
             if identity is not None:
