@@ -4,9 +4,19 @@ Glob patterns (``fnmatch``: ``*`` matches across ``/``) are compiled once. The o
 DESIGN's: ``exclude`` first (no verification at all), then ``optional`` (no token →
 anonymous; a bad token → its error), then ``protect``; a path matched by none passes
 through untouched. ``require_scopes`` adds the union of every matching pattern's scopes
-wherever a token is verified. Paths are those below the mount point, and are matched in
-normal form (``//`` collapsed, ``.`` and ``..`` resolved), so ``/public/../admin`` is judged
-as ``/admin`` whatever the app or a proxy later makes of it.
+wherever a token is verified. Paths are those below the mount point.
+
+A path is judged in every form a router, proxy or file server may make of it (see
+:func:`path_forms`): as received (Starlette, Werkzeug and Django route on that), with ``//``
+merged (Werkzeug), with dot segments resolved, in normal form, in servlet form (``;params``
+dropped, ``\\`` as ``/``), and decoded once more when it still holds a ``%``. The
+decision is the strictest: a token is verified if any form needs it, the path is excluded
+only if every form is, and the scopes are those of every form verified. So neither
+``/admin/../public`` (served by ``/admin/{p:path}``) nor ``/public/../admin`` (served as
+``/admin`` behind a normalizing proxy) gets past the rules. A path with none of ``%``,
+``;``, ``\\``, ``//``, ``/.`` has one form and costs what it always did. Decisions are
+memoised for paths of at most :data:`MEMO_MAX_PATH` characters, at most :data:`MEMO_LIMIT`
+of them, so the memo stays under ~1 MB whatever clients send.
 """
 
 from __future__ import annotations
@@ -17,8 +27,16 @@ import posixpath
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from urllib.parse import unquote
 
-_MEMO_LIMIT = 4096
+#: The most decisions memoised (the memo is emptied when full).
+MEMO_LIMIT = 4096
+#: The longest path whose decision is memoised; longer ones are decided every time, so
+#: distinct long paths cannot grow the memo (4,096 paths of 60 KB once held ~235 MB).
+MEMO_MAX_PATH = 256
+
+_SLASHES = re.compile("//+")
+_PARAMS = re.compile(";[^/]*")
 
 
 class Mode(enum.Enum):
@@ -47,6 +65,10 @@ class Route:
         object.__setattr__(self, "optional", self.mode is Mode.OPTIONAL)
 
 
+_EXCLUDED = Route(Mode.EXCLUDE)
+_PASSED = Route(Mode.PASS)
+
+
 def normalize_path(path: str) -> str:
     """``path`` with ``//``, ``.`` and ``..`` resolved, keeping a trailing slash."""
     if "//" not in path and "/." not in path and path.startswith("/"):
@@ -57,6 +79,52 @@ def normalize_path(path: str) -> str:
     if path.endswith("/") and normal != "/":
         normal += "/"
     return normal
+
+
+def merge_slashes(path: str) -> str:
+    """``path`` with runs of ``/`` merged and dot segments kept, as Werkzeug's router (and
+    proxies that merge slashes) read it: ``//account/.`` → ``/account/.``."""
+    return _SLASHES.sub("/", path)
+
+
+def resolve_dots(path: str) -> str:
+    """``path`` with ``.`` and ``..`` resolved as RFC 3986 §5.2.4 does, empty segments kept
+    (proxies that normalize without merging slashes): ``/admin//..`` → ``/admin/``."""
+    segments = ("/" + path if not path.startswith("/") else path).split("/")
+    kept: list[str] = []
+    for segment in segments[1:]:
+        if segment == "..":
+            if kept:
+                kept.pop()
+        elif segment != ".":
+            kept.append(segment)
+    if segments[-1] in (".", ".."):
+        kept.append("")
+    return "/" + "/".join(kept)
+
+
+def servlet_path(path: str) -> str:
+    """``path`` as a servlet container or a Windows server reads it: ``\\`` taken as ``/``,
+    each segment's ``;params`` dropped (``/public/..;/admin`` → ``/admin``), normal form."""
+    return normalize_path(_PARAMS.sub("", path.replace("\\", "/")))
+
+
+def path_forms(path: str) -> set[str]:
+    """Every form a router, proxy or file server may make of ``path`` (already decoded once
+    by the server): the path and, when it still holds a ``%``, the path decoded once more
+    (apps and proxies that decode twice), each as is, with slashes merged, with dot segments
+    resolved (RFC 3986), in normal form (both) and in servlet form."""
+    forms: set[str] = set()
+    for base in (path, unquote(path)) if "%" in path else (path,):
+        forms.add(base)
+        forms.add(normalize_path(base))
+        if "//" in base:
+            forms.add(merge_slashes(base))
+        if "/." in base:
+            forms.add(resolve_dots(base))
+        if ";" in base or "\\" in base:
+            forms.add(servlet_path(base))
+    return forms
 
 
 def compile_patterns(patterns: Sequence[str]) -> re.Pattern[str] | None:
@@ -88,24 +156,51 @@ class PathRules:
         self._memo: dict[str, Route] = {}
 
     def route(self, path: str) -> Route:
-        """The decision for ``path`` (memoised; the memo is bounded)."""
+        """The decision for ``path``: the strictest over :func:`path_forms` (memoised for
+        paths of at most :data:`MEMO_MAX_PATH` characters; the memo is bounded)."""
         route = self._memo.get(path)
         if route is None:
-            route = self._decide(normalize_path(path))
-            if len(self._memo) >= _MEMO_LIMIT:
-                self._memo.clear()
-            self._memo[path] = route
+            route = self._judge(path)
+            if len(path) <= MEMO_MAX_PATH:
+                if len(self._memo) >= MEMO_LIMIT:
+                    self._memo.clear()
+                self._memo[path] = route
         return route
+
+    def _judge(self, path: str) -> Route:
+        """The strictest decision over every form of ``path``: verified if any form is
+        (``PROTECT`` over ``OPTIONAL``), with every verified form's scopes; excluded only
+        if every form is; else passed through."""
+        if not (
+            "%" in path
+            or ";" in path
+            or "\\" in path
+            or "//" in path
+            or "/." in path
+            or not path.startswith("/")
+        ):
+            return self._decide(path)  # its only form (`in` beats one regex 3x here)
+        routes = [self._decide(form) for form in path_forms(path)]
+        verified = [route for route in routes if route.verifies]
+        if not verified:
+            if all(route.mode is Mode.EXCLUDE for route in routes):
+                return _EXCLUDED
+            return _PASSED
+        mode = Mode.OPTIONAL if all(route.optional for route in verified) else Mode.PROTECT
+        scopes: frozenset[str] = frozenset()
+        for route in verified:
+            scopes |= route.required_scopes
+        return Route(mode, scopes)
 
     def _decide(self, path: str) -> Route:
         if self._exclude is not None and self._exclude.match(path):
-            return Route(Mode.EXCLUDE)
+            return _EXCLUDED
         if self._optional is not None and self._optional.match(path):
             mode = Mode.OPTIONAL
         elif self._protect is not None and self._protect.match(path):
             mode = Mode.PROTECT
         else:
-            return Route(Mode.PASS)
+            return _PASSED
         scopes: frozenset[str] = frozenset()
         for regex, needed in self._scoped:
             if regex.match(path):
