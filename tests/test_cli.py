@@ -6,6 +6,8 @@ standard input, never on the command line.
 
 from __future__ import annotations
 
+import argparse
+import getpass
 import io
 import json
 import os
@@ -20,7 +22,9 @@ import threading
 import httpx
 import pytest
 
-from lwa_middleware.cli import main
+from lwa_middleware.cli import build_parser, main
+from lwa_middleware.cli.demo import _loopback_url
+from lwa_middleware.cli.serving import emulator_banner
 from lwa_middleware.emulator import Emulator
 
 SUBPROCESS_TIMEOUT = 30
@@ -225,6 +229,264 @@ def test_emulator_port_in_use(capsys: pytest.CaptureFixture[str]) -> None:
         port = busy.getsockname()[1]
         assert main(["emulator", "--port", str(port)]) == 2
     assert f"cannot serve the LWA emulator on 127.0.0.1:{port}" in capsys.readouterr().err
+
+
+# Usage errors and their messages ------------------------------------------------------------
+
+
+def subcommands() -> dict[str, argparse.ArgumentParser]:
+    parser = build_parser()
+    commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    return dict(commands.choices)
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["emulator", "--port", "70000"],
+        ["emulator", "--port", "65536"],
+        ["emulator", "--port", "-1"],
+        ["emulator", "--port", "http"],
+        ["demo", "--port", "70000"],
+        ["demo", "--emulator-port", "-1"],
+    ],
+)
+def test_out_of_range_ports_are_refused(
+    args: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    # 70000 used to listen on 4464 (70000 - 65536) without a word.
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"usage: lwa-middleware {args[0]} ")
+    assert "expected a port number from 0 to 65535 (0: any free port)" in err
+    assert repr(args[-1]) in err
+
+
+def test_port_zero_and_65535_are_ports() -> None:
+    parser = build_parser()
+    assert parser.parse_args(["emulator", "--port", "0"]).port == 0  # any free port
+    assert parser.parse_args(["demo", "--port", "65535", "--emulator-port", "0"]).port == 65535
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["emulator", "--bogus"],
+        ["demo", "--once", "--bogus", "1"],
+        ["inspect", "--client-id", "x", "--bogus"],
+        ["inspect", "--client-id", "x", "--timeout", "soon"],
+        ["emulator", "--host"],
+        ["inspect"],
+    ],
+)
+def test_usage_errors_show_the_subcommands_usage(
+    args: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"usage: lwa-middleware {args[0]} ")
+    assert f"lwa-middleware {args[0]}: error: " in err
+    assert "Traceback" not in err
+
+
+def test_a_token_on_the_command_line_is_not_echoed(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    token = "Atza|IwEBIExampleTokenText"
+    code, out, err = run_inspect(monkeypatch, capsys, "", "--client-id", "x", "--json", token)
+    assert code == 2
+    assert "unrecognized arguments: 1 positional argument (not shown)" in err
+    assert "standard input" in err
+    assert token not in out + err
+    assert "IwEB" not in out + err
+
+
+@pytest.mark.parametrize("command", ["emulator", "demo", "inspect"])
+@pytest.mark.parametrize("flag", ["--client-id", "--app-id"])
+@pytest.mark.parametrize("value", ["", "   ", "\t"])
+def test_an_empty_id_is_refused_before_any_server_starts(
+    command: str,
+    flag: str,
+    value: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    def no_server(*args: object, **kwargs: object) -> None:
+        raise AssertionError("a server was started")
+
+    monkeypatch.setattr(Emulator, "start", no_server)
+    monkeypatch.setattr(sys, "stdin", io.StringIO("Atza|abc"))
+    args = [command, flag, value]
+    if command == "inspect" and flag == "--app-id":
+        args += ["--client-id", "x"]
+    assert main([*args, "--once"] if command == "demo" else args) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"usage: lwa-middleware {command} ")
+    assert f"argument {flag}: expected a non-empty ID, got {value!r}" in err
+
+
+@pytest.mark.parametrize("text", ["abc", "nan", "NaN", "inf", "-inf", "0", "-1", ""])
+def test_inspect_timeout_must_be_positive_and_finite(
+    text: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, err = run_inspect(
+        monkeypatch, capsys, "Atza|abc", "--client-id", "x", f"--timeout={text}"
+    )
+    assert code == 2
+    assert out == ""
+    assert f"--timeout: expected a positive number of seconds, got {text!r}" in err
+
+
+@pytest.mark.parametrize("command", ["emulator", "demo", "inspect"])
+def test_help_shows_every_default(command: str, capsys: pytest.CaptureFixture[str]) -> None:
+    parser = subcommands()[command]
+    for action in parser._actions:
+        if isinstance(action, argparse._HelpAction):
+            continue
+        assert action.help is not None
+        assert "default: " in action.help or "(required)" in action.help, action.dest
+    assert main([command, "--help"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith(f"usage: lwa-middleware {command} ")
+    assert "(default: 127.0.0.1)" in out or command == "inspect"
+
+
+def test_help_values(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["emulator", "--help"]) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert "(default: 8765)" in out
+    assert "default: amzn1.application-oa2-client.emulator" in out
+    assert main(["inspect", "--help"]) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert "(default: 5.0)" in out
+    assert "(default: https://api.amazon.com" in out
+
+
+# The inspect prompt ---------------------------------------------------------------------
+
+
+class FakeTTY(io.StringIO):
+    """A terminal on standard input whose reads are at end of input (Ctrl-D)."""
+
+    def isatty(self) -> bool:
+        return True
+
+
+def like_getpass(prompt: str = "Password: ", stream: io.TextIOBase | None = None) -> str:
+    """``getpass.getpass`` reading the (fake) terminal: end of input is ``EOFError``."""
+    (stream or sys.stderr).write(prompt)
+    line = sys.stdin.readline()
+    if not line:
+        raise EOFError
+    return line.rstrip("\n")
+
+
+def interrupted(prompt: str = "", stream: object = None) -> str:
+    raise KeyboardInterrupt
+
+
+def entered_nothing(prompt: str = "", stream: object = None) -> str:
+    return ""
+
+
+@pytest.mark.parametrize(
+    ("prompt", "message"),
+    [
+        (like_getpass, "no access token entered at the prompt (end of input)"),
+        (interrupted, "interrupted at the prompt; no access token read"),
+        (entered_nothing, "no access token entered at the prompt"),
+    ],
+)
+def test_inspect_prompt_without_a_token_exits_2(
+    prompt: object,
+    message: str,
+    emulator: Emulator,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.setattr(getpass, "getpass", prompt)
+    monkeypatch.setattr(sys, "stdin", FakeTTY(""))
+    assert sys.stdin.isatty() and sys.stdin.read() == ""
+    emulator.reset_counts()
+    code = main(["inspect", *inspect_args(emulator, "--client-id", emulator.client_id)])
+    out, err = capsys.readouterr()
+    assert code == 2
+    assert out == ""
+    assert f"lwa-middleware: error: {message}" in err
+    assert "Traceback" not in err
+    assert emulator.calls == {"tokeninfo": 0, "profile": 0}
+
+
+def test_inspect_prompt_reads_the_token(
+    emulator: Emulator, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _, token = emulator.mint_for(scopes=["profile"])
+    monkeypatch.setattr(getpass, "getpass", like_getpass)
+    monkeypatch.setattr(sys, "stdin", FakeTTY(f"Bearer {token}\n"))
+    code = main(["inspect", *inspect_args(emulator, "--client-id", emulator.client_id)])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    assert "Access token (not echoed): " in err
+    assert token not in out + err
+
+
+# Plain http -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("url", ["http://lwa.example.com", "http://10.0.0.5:8765"])
+def test_inspect_refuses_plain_http_beyond_loopback(
+    url: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    stdin = io.StringIO("Atza|abc")
+    monkeypatch.setattr(sys, "stdin", stdin)
+    assert main(["inspect", "--client-id", "x", "--api-base-url", url]) == 2
+    err = capsys.readouterr().err
+    assert "--api-base-url: plain http:// to a host that is not loopback" in err
+    assert "--allow-insecure-http" in err
+    assert stdin.tell() == 0  # refused before the token was read
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="0.0.0.0 reaches loopback on POSIX only")
+def test_inspect_allow_insecure_http(
+    emulator: Emulator, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _, token = emulator.mint_for(scopes=["profile"])
+    url = emulator.url.replace("127.0.0.1", "0.0.0.0")
+    args = ["--client-id", emulator.client_id, "--api-base-url", url]
+    code, _, err = run_inspect(monkeypatch, capsys, token, *args)
+    assert code == 2
+    assert "--allow-insecure-http" in err
+    code, out, err = run_inspect(monkeypatch, capsys, token, *args, "--allow-insecure-http")
+    assert code == 0, err
+    assert "Verdict: ACCEPTED" in out
+
+
+def test_demo_refuses_a_host_beyond_loopback(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["demo", "--once", "--host", "192.0.2.1"]) == 2
+    err = capsys.readouterr().err
+    assert "demo --host 192.0.2.1: the demo app calls the emulator over plain http" in err
+
+
+def test_demo_reaches_a_wildcard_emulator_on_loopback() -> None:
+    assert _loopback_url("http://0.0.0.0:8765") == "http://127.0.0.1:8765"
+    assert _loopback_url("http://[::]:8765") == "http://[::1]:8765"
+    assert _loopback_url("http://127.0.0.1:8765") == "http://127.0.0.1:8765"
+    assert _loopback_url("http://localhost:1") == "http://localhost:1"
+
+
+class BannerEmulator:
+    client_id = "amzn1.application-oa2-client.emulator"
+    app_id = "amzn1.application.emulator"
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+
+
+def test_emulator_banner_says_when_an_app_must_allow_http() -> None:
+    local = emulator_banner(BannerEmulator("http://127.0.0.1:8765"), "Atza|x")  # type: ignore[arg-type]
+    assert "LWA_ALLOW_INSECURE_HTTP" not in local
+    wide = emulator_banner(BannerEmulator("http://0.0.0.0:8765"), "Atza|x")  # type: ignore[arg-type]
+    assert wide.rstrip().endswith("LWA_ALLOW_INSECURE_HTTP=true")
 
 
 # As processes -------------------------------------------------------------------------------

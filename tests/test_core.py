@@ -122,7 +122,7 @@ class TestSettings:
         assert s.error_style == "rfc6750"
 
     def test_from_env_bad_number(self) -> None:
-        with pytest.raises(ConfigurationError, match="cache_ttl must be a number"):
+        with pytest.raises(ConfigurationError, match="LWA_CACHE_TTL must be a number"):
             LWASettings.from_env({"LWA_CLIENT_IDS": "a", "LWA_CACHE_TTL": "soon"})
 
     def test_frozen_and_secret_not_in_repr(self) -> None:
@@ -281,7 +281,7 @@ class TestErrors:
 
 class TestCache:
     def test_deadline_and_bound(self) -> None:
-        cache = MemoryCache(maxsize=10)
+        cache: MemoryCache[Rejected] = MemoryCache(maxsize=10)
         cache.set(b"k", Rejected("x"), deadline=110, now=100)
         assert cache.get(b"k", 109.9) == Rejected("x")
         assert cache.get(b"k", 110) is None

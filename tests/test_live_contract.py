@@ -1,7 +1,7 @@
 """The clients against Amazon's real Login with Amazon endpoints (opt-in).
 
 Skipped unless ``LWA_LIVE_TOKEN`` (a current ``Atza|…`` access token with the ``profile``
-scope) and ``LWA_CLIENT_ID`` (the client ID it was issued to) are set;
+scope) and ``LWA_LIVE_CLIENT_ID`` (the client ID it was issued to) are set;
 ``LWA_API_BASE_URL`` picks the host (default ``https://api.amazon.com``). Run with
 ``pytest -m live``. These tests prove the emulator's contract is Amazon's: the
 token-info shape, the audience, one customer across both endpoints, and how an
@@ -22,7 +22,7 @@ from lwa_middleware.errors import InvalidToken
 from lwa_middleware.models import Profile, TokenInfo
 
 TOKEN = os.environ.get("LWA_LIVE_TOKEN", "")
-CLIENT_ID = os.environ.get("LWA_CLIENT_ID", "")
+CLIENT_ID = os.environ.get("LWA_LIVE_CLIENT_ID", "")
 API_BASE_URL = os.environ.get("LWA_API_BASE_URL") or "https://api.amazon.com"
 INVALID = "Atza|" + "x" * 400
 TIMEOUT = 10.0
@@ -30,7 +30,9 @@ MODES = ["sync", "async"]
 
 pytestmark = [
     pytest.mark.live,
-    pytest.mark.skipif(not (TOKEN and CLIENT_ID), reason="needs LWA_LIVE_TOKEN and LWA_CLIENT_ID"),
+    pytest.mark.skipif(
+        not (TOKEN and CLIENT_ID), reason="needs LWA_LIVE_TOKEN and LWA_LIVE_CLIENT_ID"
+    ),
 ]
 
 

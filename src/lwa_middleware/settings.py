@@ -10,7 +10,11 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import ipaddress
+import json
+import math
 import os
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -36,10 +40,63 @@ TOKEN_SOURCES: frozenset[str] = frozenset({"header", "cookie", "query"})
 ERROR_STYLES: frozenset[str] = frozenset({"lwa", "rfc6750"})
 
 
+_QUOTES = "'\""
+_SEPARATORS = re.compile(r"[\s,]+")
+
+
+def _wrapped(text: str) -> bool:
+    """Whether ``text`` is wholly wrapped in one pair of matching single or double quotes."""
+    return len(text) >= 2 and text[0] == text[-1] and text[0] in _QUOTES
+
+
+def _unquote(where: str, text: str, *, secret: bool = False) -> str:
+    """``text`` without the matching quotes wholly wrapping it; any other quote is refused.
+
+    ``secret`` text (a key) may hold quotes, and is never shown in an error.
+    """
+    if _wrapped(text):
+        text = text[1:-1]
+    if not secret and any(quote in text for quote in _QUOTES):
+        raise ConfigurationError(
+            f"{where} has a stray quote character in {text!r}: quote a whole value or "
+            "item ('a' or \"a\") or nothing"
+        )
+    return text
+
+
+def split_items(where: str, text: str) -> tuple[str, ...]:
+    """The items of a list written as one string, as ``LWA_*`` variables write lists.
+
+    Items are separated by commas and/or whitespace; an item (or the whole text) wholly
+    wrapped in matching quotes loses them, any other quote is refused; text starting
+    with ``[`` is a JSON list of non-empty strings. ``where`` (the variable or option
+    name) is named in errors.
+    """
+    text = text.strip()
+    if text.startswith("["):
+        return _json_list(where, text)
+    if _wrapped(text) and text[0] not in text[1:-1]:
+        text = text[1:-1]
+    return tuple(_unquote(where, item) for item in _SEPARATORS.split(text) if item)
+
+
+def _json_list(where: str, text: str) -> tuple[str, ...]:
+    try:
+        value = json.loads(text)
+    except ValueError as exc:
+        detail = exc.msg if isinstance(exc, json.JSONDecodeError) else "invalid JSON"
+        raise ConfigurationError(f"{where} is not a valid JSON list: {detail}") from None
+    if not isinstance(value, list) or not all(
+        isinstance(item, str) and item.strip() for item in value
+    ):
+        raise ConfigurationError(f"{where} must be a JSON list of non-empty strings")
+    return tuple(value)
+
+
 def _strings(name: str, value: object) -> tuple[str, ...]:
-    """A tuple of non-empty strings; a lone string counts as one item."""
+    """A tuple of non-empty strings; a lone string is split as :func:`split_items` does."""
     if isinstance(value, str):
-        value = (value,)
+        value = split_items(name, value)
     if not isinstance(value, Iterable):
         raise ConfigurationError(f"{name} must be a list of strings, got {type(value).__name__}")
     items = tuple(value)
@@ -54,6 +111,11 @@ def _patterns(name: str, value: object) -> tuple[str, ...]:
     for pattern in patterns:
         if not pattern.startswith("/"):
             raise ConfigurationError(f"{name}: path pattern {pattern!r} must start with '/'")
+        if any(char.isspace() for char in pattern):
+            raise ConfigurationError(
+                f"{name}: path pattern {pattern!r}: path patterns cannot contain whitespace "
+                "(a space in a URL path arrives decoded: match it with '?' in the glob)"
+            )
     return patterns
 
 
@@ -73,6 +135,8 @@ def _scopes(pattern: str, value: object) -> frozenset[str]:
 def _number(name: str, value: object, *, minimum: float, integer: bool = False) -> Any:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise ConfigurationError(f"{name} must be a number, got {value!r}")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ConfigurationError(f"{name} must be a finite number, got {value!r}")
     if integer and not isinstance(value, int):
         raise ConfigurationError(f"{name} must be a whole number, got {value!r}")
     if value < minimum:
@@ -89,6 +153,25 @@ def _base_url(value: str) -> str:
     return value.rstrip("/")
 
 
+def is_loopback_host(host: str) -> bool:
+    """Whether ``host`` is ``localhost``, a 127.0.0.0/8 address or ``::1``."""
+    if host.lower() == "localhost":
+        return True
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return address.ipv4_mapped.is_loopback
+    return address.is_loopback
+
+
+def is_insecure_http(url: str) -> bool:
+    """Whether ``url`` is plain ``http://`` to a host that is not loopback."""
+    parts = urlsplit(url)
+    return parts.scheme.lower() == "http" and not is_loopback_host(parts.hostname or "")
+
+
 class LWAOptions(TypedDict, total=False):
     """The keyword options of both middlewares (typed ``**options``; see :class:`LWASettings`)."""
 
@@ -96,17 +179,23 @@ class LWAOptions(TypedDict, total=False):
     app_ids: str | Iterable[str]
     api_base_url: str
     region: str | None
-    token_sources: Iterable[TokenSource]
+    token_sources: str | Iterable[TokenSource]  # one string: "header cookie"
     cookie_name: str
-    protect: Iterable[str]
-    exclude: Iterable[str]
-    optional: Iterable[str]
+    protect: str | Iterable[str]  # one string is split on commas and whitespace
+    exclude: str | Iterable[str]
+    optional: str | Iterable[str]
     require_scopes: Mapping[str, str | Iterable[str]]
     cache_ttl: float
     cache_maxsize: int
     negative_ttl: float
+    negative_maxsize: int
     expiry_leeway: float
     timeout: float
+    max_concurrent_verifications: int
+    max_queued_verifications: int
+    check_token_prefix: bool
+    verify_preflight: bool
+    allow_insecure_http: bool
     error_style: ErrorStyle
     redis_url: str | None
     secret_key: str | bytes | None
@@ -142,8 +231,14 @@ class LWASettings:
     cache_ttl: float = 300
     cache_maxsize: int = 10_000
     negative_ttl: float = 30
+    negative_maxsize: int = 10_000
     expiry_leeway: float = 10
     timeout: float = 5.0
+    max_concurrent_verifications: int = 32
+    max_queued_verifications: int = 256
+    check_token_prefix: bool = True
+    verify_preflight: bool = False
+    allow_insecure_http: bool = False
     error_style: ErrorStyle = "lwa"
     redis_url: str | None = None
     secret_key: str | bytes | None = field(default=None, repr=False)
@@ -180,8 +275,28 @@ class LWASettings:
         _number("cache_ttl", self.cache_ttl, minimum=0)
         _number("cache_maxsize", self.cache_maxsize, minimum=1, integer=True)
         _number("negative_ttl", self.negative_ttl, minimum=0)
+        _number("negative_maxsize", self.negative_maxsize, minimum=1, integer=True)
         _number("expiry_leeway", self.expiry_leeway, minimum=0)
         _number("timeout", self.timeout, minimum=0.001)
+        _number(
+            "max_concurrent_verifications",
+            self.max_concurrent_verifications,
+            minimum=1,
+            integer=True,
+        )
+        _number("max_queued_verifications", self.max_queued_verifications, minimum=0, integer=True)
+        for name in ("check_token_prefix", "verify_preflight", "allow_insecure_http"):
+            if not isinstance(getattr(self, name), bool):
+                raise ConfigurationError(
+                    f"{name} must be True or False, got {getattr(self, name)!r}"
+                )
+        if is_insecure_http(self.api_base_url) and not self.allow_insecure_http:
+            host = urlsplit(self.api_base_url).hostname
+            raise ConfigurationError(
+                f"api_base_url is plain http to {host!r}, which is not a loopback address: "
+                "tokens would cross the network unencrypted; use https, or set "
+                "allow_insecure_http=True (e.g. for an emulator on another machine)"
+            )
         if self.error_style not in ERROR_STYLES:
             raise ConfigurationError(
                 f"error_style must be 'lwa' or 'rfc6750', got {self.error_style!r}"
@@ -231,44 +346,116 @@ class LWASettings:
     ) -> LWASettings:
         """Settings from ``LWA_CLIENT_IDS``, ``LWA_API_BASE_URL``, … (keyword overrides win).
 
-        Lists are comma- or space-separated; ``LWA_REQUIRE_SCOPES`` is
-        ``/admin/*=profile;/zip/*=postal_code``.
+        Lists are comma- or space-separated (or a JSON list); ``LWA_REQUIRE_SCOPES`` is
+        ``/admin/*=profile;/zip/*=postal_code``; booleans are true/false, 1/0, yes/no or
+        on/off. A value wholly wrapped in quotes loses them; any other quote is refused.
+        Every error names the variable; an unknown variable close to a real one's name
+        (``LWA_CLIENT_ID``) is refused with a suggestion.
         """
         env = os.environ if environ is None else environ
+        if prefix:
+            _refuse_misspelt(env, prefix, cls.option_names())
         options: dict[str, Any] = {}
-        for f in dataclasses.fields(cls):
-            raw = env.get(prefix + f.name.upper())
-            if raw is None or raw.strip() == "":
+        variables: dict[str, str] = {}  # option name -> the variable it came from
+        for name in cls.option_names():
+            variable = prefix + name.upper()
+            raw = env.get(variable)
+            if raw is None or raw.strip() in ("", '""', "''"):
                 continue
-            options[f.name] = _from_text(f.name, raw)
+            options[name] = _from_text(name, raw, variable)
+            if name not in overrides:
+                variables[name] = variable
         options.update(overrides)
-        return cls.build(None, options)
+        try:
+            return cls.build(None, options)
+        except ConfigurationError as exc:
+            culprit = _culprit(str(exc), variables)
+            if culprit is None:
+                raise
+            raise ConfigurationError(f"{culprit}: {exc}") from None
 
 
 _LISTS = {"client_ids", "app_ids", "token_sources", "protect", "exclude", "optional"}
 _FLOATS = {"cache_ttl", "negative_ttl", "expiry_leeway", "timeout"}
+_INTEGERS = {
+    "cache_maxsize",
+    "negative_maxsize",
+    "max_concurrent_verifications",
+    "max_queued_verifications",
+}
+_BOOLEANS = {"check_token_prefix", "verify_preflight", "allow_insecure_http"}
+_BOOLEAN_WORDS = {
+    **dict.fromkeys(("true", "1", "yes", "on"), True),
+    **dict.fromkeys(("false", "0", "no", "off"), False),
+}
+_SECRETS = {"secret_key"}  # may hold quotes; never shown in an error
+
+#: ``LWA_*`` names (without the prefix) other tools and features use: never "did you mean".
+RESERVED_VARIABLES = frozenset({"CLIENT_SECRET", "REDIRECT_URI", "LIVE_TOKEN", "LIVE_CLIENT_ID"})
 
 
-def _from_text(name: str, raw: str) -> Any:
-    """Parse one environment variable's text into the option's type."""
+def _refuse_misspelt(env: Mapping[str, str], prefix: str, names: Sequence[str]) -> None:
+    """Refuse a set ``prefix*`` variable that is no option's but is close to one's name."""
+    known = {name.upper() for name in names}
+    for key in sorted(env):
+        if not key.upper().startswith(prefix.upper()) or not env[key].strip():
+            continue
+        rest = key[len(prefix) :].upper()
+        if key == prefix + rest and rest in known:
+            continue  # a real option's variable
+        if rest in RESERVED_VARIABLES:
+            continue
+        match = [rest] if rest in known else difflib.get_close_matches(rest, known, 1, 0.8)
+        if match:
+            raise ConfigurationError(
+                f"unknown environment variable {key}; did you mean {prefix}{match[0]}?"
+            )
+
+
+def _culprit(message: str, variables: Mapping[str, str]) -> str | None:
+    """The variable whose option ``message`` names first, if any came from the environment."""
+    found = [
+        (hit.start(), variable)
+        for name, variable in variables.items()
+        if (hit := re.search(rf"\b{name}\b", message))
+    ]
+    return min(found)[1] if found else None
+
+
+def _from_text(name: str, raw: str, variable: str) -> Any:
+    """Parse one environment variable's text into the option's type (errors name it)."""
     if name in _LISTS:
-        return tuple(part for part in raw.replace(",", " ").split() if part)
+        return split_items(variable, raw)
+    secret = name in _SECRETS
+    text = _unquote(variable, raw.strip(), secret=secret)
+    if not secret:
+        text = text.strip()
     if name in _FLOATS:
         try:
-            return float(raw)
+            value = float(text)
         except ValueError:
-            raise ConfigurationError(f"{name} must be a number, got {raw!r}") from None
-    if name == "cache_maxsize":
+            raise ConfigurationError(f"{variable} must be a number, got {text!r}") from None
+        if not math.isfinite(value):
+            raise ConfigurationError(f"{variable} must be a finite number, got {text!r}")
+        return value
+    if name in _INTEGERS:
         try:
-            return int(raw)
+            return int(text)
         except ValueError:
-            raise ConfigurationError(f"{name} must be a whole number, got {raw!r}") from None
+            raise ConfigurationError(f"{variable} must be a whole number, got {text!r}") from None
+    if name in _BOOLEANS:
+        try:
+            return _BOOLEAN_WORDS[text.strip().lower()]
+        except KeyError:
+            raise ConfigurationError(
+                f"{variable} must be true or false (also 1/0, yes/no, on/off), got {text!r}"
+            ) from None
     if name == "require_scopes":
         mapping: dict[str, str] = {}
-        for rule in filter(None, (part.strip() for part in raw.split(";"))):
+        for rule in filter(None, (part.strip() for part in text.split(";"))):
             pattern, sep, scopes = rule.partition("=")
             if not sep:
-                raise ConfigurationError(f"require_scopes rule {rule!r} must be pattern=scopes")
+                raise ConfigurationError(f"{variable}: rule {rule!r} must be pattern=scopes")
             mapping[pattern.strip()] = scopes
         return mapping
-    return cast(Any, raw.strip())
+    return cast(Any, text)

@@ -41,6 +41,8 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for add_command in (add_emulator_command, add_demo_command, add_inspect_command):
         add_command(commands)
+    for command in commands.choices.values():  # its usage errors show its own usage
+        command.set_defaults(command_parser=command)
     return parser
 
 
@@ -48,7 +50,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run ``lwa-middleware``; return the exit status."""
     parser = build_parser()
     try:
-        args = parser.parse_args(argv)
+        args, extras = parser.parse_known_args(argv)
+        if extras:
+            command: argparse.ArgumentParser = args.command_parser
+            command.error(_unrecognized(extras))
     except SystemExit as exc:  # --help, --version, usage errors
         return exc.code if isinstance(exc.code, int) else EXIT_ERROR
     run: Callable[[argparse.Namespace], int] = args.run
@@ -58,3 +63,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         return failed.exit_code
     except KeyboardInterrupt:
         return EXIT_INTERRUPTED
+
+
+def _unrecognized(extras: Sequence[str]) -> str:
+    """The usage error for ``extras``: options named, other arguments (a token?) not shown."""
+    options = [arg for arg in extras if arg.startswith("-")]
+    others = len(extras) - len(options)
+    shown = " ".join(options)
+    if others:
+        hidden = f"{others} positional argument{'s' if others > 1 else ''} (not shown)"
+        shown = f"{shown} and {hidden}" if shown else hidden
+    message = f"unrecognized arguments: {shown}"
+    if others:
+        message += "; no command takes one: inspect reads the token from standard input"
+    return message

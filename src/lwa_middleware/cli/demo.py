@@ -11,10 +11,11 @@ import argparse
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
 
 import httpx
 
-from lwa_middleware.cli.console import EXIT_OK, EXIT_REFUSED, say
+from lwa_middleware.cli.console import EXIT_OK, EXIT_REFUSED, fail, say
 from lwa_middleware.cli.serving import (
     EMULATOR_PORT,
     TEST_LIFETIME,
@@ -25,12 +26,14 @@ from lwa_middleware.cli.serving import (
     add_serving_parser,
     emulator_serving,
     mint_test_token,
+    port_number,
     require_uvicorn,
     shell_exports,
     start_server,
     stop_signals,
     wait,
 )
+from lwa_middleware.settings import is_loopback_host
 
 if TYPE_CHECKING:
     from lwa_middleware.emulator import Emulator
@@ -128,20 +131,23 @@ def add_demo_command(commands: argparse._SubParsersAction[argparse.ArgumentParse
         description="Serve the LWA emulator and a demo app protected by LWAMiddleware, "
         "and print tokens and curl lines for every outcome.",
         port=None,
-        port_help=f"the demo app's (default: {DEMO_PORT})",
+        port_help=f"the demo app's port; 0 picks a free one (default: {DEMO_PORT}, "
+        "a free one with --once)",
     )
     parser.add_argument(
         "--emulator-port",
-        type=int,
+        type=port_number,
         default=None,
-        help=f"the emulator's (default: {EMULATOR_PORT})",
+        metavar="PORT",
+        help=f"the emulator's port; 0 picks a free one (default: {EMULATOR_PORT}, "
+        "a free one with --once)",
     )
     parser.add_argument(
         "--once",
         "--check",
         action="store_true",
         help="make the demo requests, print the results and exit: 0 when all are as "
-        "expected, else 1 (free ports unless given)",
+        "expected, else 1 (free ports unless given; default: off, serve until Ctrl-C)",
     )
     add_emulator_ids(parser)
     parser.set_defaults(run=run_demo)
@@ -150,6 +156,13 @@ def add_demo_command(commands: argparse._SubParsersAction[argparse.ArgumentParse
 def run_demo(args: argparse.Namespace) -> int:
     """Serve the demo until Ctrl-C, or with ``--once`` run its checks and exit."""
     require_uvicorn("demo")
+    if not (is_loopback_host(args.host) or args.host in _ANY_ADDRESS):
+        # The demo app calls the emulator over plain http, refused beyond loopback.
+        fail(
+            f"demo --host {args.host}: the demo app calls the emulator over plain http, "
+            "which is allowed on a loopback address only; use --host 127.0.0.1 (or 0.0.0.0 "
+            "to listen on every address)"
+        )
     from lwa_middleware.demo import demo_app
     from lwa_middleware.emulator import serve
 
@@ -160,7 +173,7 @@ def run_demo(args: argparse.Namespace) -> int:
         stop_signals() as stop,
         emulator_serving(args, emulator_port, farewell=farewell) as (emulator, server),
     ):
-        app = demo_app(emulator.url, emulator.client_id)
+        app = demo_app(_loopback_url(emulator.url), emulator.client_id)
         with start_server(
             "demo app", args.host, port, lambda: serve(app, args.host, port, lifespan="on")
         ) as handle:
@@ -170,6 +183,19 @@ def run_demo(args: argparse.Namespace) -> int:
                 return run_checks(handle.url, tokens)
             say(demo_banner(emulator, handle.url, tokens), flush=True)
             return wait(stop, [handle, server])
+
+
+#: The wildcard addresses: listening on every address, loopback included.
+_ANY_ADDRESS = frozenset({"0.0.0.0", "::", ""})  # noqa: S104 (names them, binds nothing)
+
+
+def _loopback_url(url: str) -> str:
+    """``url``, with a wildcard host (``0.0.0.0``, ``::``) replaced by loopback's."""
+    parts = urlsplit(url)
+    if (parts.hostname or "") not in _ANY_ADDRESS:
+        return url
+    host = "[::1]" if parts.hostname == "::" else "127.0.0.1"
+    return f"{parts.scheme}://{host}:{parts.port}"
 
 
 def _port(given: int | None, default: int, *, once: bool) -> int:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import getpass
 import json
+import math
 import sys
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -20,10 +21,16 @@ from datetime import datetime, timezone
 from typing import Any, TextIO, TypeVar
 
 from lwa_middleware.cli.console import EXIT_ERROR, EXIT_OK, EXIT_REFUSED, fail, say
+from lwa_middleware.cli.serving import identifier
 from lwa_middleware.client import LWAClient
 from lwa_middleware.errors import ConfigurationError, LWAError, ServerError
 from lwa_middleware.models import Profile, TokenInfo
-from lwa_middleware.settings import REGIONS
+from lwa_middleware.settings import (
+    DEFAULT_API_BASE_URL,
+    REGIONS,
+    is_insecure_http,
+    resolve_api_base_url,
+)
 from lwa_middleware.tokens import normalize_token
 
 __all__ = ["Inspection", "add_inspect_command", "inspect_token", "run_inspect"]
@@ -161,42 +168,76 @@ def add_inspect_command(commands: argparse._SubParsersAction[argparse.ArgumentPa
     parser.add_argument(
         "--client-id",
         action="append",
+        type=identifier,
         required=True,
         metavar="ID",
-        help="an accepted client ID (aud); repeat for several",
+        help="an accepted client ID (aud); repeat for several (required)",
     )
     parser.add_argument(
         "--app-id",
         action="append",
+        type=identifier,
         default=[],
         metavar="ID",
-        help="an accepted app_id; repeat for several",
+        help="an accepted app_id; repeat for several (default: none)",
     )
     where = parser.add_mutually_exclusive_group()
-    where.add_argument("--api-base-url", metavar="URL", help="default: the NA region's")
-    where.add_argument("--region", choices=sorted(REGIONS), help="LWA's region")
-    parser.add_argument("--timeout", type=_positive, default=5.0, help="seconds per call")
-    parser.add_argument("--json", action="store_true", help="print JSON")
+    where.add_argument(
+        "--api-base-url",
+        metavar="URL",
+        help=f"LWA's API base URL, e.g. the emulator's (default: {DEFAULT_API_BASE_URL}, "
+        "the NA region's)",
+    )
+    where.add_argument(
+        "--region",
+        choices=sorted(REGIONS),
+        help="LWA's region, instead of --api-base-url (default: none)",
+    )
+    parser.add_argument(
+        "--allow-insecure-http",
+        action="store_true",
+        help="allow a plain http:// --api-base-url to a host that is not loopback, e.g. an "
+        "emulator on another machine (default: off; http to 127.0.0.1, ::1 or localhost "
+        "is always allowed)",
+    )
+    parser.add_argument(
+        "--timeout",
+        type=_seconds,
+        default=5.0,
+        metavar="SECONDS",
+        help="time budget per call to LWA (default: %(default)s)",
+    )
+    parser.add_argument("--json", action="store_true", help="print JSON (default: off, print text)")
     parser.set_defaults(run=run_inspect)
 
 
-def _positive(text: str) -> float:
-    value = float(text)
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be positive, got {text}")
+def _seconds(text: str) -> float:
+    """``--timeout``'s type: a positive, finite number of seconds."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"expected a positive number of seconds, got {text!r}")
     return value
 
 
 def run_inspect(args: argparse.Namespace) -> int:
     """Inspect the token on standard input; the exit status is the verdict's."""
     try:
-        client = LWAClient(args.api_base_url, region=args.region, timeout=args.timeout)
+        api_base_url = resolve_api_base_url(args.api_base_url, args.region)
     except ConfigurationError as exc:
-        fail(str(exc))
+        fail(f"--api-base-url: {exc}")
+    if is_insecure_http(api_base_url) and not args.allow_insecure_http:
+        fail(
+            "--api-base-url: plain http:// to a host that is not loopback would send the "
+            "token unencrypted; use https://, or pass --allow-insecure-http (e.g. for an "
+            "emulator on another machine)"
+        )
     token = _read_token(sys.stdin)
     if not token:
         fail("no access token on standard input (e.g. `lwa-middleware inspect ... < token.txt`)")
-    with client:
+    with LWAClient(api_base_url, timeout=args.timeout) as client:
         inspection = inspect_token(token, client, args.client_id, args.app_id)
     say(json.dumps(inspection.to_json(), indent=2) if args.json else render(inspection))
     return inspection.exit_code
@@ -205,7 +246,9 @@ def run_inspect(args: argparse.Namespace) -> int:
 def _read_token(stdin: TextIO) -> str:
     """The token from standard input (prompted without echo on a terminal)."""
     if stdin.isatty():
-        raw = getpass.getpass("Access token (not echoed): ", stream=sys.stderr)
+        raw = _prompt()
+        if not raw.strip():
+            fail("no access token entered at the prompt")
     else:
         raw = stdin.read()
     token = raw.strip()
@@ -213,6 +256,18 @@ def _read_token(stdin: TextIO) -> str:
     if scheme.lower() == "bearer" and rest.strip():
         token = rest.strip()
     return token
+
+
+def _prompt() -> str:
+    """The token typed at the terminal, not echoed; gives up on Ctrl-D or Ctrl-C."""
+    try:
+        return getpass.getpass("Access token (not echoed): ", stream=sys.stderr)
+    except EOFError:
+        say(err=True)  # end the prompt's line
+        fail("no access token entered at the prompt (end of input)")
+    except KeyboardInterrupt:
+        say(err=True)
+        fail("interrupted at the prompt; no access token read")
 
 
 # Text --------------------------------------------------------------------------------------

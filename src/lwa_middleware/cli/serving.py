@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, TypeVar
 
 from lwa_middleware.cli.console import EXIT_OK, EXIT_REFUSED, CommandFailed, error, fail, say
 from lwa_middleware.emulator.state import DEFAULT_APP_ID, DEFAULT_CLIENT_ID
+from lwa_middleware.settings import is_insecure_http
 
 if TYPE_CHECKING:
     from lwa_middleware.emulator import Emulator, ServerHandle
@@ -137,6 +138,26 @@ def shell_exports(tokens: Mapping[str, str]) -> str:
 # Options -----------------------------------------------------------------------------------
 
 
+def port_number(text: str) -> int:
+    """``--port``'s type: a whole number from 0 (any free port) to 65535."""
+    try:
+        port = int(text)
+    except ValueError:
+        port = -1
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(
+            f"expected a port number from 0 to 65535 (0: any free port), got {text!r}"
+        )
+    return port
+
+
+def identifier(text: str) -> str:
+    """``--client-id``'s and ``--app-id``'s type: non-empty text, stripped."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError(f"expected a non-empty ID, got {text!r}")
+    return text.strip()
+
+
 def add_serving_parser(
     commands: argparse._SubParsersAction[argparse.ArgumentParser],
     name: str,
@@ -144,12 +165,14 @@ def add_serving_parser(
     summary: str,
     description: str,
     port: int | None,
-    port_help: str = "default: %(default)s",
+    port_help: str = "the port to listen on; 0 picks a free one (default: %(default)s)",
 ) -> argparse.ArgumentParser:
     """The subcommand ``name``, with its ``--host`` and ``--port``."""
     parser = commands.add_parser(name, help=summary, description=description)
-    parser.add_argument("--host", default=HOST, help="default: %(default)s")
-    parser.add_argument("--port", type=int, default=port, help=port_help)
+    parser.add_argument(
+        "--host", default=HOST, help="the address to listen on (default: %(default)s)"
+    )
+    parser.add_argument("--port", type=port_number, default=port, metavar="PORT", help=port_help)
     return parser
 
 
@@ -157,11 +180,17 @@ def add_emulator_ids(parser: argparse.ArgumentParser) -> None:
     """``--client-id`` and ``--app-id``: what the emulator issues tokens to."""
     parser.add_argument(
         "--client-id",
+        type=identifier,
         default=DEFAULT_CLIENT_ID,
+        metavar="ID",
         help="the client ID tokens are issued to (aud; default: %(default)s)",
     )
     parser.add_argument(
-        "--app-id", default=DEFAULT_APP_ID, help="the app_id tokens carry (default: %(default)s)"
+        "--app-id",
+        type=identifier,
+        default=DEFAULT_APP_ID,
+        metavar="ID",
+        help="the app_id tokens carry (default: %(default)s)",
     )
 
 
@@ -198,6 +227,8 @@ def emulator_banner(emulator: Emulator, token: str) -> str:
     """What ``lwa-middleware emulator`` prints once serving."""
     url = emulator.url
     mint = json.dumps({"name": "Grace Hopper", "scopes": ["profile"]})
+    # Plain http beyond loopback is refused unless the app allows it (only for an emulator).
+    insecure = " LWA_ALLOW_INSECURE_HTTP=true" if is_insecure_http(url) else ""
     return f"""\
 LWA emulator running at {url}  (Ctrl-C to stop)
   client_id  {emulator.client_id}
@@ -217,4 +248,4 @@ Mint another token:
        -d {shlex.quote(mint)}
 
 Point an app at it:
-  export LWA_API_BASE_URL={url} LWA_CLIENT_IDS={emulator.client_id}"""
+  export LWA_API_BASE_URL={url} LWA_CLIENT_IDS={emulator.client_id}{insecure}"""
