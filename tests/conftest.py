@@ -10,8 +10,9 @@ what the app saw behind either shell.
 from __future__ import annotations
 
 import json
+import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from functools import partial
 from typing import TYPE_CHECKING, Any
@@ -138,7 +139,7 @@ def inner_app() -> Starlette:
     return Starlette(
         routes=[
             WebSocketRoute("/ws", ws_echo),
-            Route("/{path:path}", whoami),
+            Route("/{path:path}", whoami, methods=["GET", "POST", "OPTIONS"]),
         ]
     )
 
@@ -258,6 +259,63 @@ def served(request: pytest.FixtureRequest) -> Served:
     return Served(shell, start)
 
 
+def serve_werkzeug(app: WSGIApplication) -> ServerHandle:
+    """Serve a WSGI app with werkzeug's threaded development server on 127.0.0.1 (no access
+    log lines)."""
+    from werkzeug.serving import WSGIRequestHandler, make_server
+
+    class Quiet(WSGIRequestHandler):
+        def log(self, type: str, message: str, *args: Any) -> None:
+            pass
+
+    server = make_server("127.0.0.1", 0, app, threaded=True, request_handler=Quiet)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
+    thread.daemon = True
+    thread.start()
+    return ServerHandle(
+        host="127.0.0.1",
+        port=server.server_port,
+        thread=thread,
+        request_stop=server.shutdown,
+        cleanup=server.server_close,
+    )
+
+
+#: The four real servers the hardening tests run behind: uvicorn with each of its HTTP
+#: implementations (``LWAMiddleware``), wsgiref and werkzeug (``LWAWSGIMiddleware``).
+SERVERS = ["uvicorn-h11", "uvicorn-httptools", "wsgiref", "werkzeug"]
+
+
+@pytest.fixture(params=SERVERS)
+def any_server(
+    request: pytest.FixtureRequest,
+    emu: Emulator,
+    emu_url: str,
+    clock: FakeClock,
+    teardown_later: Teardown,
+) -> Iterator[Served]:
+    """``any_server(**options) -> base URL`` of the whoami app behind the middleware, once
+    per real server in :data:`SERVERS` (same emulator and clock as ``served``)."""
+    kind: str = request.param
+    stops: list[Callable[[], None]] = []
+
+    def start(**options: Any) -> str:
+        _defaults(options, emu, emu_url, clock)
+        if kind.startswith("uvicorn"):
+            http = kind.removeprefix("uvicorn-")
+            handle = serve(LWAMiddleware(inner_app(), **options), lifespan="on", http=http)
+            stops.append(handle.stop)
+            return handle.url
+        middleware = LWAWSGIMiddleware(wsgi_whoami, **options)
+        handle = serve_wsgi(middleware) if kind == "wsgiref" else serve_werkzeug(middleware)
+        stops.append(partial(_stop_and_close, handle, middleware))
+        return handle.url
+
+    yield Served("asgi" if kind.startswith("uvicorn") else "wsgi", start)
+    for stop in stops:
+        teardown_later(stop)
+
+
 @pytest.fixture(scope="module")
 def http() -> Iterator[httpx.Client]:
     """One client for the module (a new client per request costs its TLS setup)."""
@@ -280,6 +338,17 @@ OTHER_CLIENT = "amzn1.application-oa2-client.someone-else"
 
 def bearer(token: str) -> dict[str, str]:
     return {"authorization": f"Bearer {token}"}
+
+
+def raw_get(
+    http: httpx.Client, url: str, raw_path: bytes, headers: Mapping[str, str] | None = None
+) -> httpx.Response:
+    """GET ``raw_path`` exactly as given: httpx resolves dot segments in a URL, even in
+    ``URL.copy_with(raw_path=...)``; httpcore's ``target`` extension is sent verbatim."""
+    request = http.build_request(
+        "GET", url + "/x", headers=headers, extensions={"target": raw_path}
+    )
+    return http.send(request)
 
 
 def assert_error(

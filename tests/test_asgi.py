@@ -211,15 +211,26 @@ async def test_lifespan_passes_through_and_opens_the_client(emu: Emulator, emu_u
     assert client.is_closed
 
 
-def test_other_scope_types_pass_through() -> None:
+def test_other_scope_types_never_reach_the_app_unverified() -> None:
+    """A connection type the middleware cannot verify is refused wherever verification is
+    needed (here the default ``protect=("/*",)``), and passes only where none is."""
     seen: list[str] = []
 
     async def app(scope: Any, receive: Any, send: Any) -> None:
-        seen.append(scope["type"])
+        seen.append(scope.get("path", "-"))
 
-    middleware = LWAMiddleware(app, client_ids=["amzn1.application-oa2-client.x"])
-    asyncio.run(middleware({"type": "custom"}, None, None))  # type: ignore[arg-type]
-    assert seen == ["custom"]
+    client = ["amzn1.application-oa2-client.x"]
+    everywhere = LWAMiddleware(app, client_ids=client)
+    for scope in ({"type": "custom"}, {"type": "webtransport", "path": "/x"}):
+        with pytest.raises(RuntimeError, match="cannot verify"):
+            asyncio.run(everywhere(scope, None, None))  # type: ignore[arg-type]
+    assert seen == []
+    admin_only = LWAMiddleware(app, client_ids=client, protect=["/admin/*"])
+    with pytest.raises(RuntimeError, match="cannot verify"):
+        asyncio.run(admin_only({"type": "custom", "path": "/admin/x"}, None, None))  # type: ignore[arg-type]
+    asyncio.run(admin_only({"type": "custom", "path": "/public"}, None, None))  # type: ignore[arg-type]
+    asyncio.run(admin_only({"type": "custom"}, None, None))  # type: ignore[arg-type]
+    assert seen == ["/public", "-"]
 
 
 @pytest.mark.filterwarnings("ignore:Using `httpx` with `starlette.testclient`")

@@ -381,7 +381,7 @@ def check_responses(responses: list[httpx.Response], tokens: Tokens) -> None:
     assert any(text.startswith("Identity(") for text in reprs)
 
 
-def check_cache(cache: MemoryCache, api_base_url: str, tokens: Tokens) -> None:
+def check_cache(cache: MemoryCache[Identity], api_base_url: str, tokens: Tokens) -> None:
     """Keys are SHA-256 digests; no key or entry holds a token."""
     entries = dict(cache._data)  # the private map: the test must see every key
     assert entries

@@ -12,17 +12,10 @@ import httpx
 
 from lwa_middleware.emulator import Emulator
 
-from conftest import OTHER_CLIENT, Served, assert_error, bearer
+from conftest import OTHER_CLIENT, Served, assert_error, bearer, raw_get
 
 NO_CALLS = {"tokeninfo": 0, "profile": 0}
 UNKNOWN = "Atza|" + "x" * 400  # well formed, but LWA does not know it
-
-
-def raw_get(http: httpx.Client, url: str, raw_path: bytes) -> httpx.Response:
-    """GET ``raw_path`` as sent (httpx would resolve dot segments itself)."""
-    request = http.build_request("GET", url + "/x")
-    request.url = request.url.copy_with(raw_path=raw_path)
-    return http.send(request)
 
 
 def test_identity_seen_by_the_app(served: Served, emu: Emulator, http: httpx.Client) -> None:

@@ -4,7 +4,9 @@ It only adapts an ASGI scope to the core: the path below ``root_path`` to
 :class:`~lwa_middleware.gate.Gate`, the headers to the token finder, the token to
 :class:`~lwa_middleware.verifier.AsyncVerifier`, and an error back as an HTTP response, a
 WebSocket denial response, or close code 1008. Lifespan passes through; the middleware
-only listens to it to open its HTTP client at startup and close it at shutdown.
+only listens to it to open its HTTP client at startup and close it at shutdown. CORS
+preflights pass through unverified unless ``verify_preflight`` is set; a connection of any
+other ASGI type on a path that needs verification never reaches the app.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from starlette.requests import HTTPConnection
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from lwa_middleware.errors import LWAError
-from lwa_middleware.gate import Gate
+from lwa_middleware.gate import Gate, check_on_error, is_cors_preflight
 from lwa_middleware.integrations.starlette import CredentialsMemo
 from lwa_middleware.settings import LWAOptions, LWASettings
 from lwa_middleware.verification import authorize
@@ -34,6 +36,8 @@ ErrorHandler = Callable[[HTTPConnection, LWAError], "ASGIApp | Awaitable[ASGIApp
 
 _DENIAL = "websocket.http.response"
 _TOKEN_HEADERS = frozenset({b"authorization", b"cookie", b"x-amz-access-token"})
+_ORIGIN = b"origin"
+_REQUEST_METHOD = b"access-control-request-method"
 _POLICY_VIOLATION = 1008
 
 
@@ -67,12 +71,14 @@ class LWAMiddleware:
         transport: httpx.AsyncBaseTransport | None = None,
         **options: Unpack[LWAOptions],
     ) -> None:
+        check_on_error(on_error)
         self.app = app
         self.settings = LWASettings.build(settings, dict(options))
         self.gate = Gate(self.settings)
         self.verifier = AsyncVerifier(self.settings, clock=clock, transport=transport)
         self.on_error = on_error
         self._query = self.gate.finder.reads_query
+        self._preflights = self.gate.passes_preflights
         # Bound once: the warm path runs these on every request.
         self._route = self.gate.rules.route
         self._resolve = self.gate.resolve
@@ -84,10 +90,20 @@ class LWAMiddleware:
         if kind != "http" and kind != "websocket":
             if kind == "lifespan":
                 send = self._lifespan_send(send)
+            elif self._route(_route_path(scope) if "path" in scope else "/").verifies:
+                raise RuntimeError(
+                    f"LWAMiddleware cannot verify an ASGI {kind!r} connection; "
+                    "it does not reach the app on a path that needs verification"
+                )
             await self.app(scope, receive, send)
             return
         route = self._route(_route_path(scope))
-        if not route.verifies:
+        if not route.verifies or (
+            kind == "http"
+            and scope["method"] == "OPTIONS"
+            and self._preflights
+            and self._preflight(scope)
+        ):
             await self.app(scope, receive, send)
             return
         authorization: list[bytes] = []
@@ -113,6 +129,17 @@ class LWAMiddleware:
         scope["lwa"] = identity
         scope["user"], scope["auth"] = self._credentials(identity)
         await self.app(scope, receive, send)
+
+    @staticmethod
+    def _preflight(scope: Scope) -> bool:
+        """Whether an ``OPTIONS`` request is a CORS preflight."""
+        origin = method = None
+        for name, value in scope["headers"]:
+            if name == _ORIGIN:
+                origin = value
+            elif name == _REQUEST_METHOD:
+                method = value
+        return is_cors_preflight("OPTIONS", origin, method)
 
     async def _deny(self, scope: Scope, receive: Receive, send: Send, error: LWAError) -> None:
         """Answer ``error``: the app's ``on_error`` response, else the documented one."""

@@ -1,9 +1,15 @@
-"""The in-memory cache (L1): a bounded map from hashed token to what LWA said, with deadlines.
+"""The in-memory caches (L1): verified identities, and apart from them, rejected tokens.
 
-Pure: ``now`` is passed in. Reads are one ``dict.get`` and a comparison (a
-``cachetools.TTLCache`` lookup costs ~100x a dict lookup, about 1.5-2.5 µs, measured by
-``bench/warm_path.py``), writes take a lock so threads and event loops can share the
-cache. When full, expired entries are purged, then the oldest inserted entries go first.
+Pure: ``now`` is passed in. :class:`MemoryCache` holds identities; its reads are one
+``dict.get`` and a comparison (a ``cachetools.TTLCache`` lookup costs ~100x a dict lookup,
+about 1.5-2.5 µs, measured by ``bench/warm_path.py``), writes take a lock so threads and
+event loops can share the cache. When full, expired entries are purged, then the oldest
+inserted entries go first.
+
+:class:`RejectionCache` holds LWA's ``invalid_token`` verdicts for ``negative_ttl`` in its
+own bounded ``cachetools.TTLCache``, so a flood of bogus tokens can fill only that one and
+never evicts a verified identity. It is read only after a miss of the identity cache: off
+the warm path.
 
 Keys are SHA-256 digests (:func:`cache_key`); the token itself is never stored.
 """
@@ -13,6 +19,9 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass
 from hashlib import sha256
+from typing import Generic, TypeVar
+
+from cachetools import TTLCache
 
 from lwa_middleware.models import Identity
 
@@ -25,6 +34,7 @@ class Rejected:
 
 
 Entry = Identity | Rejected
+E = TypeVar("E")
 
 
 class KeyMaker:
@@ -50,17 +60,19 @@ def cache_key(api_base_url: str, token: str) -> bytes:
     return KeyMaker(api_base_url)(token)
 
 
-class MemoryCache:
-    """Bounded map ``key → (deadline, entry)``; entries past their deadline are misses."""
+class MemoryCache(Generic[E]):
+    """Bounded map ``key → (deadline, entry)``; entries past their deadline are misses.
+
+    ``MemoryCache[Identity]`` is the identity cache (L1)."""
 
     __slots__ = ("_data", "_lock", "maxsize")
 
     def __init__(self, maxsize: int = 10_000) -> None:
         self.maxsize = maxsize
-        self._data: dict[bytes, tuple[float, Entry]] = {}
+        self._data: dict[bytes, tuple[float, E]] = {}
         self._lock = threading.Lock()
 
-    def get(self, key: bytes, now: float) -> Entry | None:
+    def get(self, key: bytes, now: float) -> E | None:
         """The live entry for ``key``, or ``None``."""
         item = self._data.get(key)
         if item is None:
@@ -70,11 +82,11 @@ class MemoryCache:
             return None
         return item[1]
 
-    def peek(self, key: bytes) -> tuple[float, Entry] | None:
+    def peek(self, key: bytes) -> tuple[float, E] | None:
         """``(deadline, entry)`` for ``key``, live or not (the caller compares the deadline)."""
         return self._data.get(key)
 
-    def set(self, key: bytes, entry: Entry, deadline: float, now: float) -> None:
+    def set(self, key: bytes, entry: E, deadline: float, now: float) -> None:
         """Store ``entry`` until ``deadline`` (epoch seconds); a past deadline stores nothing."""
         if deadline <= now:
             return
@@ -106,3 +118,49 @@ class MemoryCache:
             # Evict a tenth at once so a full cache does not pay this on every insert.
             for key in list(data)[: max(overflow, self.maxsize // 10)]:
                 del data[key]
+
+
+class RejectionCache:
+    """Bounded ``key → Rejected`` for a fixed ``ttl`` (a ``cachetools.TTLCache`` whose clock is
+    the ``now`` each call passes in); ``ttl=0`` caches nothing. Thread-safe."""
+
+    __slots__ = ("_cache", "_lock", "_now", "maxsize", "ttl")
+
+    def __init__(self, maxsize: int = 10_000, ttl: float = 30) -> None:
+        self.maxsize = maxsize
+        self.ttl = ttl
+        self._now = 0.0
+        self._cache: TTLCache[bytes, Rejected] = TTLCache(maxsize, ttl, timer=self._timer)
+        self._lock = threading.Lock()
+
+    def _timer(self) -> float:
+        return self._now
+
+    def get(self, key: bytes, now: float) -> Rejected | None:
+        """The live rejection for ``key``, or ``None``."""
+        if not self.ttl:
+            return None
+        with self._lock:
+            self._now = now
+            return self._cache.get(key)
+
+    def set(self, key: bytes, entry: Rejected, now: float) -> None:
+        """Remember ``entry`` for ``ttl`` seconds from ``now``."""
+        if not self.ttl:
+            return
+        with self._lock:
+            self._now = now
+            self._cache[key] = entry
+
+    def delete(self, key: bytes) -> None:
+        """Forget ``key`` (no error when absent)."""
+        with self._lock:
+            self._cache.pop(key, None)
+
+    def clear(self) -> None:
+        """Forget everything."""
+        with self._lock:
+            self._cache.clear()
+
+    def __len__(self) -> int:
+        return len(self._cache)

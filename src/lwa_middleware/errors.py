@@ -8,7 +8,8 @@ The tree (each class knows its LWA ``error`` code and its status in both styles)
     ├── InvalidToken                invalid_token       lwa 400 / rfc6750 401
     ├── InsufficientScope           insufficient_scope  lwa 401 / rfc6750 403
     └── ServerError                 ServerError         lwa 500 / rfc6750 500
-        └── LWAUnavailable          ServerError (transport: connect, timeout, 5xx, 429, bad body)
+        ├── LWAUnavailable          ServerError (transport: connect, timeout, 5xx, 429, bad body)
+        └── Overloaded              ServerError + Retry-After (no slot for an LWA call in time)
 
     ConfigurationError (ValueError): a bad option, found when settings are built.
 
@@ -37,6 +38,9 @@ class LWAError(Exception):
     lwa_status: ClassVar[int] = 500
     rfc6750_status: ClassVar[int] = 500
     default_description: ClassVar[str] = "The server encountered an unexpected error."
+
+    #: Seconds for a ``Retry-After`` header, or ``None`` for none.
+    retry_after: int | None = None
 
     def __init__(self, description: str | None = None) -> None:
         self.description = description or self.default_description
@@ -100,6 +104,13 @@ class LWAUnavailable(ServerError):
     default_description = "Login with Amazon could not verify the access token right now."
 
 
+class Overloaded(ServerError):
+    """Too many verifications in flight: no slot to call LWA within the deadline (fail fast)."""
+
+    default_description = "Too many sign-ins are being verified right now; retry shortly."
+    retry_after = 1
+
+
 def www_authenticate(error: LWAError, style: ErrorStyle, realm: str) -> str | None:
     """The ``WWW-Authenticate`` value for an error, or ``None`` where none is sent (500)."""
     status = error.status(style)
@@ -135,4 +146,6 @@ def render_error(
     challenge = www_authenticate(error, style, realm)
     if challenge is not None:
         headers.append(("www-authenticate", challenge))
+    if error.retry_after is not None:
+        headers.append(("retry-after", str(error.retry_after)))
     return error.status(style), headers, body

@@ -12,7 +12,7 @@ import re
 import uuid
 from collections.abc import Callable, Sequence
 
-from lwa_middleware.errors import LWAError, MissingToken, render_error
+from lwa_middleware.errors import ConfigurationError, LWAError, MissingToken, render_error
 from lwa_middleware.models import Identity
 from lwa_middleware.rules import PathRules, Route
 from lwa_middleware.settings import LWASettings
@@ -29,6 +29,20 @@ def _text(values: Sequence[bytes]) -> list[str]:
     return [value.decode("latin-1") for value in values]
 
 
+def is_cors_preflight(method: str, origin: object, request_method: object) -> bool:
+    """A CORS preflight: ``OPTIONS`` with ``Origin`` and ``Access-Control-Request-Method``
+    (browsers never put credentials on one, so it can carry no token to verify)."""
+    return method == "OPTIONS" and origin is not None and request_method is not None
+
+
+def check_on_error(on_error: object) -> None:
+    """Refuse an ``on_error`` hook that cannot be called, at construction."""
+    if on_error is not None and not callable(on_error):
+        raise ConfigurationError(
+            f"on_error must be callable (or None), got {type(on_error).__name__}"
+        )
+
+
 def request_id(incoming: str | None) -> str:
     """A sane incoming ``X-Request-ID`` (≤128 of ``[A-Za-z0-9._:-]``), else a new UUID."""
     if incoming is not None and _SANE_REQUEST_ID.fullmatch(incoming):
@@ -39,10 +53,12 @@ def request_id(incoming: str | None) -> str:
 class Gate:
     """Path rules, token finding and error rendering for one settings object."""
 
-    __slots__ = ("_single_bearer", "finder", "rules", "settings")
+    __slots__ = ("_single_bearer", "finder", "passes_preflights", "rules", "settings")
 
     def __init__(self, settings: LWASettings) -> None:
         self.settings = settings
+        #: Whether CORS preflights pass through unverified (``verify_preflight`` off).
+        self.passes_preflights = not settings.verify_preflight
         self.rules = PathRules(
             settings.protect, settings.exclude, settings.optional, settings.require_scopes
         )

@@ -26,6 +26,9 @@ from lwa_middleware.models import Profile, TokenInfo
 
 T = TypeVar("T")
 
+#: An upstream description holding any run this long of the token is never relayed.
+ECHO_RUN = 8
+
 TOKENINFO_PATH = "/auth/o2/tokeninfo"
 PROFILE_PATH = "/user/profile"
 USER_AGENT = "lwa-middleware"
@@ -109,6 +112,22 @@ def _description(data: Mapping[str, Any]) -> str | None:
     if "Atza" in text or "Atzr" in text:
         return None
     return text.strip()[:_MAX_DESCRIPTION]
+
+
+def echoes(text: str, secret: str, run: int = ECHO_RUN) -> bool:
+    """Whether ``text`` holds any ``run`` consecutive characters of ``secret`` (all of it,
+    when shorter)."""
+    if len(secret) <= run:
+        return bool(secret) and secret in text
+    return any(text[i : i + run] in secret for i in range(len(text) - run + 1))
+
+
+def scrubbed(error: LWAError, secret: str) -> LWAError:
+    """``error`` with its description replaced by our default when it echoes ``secret``."""
+    if echoes(error.description, secret):
+        error.description = error.default_description
+        error.args = (error.description,)
+    return error
 
 
 def lwa_error(response: HTTPResponse) -> LWAError:
@@ -202,12 +221,16 @@ def parse_profile(response: HTTPResponse) -> Profile:
 
 
 def exchange(
-    request: HTTPRequest, parse: Callable[[HTTPResponse], T], retries: int = 1
+    request: HTTPRequest,
+    parse: Callable[[HTTPResponse], T],
+    retries: int = 1,
+    secret: str = "",
 ) -> Steps[T]:
     """Send ``request`` (yielded to the driver), retrying once on connect errors and 5xx.
 
     The driver sends back an :data:`Outcome` for each yielded request; the generator
-    returns the parsed value or raises an :class:`~lwa_middleware.errors.LWAError`.
+    returns the parsed value or raises an :class:`~lwa_middleware.errors.LWAError`, whose
+    description never echoes ``secret`` (the token the request carries).
     """
     attempt = 0
     while True:
@@ -221,7 +244,10 @@ def exchange(
             raise LWAUnavailable(f"Login with Amazon {what}.")
         if outcome.status >= 500 and again:
             continue
-        return parse(outcome)
+        try:
+            return parse(outcome)
+        except LWAError as error:
+            raise scrubbed(error, secret) from None
 
 
 def drive(steps: Steps[T], send: Callable[[HTTPRequest], Outcome]) -> T:

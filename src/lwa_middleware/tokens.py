@@ -7,7 +7,10 @@ The shells hand over the raw pieces (``Authorization`` and ``x-amz-access-token`
   ``"query"`` (opt-in): ``access_token``. These are the three methods LWA itself accepts:
   more than one in a request is ``invalid_request`` (RFC 6750 §2).
 * ``"cookie"``: a browser session, ignored whenever a header or query token is present;
-  with ``secret_key`` its value must carry an itsdangerous signature.
+  with ``secret_key`` its value must carry an itsdangerous signature. Two cookies of that
+  name in one request are ``invalid_request`` (a sibling domain can toss in a second one).
+* The query is read by its decoded keys, as the app's framework reads it
+  (``access%5Ftoken`` is ``access_token``).
 * A token that arrives URL-encoded (``Atza%7C…``) is decoded exactly once (the query
   string's own decoding is that once). Empty, over 2048 bytes, or characters outside
   RFC 6750's ``b64token`` set plus ``|``: ``invalid_request``, with no call to LWA.
@@ -74,15 +77,39 @@ def plain_bearer(value: bytes) -> bytes | None:
 
 
 def _cookie(headers: Sequence[str], name: str) -> str | None:
+    """The value of the one cookie called ``name``; ``None`` when there is none; two or more
+    are ``invalid_request`` (cookie tossing: frameworks disagree on which one wins)."""
+    found: str | None = None
     for header in headers:
+        if name not in header:
+            continue
         for pair in header.split(";"):
             key, sep, value = pair.partition("=")
             if sep and key.strip() == name:
+                if found is not None:
+                    raise InvalidRequest(f"The request carries more than one {name} cookie.")
                 value = value.strip()
                 if len(value) >= 2 and value[0] == value[-1] == '"':
                     value = value[1:-1]
-                return value
-    return None
+                found = value
+    return found
+
+
+def may_name_query_token(query_string: str) -> bool:
+    """Whether any key of ``query_string`` can decode to ``access_token`` (cheap: a key that
+    does holds the name itself or a percent escape)."""
+    return "access_token" in query_string or "%" in query_string
+
+
+def query_tokens(query_string: str) -> list[str]:
+    """Every ``access_token`` value of the query, its keys decoded as frameworks decode them."""
+    if not may_name_query_token(query_string):
+        return []
+    return [
+        value
+        for key, value in parse_qsl(query_string, keep_blank_values=True)
+        if key == "access_token"
+    ]
 
 
 class TokenFinder:
@@ -116,7 +143,7 @@ class TokenFinder:
             len(authorization) != 1
             or amz_token
             or not self._header
-            or (self._query and "access_token" in query_string)
+            or (self._query and may_name_query_token(query_string))
         ):
             return None
         return plain_bearer(authorization[0])
@@ -137,10 +164,9 @@ class TokenFinder:
                     methods.append(normalize_token(credentials))
             for value in amz_token:
                 methods.append(normalize_token(value))
-        if self._query and query_string and "access_token" in query_string:
-            for key, value in parse_qsl(query_string, keep_blank_values=True):
-                if key == "access_token":
-                    methods.append(normalize_token(value, decode=False))
+        if self._query and query_string:
+            for value in query_tokens(query_string):
+                methods.append(normalize_token(value, decode=False))
         if len(methods) > 1:
             raise InvalidRequest(
                 "The request carries the access token in more than one place; send exactly one."

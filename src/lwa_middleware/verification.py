@@ -6,15 +6,23 @@ request); on a miss the shells fetch token-info and profile and hand the outcome
 :meth:`Authority.settle`, which checks the audience (``aud`` in ``client_ids``, or
 ``app_id`` in ``app_ids``), that both answers speak of one customer, and caches the
 verdict: TTL = min(``cache_ttl``, seconds to expiry - ``expiry_leeway``); LWA's
-``invalid_token`` for ``negative_ttl``; transport errors never.
+``invalid_token`` for ``negative_ttl`` in a cache of its own (so rejections never evict an
+identity); transport errors never. Before any call to LWA, :meth:`Authority.admit` rejects
+locally what cannot be an LWA access token. LWA failing (unreachable, timing out, 5xx) is
+logged at WARNING, at most once per :data:`OUTAGE_LOG_INTERVAL` seconds.
 """
 
 from __future__ import annotations
 
 import logging
 
-from lwa_middleware.cache import KeyMaker, MemoryCache, Rejected
-from lwa_middleware.errors import InsufficientScope, InvalidToken, LWAError, LWAUnavailable
+from lwa_middleware.cache import KeyMaker, MemoryCache, Rejected, RejectionCache
+from lwa_middleware.errors import (
+    InsufficientScope,
+    InvalidToken,
+    LWAError,
+    LWAUnavailable,
+)
 from lwa_middleware.models import Identity, Profile, TokenInfo
 from lwa_middleware.settings import LWASettings
 from lwa_middleware.tokens import validate_token
@@ -23,6 +31,11 @@ logger = logging.getLogger("lwa_middleware")
 
 EXPIRED = "The access token has expired."
 WRONG_AUDIENCE = "The access token was not issued to this application."
+NOT_AN_ACCESS_TOKEN = "The access token is not a Login with Amazon access token."
+#: What every LWA access token begins with (Amazon documents the ``Atza|`` prefix).
+ACCESS_TOKEN_PREFIX = "Atza|"
+#: At most one WARNING about LWA failing per this many seconds (the rest are counted).
+OUTAGE_LOG_INTERVAL = 60.0
 
 
 def fingerprint(key: bytes) -> str:
@@ -45,32 +58,55 @@ def authorize(identity: Identity, required: frozenset[str]) -> Identity:
 class Authority:
     """The sans-IO core of verification for one settings object (and its L1 cache)."""
 
-    __slots__ = ("_app_ids", "_client_ids", "cache", "key", "settings")
+    __slots__ = (
+        "_app_ids",
+        "_client_ids",
+        "_outage_logged_at",
+        "_outages_unlogged",
+        "cache",
+        "key",
+        "rejections",
+        "settings",
+    )
 
-    def __init__(self, settings: LWASettings, cache: MemoryCache | None = None) -> None:
+    def __init__(
+        self,
+        settings: LWASettings,
+        cache: MemoryCache[Identity] | None = None,
+        rejections: RejectionCache | None = None,
+    ) -> None:
         self.settings = settings
-        self.cache = cache if cache is not None else MemoryCache(settings.cache_maxsize)
+        self.cache: MemoryCache[Identity] = (
+            cache if cache is not None else MemoryCache(settings.cache_maxsize)
+        )
+        self.rejections = (
+            rejections
+            if rejections is not None
+            else RejectionCache(settings.negative_maxsize, settings.negative_ttl)
+        )
         self.key = KeyMaker(settings.api_base_url)
         self._client_ids = frozenset(settings.client_ids)
         self._app_ids = frozenset(settings.app_ids)
+        self._outage_logged_at: float | None = None
+        self._outages_unlogged = 0
 
     def cached(self, key: bytes, now: float) -> Identity | None:
         """The cached identity, ``None`` on a miss; raises ``InvalidToken`` for a cached
-        rejection or a token that expired while cached. One dict lookup (the warm path)."""
+        rejection or a token that expired while cached. One dict lookup (the warm path);
+        the rejections are looked up only when it misses."""
         item = self.cache.peek(key)
-        if item is None:
-            return None
-        deadline, entry = item
-        if now >= deadline:
+        if item is not None:
+            deadline, entry = item
+            if now < deadline:
+                if now >= entry.token_info.expires_at:
+                    self.cache.delete(key)
+                    raise InvalidToken(EXPIRED)
+                return entry
             self.cache.delete(key)
-            return None
-        if type(entry) is Rejected:
-            raise InvalidToken(entry.description)
-        assert type(entry) is Identity
-        if now >= entry.token_info.expires_at:
-            self.cache.delete(key)
-            raise InvalidToken(EXPIRED)
-        return entry
+        rejected = self.rejections.get(key, now)
+        if rejected is not None:
+            raise InvalidToken(rejected.description)
+        return None
 
     def lookup(self, token: str, now: float) -> Identity | None:
         """:meth:`cached` for a token."""
@@ -86,14 +122,17 @@ class Authority:
         item = self.cache.peek(key)
         if item is not None:
             deadline, entry = item
-            if now < deadline and type(entry) is Identity and now < entry.token_info.expires_at:
+            if now < deadline and now < entry.token_info.expires_at:
                 return entry
         return self.cached(key, now)
 
-    @staticmethod
-    def admit(token: str) -> str:
-        """The local character check before a token is ever sent to LWA."""
-        return validate_token(token)
+    def admit(self, token: str) -> str:
+        """The local checks before a token is ever sent to LWA: its characters, and (unless
+        ``check_token_prefix`` is off) the ``Atza|`` prefix of every LWA access token."""
+        validate_token(token)
+        if self.settings.check_token_prefix and not token.startswith(ACCESS_TOKEN_PREFIX):
+            raise InvalidToken(NOT_AN_ACCESS_TOKEN)
+        return token
 
     def check_token_info(
         self, key: bytes, info: TokenInfo | BaseException, now: float
@@ -131,7 +170,10 @@ class Authority:
     def fail(self, key: bytes, error: BaseException, now: float) -> BaseException:
         """The error to raise for a failed verification; ``invalid_token`` is cached."""
         if isinstance(error, InvalidToken):
-            self.cache.set(key, Rejected(error.description), now + self.settings.negative_ttl, now)
+            self.cache.delete(key)
+            self.rejections.set(key, Rejected(error.description), now)
+        elif isinstance(error, LWAUnavailable):
+            self.outage(error, now)
         if not isinstance(error, LWAError):
             logger.exception(
                 "unexpected error during verification (cache key %s)",
@@ -143,3 +185,15 @@ class Authority:
         # LWA's free text.
         logger.info("verification refused: %s (cache key %s)", error.error, fingerprint(key))
         return error
+
+    def outage(self, error: LWAError, now: float) -> None:
+        """Log that LWA is failing at WARNING, at most once per :data:`OUTAGE_LOG_INTERVAL`
+        (the failures in between are counted in the next line). Our description only: it
+        names the kind of failure, never a token nor LWA's free text."""
+        last = self._outage_logged_at
+        if last is not None and 0 <= now - last < OUTAGE_LOG_INTERVAL:
+            self._outages_unlogged += 1
+            return
+        more, self._outages_unlogged, self._outage_logged_at = self._outages_unlogged, 0, now
+        suffix = f" ({more} more failure(s) since the last warning)" if more else ""
+        logger.warning("LWA verification is failing: %s%s", error.description, suffix)

@@ -1,9 +1,14 @@
 """``AsyncVerifier`` and ``Verifier``: the I/O and single-flight shells around :class:`Authority`.
 
-They only fetch (token-info ∥ profile for async; token-info then profile for sync, within
-one ``timeout`` budget, so no thread hop is needed) and make concurrent misses for one
-token share one upstream call. A failure is shared only with the requests that waited on
-that call. Every verdict is :class:`~lwa_middleware.verification.Authority`'s.
+They only fetch (token-info ∥ profile for async; token-info then profile for sync, so no
+thread hop is needed) and make concurrent misses for one token share one upstream call. A
+failure is shared only with the requests that waited on that call. Every verdict is
+:class:`~lwa_middleware.verification.Authority`'s.
+
+``timeout`` is a deadline for the whole verification: waiting for a slot (at most
+``max_concurrent_verifications`` verifications call LWA at once, see
+:mod:`lwa_middleware.admission`), waiting on another request's call for the same token, and
+both LWA calls (the clients hold each call to the time left, whatever LWA does).
 
 Async clients belong to the loop that created them, so :class:`AsyncVerifier` keeps one
 client (and one in-flight table) per event loop.
@@ -21,14 +26,17 @@ from typing import Any
 
 import httpx
 
+from lwa_middleware.admission import Admission
 from lwa_middleware.client import AsyncLWAClient, LWAClient
-from lwa_middleware.errors import LWAError, LWAUnavailable
+from lwa_middleware.errors import LWAError, LWAUnavailable, Overloaded
 from lwa_middleware.models import Identity
 from lwa_middleware.settings import LWASettings
 from lwa_middleware.transport import Budget
 from lwa_middleware.verification import Authority
 
 Clock = Callable[[], float]
+
+TIMED_OUT = "Login with Amazon timed out."
 
 
 def _copy(error: BaseException) -> BaseException:
@@ -41,6 +49,7 @@ def _copy(error: BaseException) -> BaseException:
 @dataclass
 class _LoopState:
     client: AsyncLWAClient
+    admission: Admission[asyncio.Future[None]]
     flights: dict[bytes, asyncio.Future[Identity]] = field(default_factory=dict)
 
 
@@ -52,6 +61,16 @@ class _VerifierBase:
         self.settings = settings
         self.authority = Authority(settings)
         self.clock = clock
+
+    def _admission(self) -> Admission[Any]:
+        settings = self.settings
+        return Admission(settings.max_concurrent_verifications, settings.max_queued_verifications)
+
+    def _overloaded(self) -> Overloaded:
+        """The error for a request that found no slot in time (logged, rate-limited)."""
+        error = Overloaded()
+        self.authority.outage(error, self.clock())
+        return error
 
     def cached_raw(self, token: bytes) -> Identity | None:
         """The cached identity for a token's bytes (no I/O, no await); ``None`` on a miss.
@@ -100,7 +119,7 @@ class AsyncVerifier(_VerifierBase):
                 timeout=self.settings.timeout,
                 transport=self._transport,
             )
-            state = self._loops[loop] = _LoopState(client)
+            state = self._loops[loop] = _LoopState(client, self._admission())
         return state
 
     async def start(self) -> None:
@@ -112,27 +131,27 @@ class AsyncVerifier(_VerifierBase):
         key, now, identity = self._lookup(token)
         if identity is not None:
             return identity
-        authority = self.authority
+        budget = Budget(self.settings.timeout)
         state = self._state()
         flight = state.flights.get(key)
         if flight is not None:
-            try:
-                return await asyncio.shield(flight)
-            except asyncio.CancelledError:
-                if not flight.cancelled():
-                    raise  # this request itself was cancelled
-                return await self.verify(token)  # the leading request went away: lead anew
-            except LWAError as error:
-                raise _copy(error) from None
+            return await self._follow(flight, token, budget)
         flight = asyncio.get_running_loop().create_future()
         state.flights[key] = flight
         try:
-            info, profile = await asyncio.gather(
-                state.client.tokeninfo(token, now=now),
-                state.client.profile(token),
-                return_exceptions=True,
-            )
-            identity = authority.settle(key, info, profile, now)
+            await self._take_slot(state.admission, budget)
+            try:
+                left = budget.remaining()
+                if left is None:
+                    raise LWAUnavailable(TIMED_OUT)
+                info, profile = await asyncio.gather(
+                    state.client.tokeninfo(token, now=now, timeout=left),
+                    state.client.profile(token, timeout=left),
+                    return_exceptions=True,
+                )
+            finally:
+                self._give_slot(state.admission)
+            identity = self.authority.settle(key, info, profile, now)
         except asyncio.CancelledError:
             flight.cancel()
             raise
@@ -146,12 +165,63 @@ class AsyncVerifier(_VerifierBase):
         finally:
             del state.flights[key]
 
+    async def _follow(
+        self, flight: asyncio.Future[Identity], token: str, budget: Budget
+    ) -> Identity:
+        """Wait (within this request's deadline) for the call another request leads."""
+        left = budget.remaining()
+        if left is None:
+            raise LWAUnavailable(TIMED_OUT)
+        try:
+            return await asyncio.wait_for(asyncio.shield(flight), left)
+        except asyncio.TimeoutError:
+            raise LWAUnavailable(TIMED_OUT) from None
+        except asyncio.CancelledError:
+            if not flight.cancelled():
+                raise  # this request itself was cancelled
+            return await self.verify(token)  # the leading request went away: lead anew
+        except LWAError as error:
+            raise _copy(error) from None
+
+    async def _take_slot(self, admission: Admission[asyncio.Future[None]], budget: Budget) -> None:
+        """A slot to call LWA, waited for (newest first) only while the deadline allows."""
+        if admission.acquire():
+            return
+        try:
+            waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            evicted = admission.enqueue(waiter)
+        except Overloaded:
+            raise self._overloaded() from None
+        if evicted is not None and not evicted.done():
+            evicted.set_exception(Overloaded())
+        try:
+            await asyncio.wait_for(waiter, budget.remaining() or 0)
+        except BaseException as error:
+            if not admission.withdraw(waiter) and _holds_slot(waiter):
+                self._give_slot(admission)  # handed a slot just as we gave up: pass it on
+            if isinstance(error, (asyncio.TimeoutError, Overloaded)):
+                raise self._overloaded() from None
+            raise
+
+    @staticmethod
+    def _give_slot(admission: Admission[asyncio.Future[None]]) -> None:
+        """Hand the slot to the newest live waiter, or free it."""
+        while (waiter := admission.release()) is not None:
+            if not waiter.done():
+                waiter.set_result(None)
+                return
+
     async def aclose(self) -> None:
         """Close the client of the running loop (clients of other loops close with them)."""
         loop = asyncio.get_running_loop()
         state = self._loops.pop(loop, None)
         if state is not None:
             await state.client.aclose()
+
+
+def _holds_slot(waiter: asyncio.Future[None]) -> bool:
+    """Whether a waiter was handed a slot (its future holds a result)."""
+    return waiter.done() and not waiter.cancelled() and waiter.exception() is None
 
 
 class _Flight:
@@ -161,6 +231,16 @@ class _Flight:
         self.done = threading.Event()
         self.identity: Identity | None = None
         self.error: BaseException | None = None
+
+
+class _Waiter:
+    """A thread waiting for a slot: woken when handed one (``granted``) or pushed out."""
+
+    __slots__ = ("event", "granted")
+
+    def __init__(self) -> None:
+        self.event = threading.Event()
+        self.granted = False
 
 
 class Verifier(_VerifierBase):
@@ -179,12 +259,14 @@ class Verifier(_VerifierBase):
         )
         self._flights: dict[bytes, _Flight] = {}
         self._lock = threading.Lock()
+        self.admission: Admission[_Waiter] = self._admission()
 
     def verify(self, token: str) -> Identity:
         """The identity for ``token`` (cached or fetched), or an ``LWAError``."""
         key, now, identity = self._lookup(token)
         if identity is not None:
             return identity
+        budget = Budget(self.settings.timeout)
         authority = self.authority
         with self._lock:
             flight = self._flights.get(key)
@@ -197,13 +279,18 @@ class Verifier(_VerifierBase):
             if flight is None:
                 flight = self._flights[key] = _Flight()
         if not leader:
-            flight.done.wait()
+            if not flight.done.wait(budget.remaining() or 0):
+                raise LWAUnavailable(TIMED_OUT)
             if flight.error is not None:
                 raise _copy(flight.error) from None
             assert flight.identity is not None
             return flight.identity
         try:
-            flight.identity = self._fetch(key, token, now)
+            self._take_slot(budget)
+            try:
+                flight.identity = self._fetch(key, token, now, budget)
+            finally:
+                self._give_slot()
             return flight.identity
         except BaseException as error:
             flight.error = error
@@ -213,14 +300,46 @@ class Verifier(_VerifierBase):
                 del self._flights[key]
             flight.done.set()
 
-    def _fetch(self, key: bytes, token: str, now: float) -> Identity:
-        """Token-info, then (if it is ours) profile, both within one ``timeout`` budget."""
-        budget = Budget(self.settings.timeout)
-        info: Any = _outcome(lambda: self.client.tokeninfo(token, now=now))
+    def _take_slot(self, budget: Budget) -> None:
+        """A slot to call LWA, waited for (newest first) only while the deadline allows."""
+        admission = self.admission
+        with self._lock:
+            if admission.acquire():
+                return
+            waiter = _Waiter()
+            try:
+                evicted = admission.enqueue(waiter)
+            except Overloaded:
+                raise self._overloaded() from None
+            if evicted is not None:
+                evicted.event.set()  # not granted: it fails with Overloaded
+        waiter.event.wait(budget.remaining() or 0)
+        with self._lock:
+            if waiter.granted:
+                return
+            admission.withdraw(waiter)
+        raise self._overloaded()
+
+    def _give_slot(self) -> None:
+        """Hand the slot to the newest waiter, or free it."""
+        with self._lock:
+            waiter = self.admission.release()
+            if waiter is not None:
+                waiter.granted = True
+                waiter.event.set()
+
+    def _fetch(self, key: bytes, token: str, now: float, budget: Budget) -> Identity:
+        """Token-info, then (if it is ours) profile, both within the request's deadline."""
+        left = budget.remaining()
+        info: Any = (
+            LWAUnavailable(TIMED_OUT)
+            if left is None
+            else _outcome(lambda: self.client.tokeninfo(token, now=now, timeout=left))
+        )
         self.authority.check_token_info(key, info, now)
         left = budget.remaining()
         profile: Any = (
-            LWAUnavailable("Login with Amazon timed out.")
+            LWAUnavailable(TIMED_OUT)
             if left is None
             else _outcome(lambda: self.client.profile(token, timeout=left))
         )

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 import httpx
 
 from lwa_middleware.errors import LWAError
-from lwa_middleware.gate import Gate
+from lwa_middleware.gate import Gate, check_on_error, is_cors_preflight
 from lwa_middleware.settings import LWAOptions, LWASettings
 from lwa_middleware.verification import authorize
 from lwa_middleware.verifier import Clock, Verifier
@@ -52,18 +52,26 @@ class LWAWSGIMiddleware:
         transport: httpx.BaseTransport | None = None,
         **options: Unpack[LWAOptions],
     ) -> None:
+        check_on_error(on_error)
         self.app = app
         self.settings = LWASettings.build(settings, dict(options))
         self.gate = Gate(self.settings)
         self.verifier = Verifier(self.settings, clock=clock, transport=transport)
         self.on_error = on_error
         self._query = self.gate.finder.reads_query
+        self._preflights = self.gate.passes_preflights
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
-        route = self.gate.route(environ.get("PATH_INFO") or "/")
-        if not route.verifies:
-            return self.app(environ, start_response)
         get = environ.get
+        route = self.gate.route(get("PATH_INFO") or "/")
+        if not route.verifies or (
+            get("REQUEST_METHOD") == "OPTIONS"
+            and self._preflights
+            and is_cors_preflight(
+                "OPTIONS", get("HTTP_ORIGIN"), get("HTTP_ACCESS_CONTROL_REQUEST_METHOD")
+            )
+        ):
+            return self.app(environ, start_response)
         try:
             found = self.gate.resolve(
                 route,

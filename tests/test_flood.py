@@ -1,0 +1,157 @@
+"""A flood of distinct bogus tokens against a slow LWA, through real servers: the worker
+stays responsive, a legitimate first sign-in is still verified within ``timeout``, and no
+request waits on LWA longer than ``timeout`` (items 3 and 4 of the hardening issue).
+
+The flood is sent from a thread with raw asyncio sockets (one HTTP/1.1 request per
+connection): an HTTP client library would spend more CPU than the server under test, in
+the same process. Bounds are generous (CI machines are slow); the measured figures are
+printed (``pytest -s``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import statistics
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+import httpx
+import pytest
+
+from lwa_middleware import LWAMiddleware, LWAOptions, LWAWSGIMiddleware
+from lwa_middleware.emulator import Emulator, serve, serve_wsgi
+
+from conftest import bearer, inner_app, wsgi_whoami
+
+FLOOD = 600
+LATENCY = 0.3
+TIMEOUT = 2.0
+
+
+@dataclass
+class Blast:
+    """Outcomes of a flood: ``(status, seconds)`` per request, filled by a thread."""
+
+    results: list[tuple[int, float]] = field(default_factory=list)
+    retry_after: int = 0
+    started: threading.Event = field(default_factory=threading.Event)
+    thread: threading.Thread | None = None
+
+    def statuses(self) -> dict[int, int]:
+        counts: dict[int, int] = {}
+        for status, _ in self.results:
+            counts[status] = counts.get(status, 0) + 1
+        return counts
+
+
+async def _one(host: str, port: int, request: bytes, blast: Blast) -> None:
+    start = time.monotonic()
+    status = 0
+    try:
+        reader, writer = await asyncio.open_connection(host, port)
+        writer.write(request)
+        await writer.drain()
+        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 30)
+        status = int(head.split(b" ", 2)[1])
+        if b"\r\nretry-after: 1\r\n" in head.lower():
+            blast.retry_after += 1
+        writer.close()
+    except (OSError, asyncio.IncompleteReadError, asyncio.TimeoutError):
+        status = -1
+    blast.results.append((status, time.monotonic() - start))
+
+
+def flood(url: str, count: int = FLOOD) -> Blast:
+    """Start ``count`` concurrent requests to ``url`` + ``/me``, each with its own bogus (but
+    well-formed) token; returns at once, the thread fills ``Blast.results``."""
+    host, port = url.removeprefix("http://").split(":")
+    requests = [
+        (
+            f"GET /me HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n"
+            f"Authorization: Bearer Atza|{secrets.token_urlsafe(300)}\r\n\r\n"
+        ).encode()
+        for _ in range(count)
+    ]
+    blast = Blast()
+
+    async def main() -> None:
+        blast.started.set()
+        await asyncio.gather(*(_one(host, int(port), r, blast) for r in requests))
+
+    blast.thread = threading.Thread(target=asyncio.run, args=(main(),), daemon=True)
+    blast.thread.start()
+    blast.started.wait()
+    return blast
+
+
+@pytest.fixture(scope="module")
+def slow_lwa() -> Iterator[Emulator]:
+    with Emulator() as emu:
+        emu.latency(LATENCY)
+        yield emu
+
+
+@pytest.fixture(params=["asgi", "wsgi"])
+def flooded_app(request: pytest.FixtureRequest, slow_lwa: Emulator) -> Iterator[str]:
+    options: LWAOptions = {
+        "client_ids": [slow_lwa.client_id],
+        "api_base_url": slow_lwa.url,
+        "exclude": ["/health"],
+        "timeout": TIMEOUT,
+    }
+    if request.param == "asgi":
+        handle = serve(LWAMiddleware(inner_app(), **options), lifespan="on")
+        yield handle.url
+        handle.stop()
+    else:
+        middleware = LWAWSGIMiddleware(wsgi_whoami, **options)
+        handle = serve_wsgi(middleware)
+        yield handle.url
+        handle.stop()
+        middleware.close()
+
+
+def test_flood_of_bogus_tokens(flooded_app: str, slow_lwa: Emulator) -> None:
+    url = flooded_app
+    _, legit = slow_lwa.mint_for(name="Ada")
+    slow_lwa.reset_counts()
+    with httpx.Client(timeout=30) as http:
+        blast = flood(url)
+        time.sleep(1.0)  # every flood request has arrived: slots taken, the queue full
+        start = time.monotonic()
+        health = http.get(url + "/health")
+        health_seconds = time.monotonic() - start
+        start = time.monotonic()
+        signed_in = http.get(url + "/me", headers=bearer(legit))
+        legit_seconds = time.monotonic() - start
+        assert blast.thread is not None
+        blast.thread.join(60)
+    durations = sorted(seconds for _, seconds in blast.results)
+    calls = slow_lwa.calls
+    print(
+        f"\n[{url}] flood of {FLOOD} bogus tokens, LWA latency {LATENCY} s, timeout {TIMEOUT} s:"
+        f" /health {health_seconds * 1000:.0f} ms, legitimate cold token"
+        f" {legit_seconds * 1000:.0f} ms; flood statuses {blast.statuses()},"
+        f" {blast.retry_after} with Retry-After; flood durations median"
+        f" {statistics.median(durations):.2f} s, max {durations[-1]:.2f} s;"
+        f" LWA calls {calls}"
+    )
+    assert health.status_code == 200
+    assert health_seconds < 1.0
+    assert signed_in.status_code == 200, signed_in.text
+    assert signed_in.json()["user"] is not None
+    assert legit_seconds < TIMEOUT
+    assert len(blast.results) == FLOOD
+    statuses = blast.statuses()
+    # Every bogus token was refused: LWA's invalid_token, or ServerError: no slot could be
+    # had in time (with Retry-After), or a slot came too late for LWA to answer in time.
+    # None reached the app, none was dropped.
+    assert set(statuses) <= {400, 500}, statuses
+    assert 0 < blast.retry_after <= statuses.get(500, 0)
+    # No request waited on LWA (or for a slot) much longer than its deadline.
+    assert durations[-1] < TIMEOUT + 2.0
+    # The cap held: far fewer upstream calls than requests.
+    assert calls["tokeninfo"] < FLOOD
