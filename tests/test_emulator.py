@@ -8,6 +8,7 @@ each test; httpx talks to it. Also covers ``serve``/``serve_wsgi`` and the
 from __future__ import annotations
 
 import re
+import socket
 import subprocess
 import sys
 import threading
@@ -704,3 +705,173 @@ def test_serve_wsgi_is_threaded_and_quiet(capsys: pytest.CaptureFixture[str]) ->
     assert results == {"/a": "/a", "/b": "/b"}
     assert not handle.running
     assert "GET /" not in capsys.readouterr().err
+
+
+# The trickle faults -------------------------------------------------------------
+
+
+@pytest.fixture
+def trickling(emu: Emulator) -> Iterator[Emulator]:
+    """The emulator, trickling fast (2 ms a byte) for the test; the interval is put back."""
+    saved = emu.trickle_interval
+    emu.trickle_interval = 0.002
+    try:
+        yield emu
+    finally:
+        emu.trickle_interval = saved
+
+
+def raw_get(url: str, path: str, token: str) -> socket.socket:
+    """A connected socket that has sent ``GET path`` with the token, to read by hand."""
+    host, port = url.removeprefix("http://").split(":")
+    connection = socket.create_connection((host, int(port)), timeout=5)
+    request = f"GET {path} HTTP/1.1\r\nhost: {host}\r\nauthorization: Bearer {token}\r\n\r\n"
+    connection.sendall(request.encode())
+    return connection
+
+
+def test_trickle_defaults_and_validation() -> None:
+    assert Emulator().trickle_interval == 0.4
+    assert Emulator(trickle_interval=0).trickle_interval == 0.0
+    for bad in (-1, float("nan"), float("inf"), "fast"):
+        with pytest.raises(ValueError):
+            Emulator(trickle_interval=bad)  # type: ignore[arg-type]
+    emulator = Emulator(trickle_interval=0.1)
+    emulator.reset()
+    assert emulator.trickle_interval == 0.1, "reset keeps the interval"
+
+
+@pytest.mark.parametrize("path", ENDPOINTS)
+def test_fault_trickle_answers_normally_without_tripping_a_read_timeout(
+    trickling: Emulator, client: httpx.Client, path: str
+) -> None:
+    """httpx's timeout applies per read: the trickled answer takes longer than it, and
+    arrives whole (valid token, 200, the usual body)."""
+    user, token = trickling.mint_for()
+    trickling.fault("trickle", times=1)
+    started = time.monotonic()
+    response = client.get(path, **placed(token, "bearer"), timeout=0.2)
+    took = time.monotonic() - started
+    assert response.status_code == 200
+    assert response.json()["user_id"] == user.user_id
+    assert response.headers["content-type"] == JSON_TYPE
+    assert response.headers["connection"] == "close"
+    uuid.UUID(response.headers["x-amzn-RequestId"])
+    assert took > 0.2 + 0.1
+    assert client.get(path, **placed(token, "bearer")).status_code == 200, "times=1"
+
+
+def test_fault_trickle_sends_the_status_line_byte_by_byte(trickling: Emulator) -> None:
+    _, token = trickling.mint_for()
+    trickling.trickle_interval = 0.02
+    trickling.fault("trickle", "tokeninfo", times=1)
+    with raw_get(trickling.url, TOKENINFO, token) as connection:
+        started = time.monotonic()
+        received, reads = b"", 0
+        while b"\r\n" not in received:
+            chunk = connection.recv(1024)
+            assert chunk, "closed before the status line"
+            received, reads = received + chunk, reads + 1
+        took = time.monotonic() - started
+    assert received.startswith(b"HTTP/1.1 200 OK\r\n")
+    assert took >= 15 * 0.02  # 17 bytes, the first sent at once
+    assert reads >= 5, "the status line came in pieces"
+
+
+def test_fault_trickle_keeps_the_endpoints_error_answer(
+    trickling: Emulator, client: httpx.Client
+) -> None:
+    trickling.fault("trickle")
+    assert_lwa_error(client.get(TOKENINFO, **placed("garbage", "bearer")), 400, "invalid_token")
+    assert_lwa_error(client.get(PROFILE), 400, "invalid_request")
+
+
+def test_fault_trickle_body_sends_headers_at_once_then_the_body_slowly(
+    trickling: Emulator, client: httpx.Client
+) -> None:
+    user, token = trickling.mint_for()
+    trickling.trickle_interval = 0.01
+    trickling.fault(FaultKind.TRICKLE_BODY, "profile", times=1)
+    started = time.monotonic()
+    with client.stream("GET", PROFILE, **placed(token, "bearer"), timeout=0.2) as response:
+        headers_after = time.monotonic() - started
+        length = int(response.headers["content-length"])
+        chunks = list(response.iter_bytes())
+    took = time.monotonic() - started
+    body = b"".join(chunks)
+    assert response.status_code == 200
+    assert len(body) == length
+    assert httpx.Response(200, content=body).json()["user_id"] == user.user_id
+    assert headers_after < (length // 4) * 0.01, "headers before most of the body"
+    assert took >= (length - 1) * 0.01
+    assert "connection" not in response.headers, "an ordinary keep-alive answer"
+
+
+def test_fault_trickle_in_process_falls_back_to_trickling_the_body() -> None:
+    emulator = Emulator(trickle_interval=0.001)
+    user, token = emulator.mint_for()
+    emulator.fault("trickle", times=1)
+
+    async def scenario() -> httpx.Response:
+        transport = httpx.ASGITransport(app=emulator.app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://lwa") as in_process:
+            return await in_process.get(TOKENINFO, headers={"x-amz-access-token": token})
+
+    response = anyio.run(scenario)
+    assert response.status_code == 200
+    assert response.json()["user_id"] == user.user_id
+    assert "connection" not in response.headers
+
+
+@pytest.mark.parametrize("http", ["h11", "httptools"])
+@pytest.mark.parametrize("kind", ["trickle", "trickle_body"])
+def test_fault_trickle_stops_when_the_client_goes_away(http: str, kind: str) -> None:
+    """Under both uvicorn HTTP implementations: the client gives up, the emulator stops
+    sending (the server then stops at once, instead of waiting for a 2-minute answer)."""
+    pytest.importorskip(http)
+    emulator = Emulator(trickle_interval=0.4)
+    user, token = emulator.mint_for()
+    emulator.fault(kind, times=1)
+    handle = serve(emulator.app, http=http)
+    try:
+        with httpx.Client(base_url=handle.url) as http_client:
+            with pytest.raises(httpx.ReadTimeout):
+                http_client.get(PROFILE, **placed(token, "bearer"), timeout=0.1)
+            ok = http_client.get(PROFILE, **placed(token, "bearer"), timeout=5)
+            assert ok.json()["user_id"] == user.user_id
+        time.sleep(0.5)  # the emulator notices within one interval
+    finally:
+        started = time.monotonic()
+        handle.stop()
+        stopped_in = time.monotonic() - started
+    assert stopped_in < 2
+
+
+def test_control_faults_trickle_interval(emu: Emulator, client: httpx.Client) -> None:
+    saved = emu.trickle_interval
+    try:
+        added = client.post(
+            "/_emulator/faults",
+            json={"kind": "trickle", "endpoint": "profile", "times": 1, "trickle_interval": 0.001},
+        )
+        assert added.status_code == 200
+        assert added.json() == {
+            "kind": "trickle",
+            "endpoint": "profile",
+            "times": 1,
+            "trickle_interval": 0.001,
+        }
+        assert emu.trickle_interval == 0.001
+        for bad in (-1, "slow"):
+            refused = client.post(
+                "/_emulator/faults", json={"kind": "trickle", "trickle_interval": bad}
+            )
+            assert refused.status_code == 400
+            assert refused.json()["error"] == "bad_request"
+        assert emu.trickle_interval == 0.001, "a refused request changes nothing"
+        _, token = emu.mint_for()
+        response = client.get(PROFILE, **placed(token, "bearer"))
+        assert response.status_code == 200
+        assert response.headers["connection"] == "close"  # trickled, status line included
+    finally:
+        emu.trickle_interval = saved

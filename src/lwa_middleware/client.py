@@ -3,6 +3,12 @@
 Each holds one pooled httpx client and only moves bytes: building requests, parsing
 answers and the retry policy are the protocol module's. Every failure comes out as an
 :class:`~lwa_middleware.errors.LWAError`, never as an httpx exception.
+
+A call's ``timeout`` (its own, or the client's) is a wall-clock deadline for the whole call,
+retries included, whatever the upstream does: the sync client's sockets are clamped to it
+(:class:`~lwa_middleware.transport.DeadlineBackend`), the async client cancels the request
+(connect to last body byte) when it is spent. Missing it is
+``LWAUnavailable("Login with Amazon timed out.")``.
 """
 
 from __future__ import annotations
@@ -12,6 +18,7 @@ from collections.abc import Callable
 from types import TracebackType
 from typing import Any, Generic, TypeVar, cast
 
+import anyio
 import httpx
 
 from lwa_middleware import transport
@@ -29,7 +36,7 @@ from lwa_middleware.protocol import (
 )
 from lwa_middleware.settings import resolve_api_base_url
 from lwa_middleware.tokens import normalize_token, validate_token
-from lwa_middleware.transport import LIMITS, ssl_context
+from lwa_middleware.transport import LIMITS, hold_to_deadlines, ssl_context
 
 T = TypeVar("T")
 TransportT = TypeVar("TransportT")
@@ -70,7 +77,7 @@ class _ClientBase(Generic[TransportT, HTTPT]):
         self, token: str, build: Callable[[str, str], HTTPRequest], parse: Callable[..., T]
     ) -> Steps[T]:
         token = validate_token(normalize_token(token, decode=False))
-        return exchange(build(self.api_base_url, token), parse, self.retries)
+        return exchange(build(self.api_base_url, token), parse, self.retries, secret=token)
 
     def _tokeninfo_steps(self, token: str, now: float | None) -> Steps[TokenInfo]:
         when = time.time() if now is None else now
@@ -87,7 +94,10 @@ class LWAClient(_ClientBase[httpx.BaseTransport, httpx.Client]):
     """Blocking LWA client (one pooled ``httpx.Client``); use it from any number of threads."""
 
     def _open(self, transport: httpx.BaseTransport | None) -> httpx.Client:
-        return httpx.Client(transport=transport, **HTTPX_OPTIONS)
+        if transport is not None:  # the caller's (e.g. httpx.MockTransport), left as it is
+            return httpx.Client(transport=transport, **HTTPX_OPTIONS)
+        # httpx cannot be cancelled from outside, so its sockets are held to the deadline.
+        return hold_to_deadlines(httpx.Client(**HTTPX_OPTIONS))
 
     def tokeninfo(
         self, token: str, *, now: float | None = None, timeout: float | None = None
@@ -108,9 +118,10 @@ class LWAClient(_ClientBase[httpx.BaseTransport, httpx.Client]):
             if left is None:
                 return transport.SPENT
             try:
-                r = self._http.request(
-                    request.method, request.url, headers=request.headers, timeout=left
-                )
+                with transport.deadline(budget.deadline):
+                    r = self._http.request(
+                        request.method, request.url, headers=request.headers, timeout=left
+                    )
             except httpx.HTTPError as exc:
                 return transport.failure(exc)
             return transport.response(r)
@@ -154,13 +165,19 @@ class AsyncLWAClient(_ClientBase[httpx.AsyncBaseTransport, httpx.AsyncClient]):
             left = budget.remaining()
             outcome: Outcome = transport.SPENT
             if left is not None:
-                try:
-                    r = await self._http.request(
-                        request.method, request.url, headers=request.headers, timeout=left
-                    )
-                    outcome = transport.response(r)
-                except httpx.HTTPError as exc:
-                    outcome = transport.failure(exc)
+                # httpx's timeouts are per phase and per read: the deadline is a cancel
+                # scope around the whole request, body included (anyio: asyncio or trio,
+                # Python 3.10 too).
+                with anyio.move_on_after(left) as scope:
+                    try:
+                        r = await self._http.request(
+                            request.method, request.url, headers=request.headers, timeout=left
+                        )
+                        outcome = transport.response(r)
+                    except httpx.HTTPError as exc:
+                        outcome = transport.failure(exc)
+                if scope.cancelled_caught:
+                    outcome = transport.DEADLINE_MISSED
             try:
                 request = steps.send(outcome)
             except StopIteration as done:

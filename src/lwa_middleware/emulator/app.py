@@ -11,22 +11,32 @@ connection, so the client sees a disconnect without any response. Under a
 server whose transport it cannot reach (e.g. ``httpx.ASGITransport``) it raises
 ``EmulatedConnectionReset`` instead: in-process clients get that exception,
 other servers usually answer 500 ``text/plain``.
+
+About the ``trickle`` faults: the answer is the one the endpoint would give (a valid
+token's 200, or LWA's error), sent one byte every ``trickle_interval`` seconds, so a client
+whose timeouts apply per socket read never times out. ``trickle_body`` sends the status
+line and headers at once (with a ``Content-Length``) and trickles the body through ASGI,
+under any server. ``trickle`` trickles the status line and headers too: ASGI cannot, so
+under uvicorn it writes the raw HTTP/1.1 answer (``Connection: close``) to the connection's
+transport and closes it after the last byte; under a server whose transport it cannot
+reach it falls back to ``trickle_body``. Either stops as soon as the client goes away.
 """
 
 from __future__ import annotations
 
+import http
 import json
 import uuid
 from collections.abc import Callable, Mapping
 from functools import cached_property
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import anyio
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
-from starlette.types import Receive
+from starlette.types import Receive, Scope, Send
 
 from lwa_middleware.emulator.controls import CONTROL_ERROR_HANDLERS, ControlEndpoints
 from lwa_middleware.emulator.server import ServerHandle, serve
@@ -47,6 +57,7 @@ _MULTIPLE = "The request has more than one access token : access_token"
 _INVALID = "The access token provided is expired, revoked, malformed, or invalid for other reasons."
 _NO_SCOPE = "The access token provided does not have the scope required for this resource."
 _RESET_DISCONNECT_WAIT = 1.0
+_TRICKLES = frozenset({FaultKind.TRICKLE, FaultKind.TRICKLE_BODY})
 
 
 class EmulatedConnectionReset(ConnectionResetError):
@@ -146,18 +157,95 @@ async def sleep_unless_disconnected(receive: Receive, seconds: float) -> None:
         group.cancel_scope.cancel()
 
 
+def server_transport(receive: Receive) -> Any | None:
+    """The asyncio transport of the client's connection under uvicorn, else ``None``."""
+    owner = getattr(receive, "__self__", None)  # uvicorn's request-response cycle
+    transport = getattr(owner, "transport", None)
+    needed = ("abort", "close", "is_closing", "write")
+    if all(callable(getattr(transport, name, None)) for name in needed):
+        return transport
+    return None
+
+
+async def wait_for_disconnect(receive: Receive) -> None:
+    """Wait (a second at most) until the server has seen the client go, so it drops any
+    response the app returns."""
+    with anyio.move_on_after(_RESET_DISCONNECT_WAIT):
+        while (await receive())["type"] != "http.disconnect":
+            pass
+
+
 async def reset_connection(request: Request) -> Response:
     """Abort the client's TCP connection (uvicorn), else raise ``EmulatedConnectionReset``."""
-    owner = getattr(request.receive, "__self__", None)  # uvicorn's request-response cycle
-    abort = getattr(getattr(owner, "transport", None), "abort", None)
-    if not callable(abort):
+    transport = server_transport(request.receive)
+    if transport is None:
         raise EmulatedConnectionReset("LWA emulator: injected connection reset")
-    abort()
-    # Wait until the server has seen the disconnect, so it drops our response.
-    with anyio.move_on_after(_RESET_DISCONNECT_WAIT):
-        while (await request.receive())["type"] != "http.disconnect":
-            pass
+    transport.abort()
+    await wait_for_disconnect(request.receive)
     return Response(status_code=500)
+
+
+def raw_http_response(status: int, headers: list[tuple[bytes, bytes]], body: bytes) -> bytes:
+    """The bytes of an HTTP/1.1 answer that closes the connection (no keep-alive)."""
+    lines = [f"HTTP/1.1 {status} {http.HTTPStatus(status).phrase}".encode("ascii")]
+    lines.extend(name + b": " + value for name, value in headers if name.lower() != b"connection")
+    lines.extend((b"connection: close", b"", b""))
+    return b"\r\n".join(lines) + body
+
+
+class TrickledResponse(Response):
+    """``answer``, sent one byte every ``interval`` seconds (see the module's docstring).
+
+    ``headers_too`` trickles the status line and headers as well, when the server's
+    transport is reachable (uvicorn); otherwise only the body is trickled.
+    """
+
+    def __init__(self, answer: Response, interval: float, *, headers_too: bool) -> None:
+        super().__init__(bytes(answer.body), answer.status_code)
+        self.raw_headers = list(answer.raw_headers)  # Content-Length and Content-Type kept
+        self.interval = interval
+        self.headers_too = headers_too
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        transport = server_transport(receive) if self.headers_too else None
+        if transport is None:
+            await self._trickle_body(receive, send)
+        else:
+            await self._trickle_raw(transport, receive)
+
+    async def _trickle_raw(self, transport: Any, receive: Receive) -> None:
+        data = raw_http_response(self.status_code, self.raw_headers, bytes(self.body))
+        for index in range(len(data)):
+            if transport.is_closing():  # the client went away
+                break
+            if index:
+                await anyio.sleep(self.interval)
+            transport.write(data[index : index + 1])
+        transport.close()  # after the buffered bytes are sent
+        await wait_for_disconnect(receive)
+
+    async def _trickle_body(self, receive: Receive, send: Send) -> None:
+        await send(
+            {"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers}
+        )
+        body = bytes(self.body)
+
+        async def watch(scope: anyio.CancelScope) -> None:
+            while (await receive())["type"] != "http.disconnect":
+                pass
+            scope.cancel()
+
+        async with anyio.create_task_group() as group:
+            group.start_soon(watch, group.cancel_scope)
+            for index in range(len(body)):
+                if index:
+                    await anyio.sleep(self.interval)
+                last = index == len(body) - 1
+                chunk = body[index : index + 1]
+                await send({"type": "http.response.body", "body": chunk, "more_body": not last})
+            if not body:
+                await send({"type": "http.response.body", "body": b"", "more_body": False})
+            group.cancel_scope.cancel()
 
 
 def fault_response(kind: FaultKind, request_id: str) -> Response:
@@ -213,8 +301,20 @@ class LwaEndpoints:
             await sleep_unless_disconnected(request.receive, plan.hang_seconds)
         elif plan.fault is FaultKind.RESET:
             return await reset_connection(request)
-        elif plan.fault is not None:
+        elif plan.fault is not None and plan.fault not in _TRICKLES:
             return fault_response(plan.fault, request_id)
+        response = self._answer(request, request_id, answer)
+        if plan.fault in _TRICKLES:
+            headers_too = plan.fault is FaultKind.TRICKLE
+            return TrickledResponse(response, plan.trickle_interval, headers_too=headers_too)
+        return response
+
+    def _answer(
+        self,
+        request: Request,
+        request_id: str,
+        answer: Callable[[ValidToken], dict[str, object]],
+    ) -> Response:
         try:
             token = extract_token(request)
             valid = self._state.validate(token) if token.startswith(TOKEN_PREFIX) else None

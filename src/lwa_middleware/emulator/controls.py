@@ -14,7 +14,7 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from lwa_middleware.emulator.state import ANY_ENDPOINT, EmulatorState
+from lwa_middleware.emulator.state import ANY_ENDPOINT, EmulatorState, check_interval
 
 
 class ControlError(Exception):
@@ -128,18 +128,29 @@ class ControlEndpoints:
         return JSONResponse({"revoked": self._state.revoke(token)})
 
     async def add_fault(self, request: Request) -> Response:
-        """``POST /_emulator/faults`` ``{"kind": ..., "endpoint": "*", "times": null}``."""
+        """``POST /_emulator/faults`` ``{"kind": ..., "endpoint": "*", "times": null}``.
+
+        An optional ``"trickle_interval"`` (seconds) sets the emulator's, used by the
+        ``trickle`` faults (echoed back when given).
+        """
         body = await _json_object(request)
         kind = _str_field(body, "kind")
         endpoint = _str_field(body, "endpoint") or ANY_ENDPOINT
         times = _int_field(body, "times")
+        interval = _number_field(body, "trickle_interval")
         if kind is None:
             raise ControlError(400, "'kind' is required")
         try:
+            if interval is not None:
+                interval = check_interval(interval)
             self._state.fault(kind, endpoint, times)
         except ValueError as exc:
             raise ControlError(400, str(exc)) from exc
-        return JSONResponse({"kind": kind, "endpoint": endpoint, "times": times})
+        answer: dict[str, Any] = {"kind": kind, "endpoint": endpoint, "times": times}
+        if interval is not None:
+            self._state.trickle_interval = interval
+            answer["trickle_interval"] = interval
+        return JSONResponse(answer)
 
     async def clear_faults(self, request: Request) -> Response:
         """``DELETE /_emulator/faults``: clear faults and latency."""

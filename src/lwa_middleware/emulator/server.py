@@ -106,7 +106,7 @@ def _bind(host: str, port: int) -> socket.socket:
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind(address)
-        sock.listen(128)
+        sock.listen(1024)  # bursts of hundreds of connections (flood tests) are not dropped
     except BaseException:
         sock.close()
         raise
@@ -183,7 +183,7 @@ class _ThreadingWSGIServer(ThreadingMixIn, WSGIServer):
 
     daemon_threads = True
     allow_reuse_address = True
-    request_queue_size = 128  # like uvicorn; socketserver's 5 drops bursts of connections
+    request_queue_size = 1024  # socketserver's 5 drops bursts of connections
 
 
 class _ThreadingWSGIServer6(_ThreadingWSGIServer):

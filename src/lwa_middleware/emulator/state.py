@@ -20,6 +20,7 @@ from dataclasses import dataclass
 DEFAULT_CLIENT_ID = "amzn1.application-oa2-client.emulator"
 DEFAULT_APP_ID = "amzn1.application.emulator"
 DEFAULT_HANG_SECONDS = 30.0
+DEFAULT_TRICKLE_INTERVAL = 0.4
 
 TOKEN_PREFIX = "Atza|"
 USER_ID_PREFIX = "amzn1.account."
@@ -49,6 +50,12 @@ class FaultKind(str, enum.Enum):
     """200 JSON ``{}``."""
     RESET = "reset"
     """Close the connection without any response (see ``emulator.app``)."""
+    TRICKLE = "trickle"
+    """The normal answer, one byte every ``trickle_interval`` seconds: status line and
+    headers too under uvicorn, else the body only (see ``emulator.app``)."""
+    TRICKLE_BODY = "trickle_body"
+    """The normal answer's status and headers at once, then its body one byte every
+    ``trickle_interval`` seconds."""
 
 
 @dataclass(frozen=True)
@@ -104,6 +111,7 @@ class RequestPlan:
     latency: float
     fault: FaultKind | None
     hang_seconds: float
+    trickle_interval: float = DEFAULT_TRICKLE_INTERVAL
 
 
 @dataclass
@@ -135,6 +143,15 @@ def normalize_scopes(scopes: str | Iterable[str]) -> tuple[str, ...]:
     return result
 
 
+def check_interval(seconds: float) -> float:
+    """Return ``seconds`` as a float if it is a finite, non-negative delay, else raise."""
+    if isinstance(seconds, bool) or not isinstance(seconds, (int, float)):
+        raise ValueError(f"an interval must be a number of seconds, not {seconds!r}")
+    if not math.isfinite(seconds) or seconds < 0:
+        raise ValueError(f"an interval must be finite and non-negative, not {seconds!r}")
+    return float(seconds)
+
+
 def _check_endpoint(endpoint: str) -> str:
     if endpoint != ANY_ENDPOINT and endpoint not in ENDPOINTS:
         allowed = ", ".join(repr(e) for e in (*ENDPOINTS, ANY_ENDPOINT))
@@ -156,12 +173,15 @@ class EmulatorState:
         clock: Callable[[], float] = time.time,
         *,
         hang_seconds: float = DEFAULT_HANG_SECONDS,
+        trickle_interval: float = DEFAULT_TRICKLE_INTERVAL,
     ) -> None:
         self.client_id = client_id
         self.app_id = app_id
         self.clock = clock
         self.hang_seconds = hang_seconds
         """How long a ``hang`` fault waits before answering (kept by ``reset``)."""
+        self.trickle_interval = check_interval(trickle_interval)
+        """Seconds between two bytes of a ``trickle`` answer (kept by ``reset``)."""
         self._lock = threading.Lock()
         self._users: dict[str, EmulatorUser] = {}
         self._tokens: dict[str, IssuedToken] = {}
@@ -311,7 +331,8 @@ class EmulatorState:
     def reset(self) -> None:
         """Forget users, tokens, faults, latency and counters.
 
-        ``client_id``, ``app_id``, ``clock`` and ``hang_seconds`` are kept.
+        ``client_id``, ``app_id``, ``clock``, ``hang_seconds`` and ``trickle_interval``
+        are kept.
         """
         with self._lock:
             self._users.clear()
@@ -336,4 +357,4 @@ class EmulatorState:
                         if fault.remaining == 0:
                             self._faults.remove(fault)
                     break
-            return RequestPlan(latency, kind, self.hang_seconds)
+            return RequestPlan(latency, kind, self.hang_seconds, self.trickle_interval)
