@@ -27,7 +27,7 @@ from __future__ import annotations
 import http
 import json
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from functools import cached_property
 from typing import Any, TypeVar
 
@@ -143,8 +143,8 @@ def profile_body(valid: ValidToken) -> dict[str, object]:
 # Delays and faults ------------------------------------------------------------
 
 
-async def sleep_unless_disconnected(receive: Receive, seconds: float) -> None:
-    """Sleep ``seconds``, returning early if the client disconnects meanwhile."""
+async def until_disconnected(receive: Receive, work: Callable[[], Awaitable[None]]) -> None:
+    """Run ``work()``, cancelling it as soon as the client disconnects."""
 
     async def watch(scope: anyio.CancelScope) -> None:
         while (await receive())["type"] != "http.disconnect":
@@ -153,8 +153,13 @@ async def sleep_unless_disconnected(receive: Receive, seconds: float) -> None:
 
     async with anyio.create_task_group() as group:
         group.start_soon(watch, group.cancel_scope)
-        await anyio.sleep(seconds)
+        await work()
         group.cancel_scope.cancel()
+
+
+async def sleep_unless_disconnected(receive: Receive, seconds: float) -> None:
+    """Sleep ``seconds``, returning early if the client disconnects meanwhile."""
+    await until_disconnected(receive, lambda: anyio.sleep(seconds))
 
 
 def server_transport(receive: Receive) -> Any | None:
@@ -230,13 +235,7 @@ class TrickledResponse(Response):
         )
         body = bytes(self.body)
 
-        async def watch(scope: anyio.CancelScope) -> None:
-            while (await receive())["type"] != "http.disconnect":
-                pass
-            scope.cancel()
-
-        async with anyio.create_task_group() as group:
-            group.start_soon(watch, group.cancel_scope)
+        async def trickle() -> None:
             for index in range(len(body)):
                 if index:
                     await anyio.sleep(self.interval)
@@ -245,7 +244,8 @@ class TrickledResponse(Response):
                 await send({"type": "http.response.body", "body": chunk, "more_body": not last})
             if not body:
                 await send({"type": "http.response.body", "body": b"", "more_body": False})
-            group.cancel_scope.cancel()
+
+        await until_disconnected(receive, trickle)
 
 
 def fault_response(kind: FaultKind, request_id: str) -> Response:
