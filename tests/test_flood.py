@@ -117,13 +117,18 @@ def flooded_app(request: pytest.FixtureRequest, slow_lwa: Emulator) -> Iterator[
 def test_flood_of_bogus_tokens(flooded_app: str, slow_lwa: Emulator) -> None:
     url = flooded_app
     _, legit = slow_lwa.mint_for(name="Ada")
-    slow_lwa.reset_counts()
+    _, regular = slow_lwa.mint_for(name="Bob")
     with httpx.Client(timeout=30) as http:
+        assert http.get(url + "/me", headers=bearer(regular)).status_code == 200  # cached
+        slow_lwa.reset_counts()
         blast = flood(url)
         time.sleep(1.0)  # every flood request has arrived: slots taken, the queue full
         start = time.monotonic()
         health = http.get(url + "/health")
         health_seconds = time.monotonic() - start
+        start = time.monotonic()
+        cached = http.get(url + "/me", headers=bearer(regular))
+        cached_seconds = time.monotonic() - start
         start = time.monotonic()
         signed_in = http.get(url + "/me", headers=bearer(legit))
         legit_seconds = time.monotonic() - start
@@ -133,7 +138,8 @@ def test_flood_of_bogus_tokens(flooded_app: str, slow_lwa: Emulator) -> None:
     calls = slow_lwa.calls
     print(
         f"\n[{url}] flood of {FLOOD} bogus tokens, LWA latency {LATENCY} s, timeout {TIMEOUT} s:"
-        f" /health {health_seconds * 1000:.0f} ms, legitimate cold token"
+        f" /health {health_seconds * 1000:.0f} ms, cached token {cached_seconds * 1000:.0f} ms,"
+        f" legitimate cold token"
         f" {legit_seconds * 1000:.0f} ms; flood statuses {blast.statuses()},"
         f" {blast.retry_after} with Retry-After; flood durations median"
         f" {statistics.median(durations):.2f} s, max {durations[-1]:.2f} s;"
@@ -141,6 +147,8 @@ def test_flood_of_bogus_tokens(flooded_app: str, slow_lwa: Emulator) -> None:
     )
     assert health.status_code == 200
     assert health_seconds < 1.0
+    assert cached.status_code == 200
+    assert cached_seconds < 1.0
     assert signed_in.status_code == 200, signed_in.text
     assert signed_in.json()["user"] is not None
     assert legit_seconds < TIMEOUT

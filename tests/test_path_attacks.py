@@ -36,7 +36,7 @@ from starlette.routing import Route
 
 from lwa_middleware import Identity, LWAMiddleware, LWAWSGIMiddleware
 from lwa_middleware.emulator import Emulator, serve, serve_wsgi
-from lwa_middleware.rules import Mode, PathRules, normalize_path
+from lwa_middleware.rules import MAX_JUDGED_PATH, Mode, PathRules, normalize_path
 
 from conftest import APP_HEADER, assert_error, bearer, raw_get, serve_werkzeug
 
@@ -381,6 +381,25 @@ def test_memo_does_not_hold_long_paths() -> None:
         rules.route(f"/u/{index}")
     assert 0 < len(rules._memo) <= MEMO_COUNT_LIMIT
     assert rules.route("/public/" + "a" * MEMO_PATH_LIMIT) is not None
+
+
+def test_a_long_path_with_several_forms_gets_the_strictest_decision_at_once() -> None:
+    """Past ``MAX_JUDGED_PATH`` characters, a path with several forms is not judged form by
+    form (a crafted one would cost milliseconds): it needs a token and every scope."""
+    rules = PathRules(
+        protect=("/admin/*",),
+        exclude=("/public/*",),
+        require_scopes={"/zip/*": frozenset({"postal_code"}), "/me": frozenset({"profile"})},
+    )
+    crafted = "/public/" + "%2e%2e;\\x/" * (MAX_JUDGED_PATH // 8)
+    route = rules.route(crafted)
+    assert route.mode is Mode.PROTECT
+    assert route.required_scopes == {"postal_code", "profile"}
+    assert rules.route("/public/" + "a" * (2 * MAX_JUDGED_PATH)).mode is Mode.EXCLUDE  # one form
+    # Shorter ones are judged form by form, as before.
+    assert rules.route("/public/" + "%2e%2e;x/" * 10).mode is Mode.PASS
+    assert rules.route("/public/%2e%2e/admin/x").mode is Mode.PROTECT
+    assert rules.route("/public/a%20b").mode is Mode.EXCLUDE  # every form excluded
 
 
 def test_long_paths_do_not_grow_a_uvicorn_worker() -> None:

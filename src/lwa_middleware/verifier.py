@@ -126,12 +126,14 @@ class AsyncVerifier(_VerifierBase):
         """Open this loop's client now rather than on the first miss (lifespan startup)."""
         self._state()
 
-    async def verify(self, token: str) -> Identity:
-        """The identity for ``token`` (cached or fetched), or an ``LWAError``."""
+    async def verify(self, token: str, budget: Budget | None = None) -> Identity:
+        """The identity for ``token`` (cached or fetched), or an ``LWAError``; ``budget``
+        (default: ``timeout`` from now) is the deadline of the whole verification."""
         key, now, identity = self._lookup(token)
         if identity is not None:
             return identity
-        budget = Budget(self.settings.timeout)
+        if budget is None:
+            budget = Budget(self.settings.timeout)
         state = self._state()
         flight = state.flights.get(key)
         if flight is not None:
@@ -179,7 +181,8 @@ class AsyncVerifier(_VerifierBase):
         except asyncio.CancelledError:
             if not flight.cancelled():
                 raise  # this request itself was cancelled
-            return await self.verify(token)  # the leading request went away: lead anew
+            # The leading request went away: lead anew, within this request's deadline.
+            return await self.verify(token, budget)
         except LWAError as error:
             raise _copy(error) from None
 
