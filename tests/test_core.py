@@ -24,7 +24,7 @@ from lwa_middleware.cache import Rejected, cache_key
 from lwa_middleware.errors import render_error
 from lwa_middleware.gate import Gate, request_id
 from lwa_middleware.rules import Mode, PathRules, normalize_path
-from lwa_middleware.tokens import TokenFinder, cookie_signer
+from lwa_middleware.tokens import TokenFinder, cookie_signer, normalize_token, validate_token
 from lwa_middleware.verification import Authority, authorize
 
 CLIENT = "amzn1.application-oa2-client.ours"
@@ -391,8 +391,10 @@ class TestStarletteCredentials:
         assert len(memo._pairs) <= 2
 
 
-class TestPlainBearerShortcut:
-    """The warm path's shortcut may only ever name the token the full rules would find."""
+class TestWarmShortcut:
+    """The warm path's shortcut may only ever name the token the full rules would find, for
+    a token that can be in the cache (one that passed ``validate_token``); anything else
+    must miss. The property test in ``test_warm_shortcut.py`` tries random requests."""
 
     @pytest.mark.parametrize(
         "header",
@@ -412,23 +414,33 @@ class TestPlainBearerShortcut:
         ],
     )
     def test_agrees_with_the_full_rules(self, header: str) -> None:
-        from lwa_middleware.tokens import plain_bearer
-
         raw = header.encode("utf-8")
-        shortcut = plain_bearer(raw)
-        if shortcut is None:
-            return  # the full rules decide, nothing to compare
         finder = TokenFinder(("header",), "lwa_token")
+        shortcut = finder.warm([raw], [], [], "")
+        if shortcut is None or not _valid(shortcut):
+            return  # the full rules decide (an invalid token is never a cache key)
         assert finder.find(authorization=[raw.decode("latin-1")]) == shortcut.decode()
 
-    def test_only_when_bearer_is_the_only_method(self) -> None:
-        finder = TokenFinder(("header", "query"), "lwa_token")
+    def test_only_when_one_method_carries_it(self) -> None:
+        finder = TokenFinder(("header", "query", "cookie"), "lwa_token")
         header = f"Bearer {TOKEN}".encode()
-        assert finder.single_bearer([header], [], "") == TOKEN.encode()
-        assert finder.single_bearer([header, header], [], "") is None
-        assert finder.single_bearer([header], [TOKEN.encode()], "") is None
-        assert finder.single_bearer([header], [], f"access_token={TOKEN}") is None
-        assert TokenFinder(("cookie",), "c").single_bearer([header], [], "") is None
+        token = TOKEN.encode()
+        cookie = f"theme=dark; lwa_token={TOKEN}".encode()
+        assert finder.warm([header], [], [], "") == token
+        assert finder.warm([], [token], [], "") == token
+        assert finder.warm([], [], [cookie], "") == token
+        assert finder.warm([header], [], [cookie], "") == token  # a method wins over the cookie
+        assert finder.warm([header, header], [], [], "") is None
+        assert finder.warm([header], [token], [], "") is None
+        assert finder.warm([], [token, token], [], "") is None
+        assert finder.warm([header], [], [], f"access_token={TOKEN}") is None
+        assert finder.warm([], [], [cookie, cookie], "") is None
+        assert finder.warm([], [], [cookie + b"; lwa_token=x"], "") is None
+        assert finder.warm([], [], [b"xlwa_token=" + token], "") is None
+        assert finder.warm([], [], [b"a=b lwa_token=" + token], "") is None
+        assert TokenFinder(("cookie",), "c").warm([header], [], [], "") is None
+        signed = TokenFinder(("cookie",), "lwa_token", secret_key="s")
+        assert signed.warm([], [], [cookie], "") is None  # a signature to check: full rules
 
     def test_same_cache_key_as_the_full_path(self) -> None:
         a = Authority(LWASettings(client_ids=(CLIENT,)))
@@ -436,6 +448,15 @@ class TestPlainBearerShortcut:
         identity = a.settle(a.key(TOKEN), info(expires_at=5000), profile(), now)
         assert a.lookup_raw(TOKEN.encode(), now) is identity
         assert a.lookup(TOKEN, now) is identity
+
+
+def _valid(token: bytes) -> bool:
+    """Whether ``token`` passes the full rules unchanged: the only kind of cache key."""
+    text = token.decode("latin-1")
+    try:
+        return validate_token(normalize_token(text, decode=False)) == text
+    except InvalidRequest:
+        return False
 
 
 @pytest.mark.parametrize(

@@ -146,9 +146,9 @@ class TestQuery:
     def test_shortcut_never_skips_an_encoded_query_key(self) -> None:
         finder = TokenFinder(("header", "query"), "lwa_token")
         header = [b"Bearer " + TOKEN.encode()]
-        assert finder.single_bearer(header, [], "") == TOKEN.encode()
-        assert finder.single_bearer(header, [], "page=2") == TOKEN.encode()
-        assert finder.single_bearer(header, [], "access%5Ftoken=B") is None
+        assert finder.warm(header, [], [], "") == TOKEN.encode()
+        assert finder.warm(header, [], [], "page=2") == TOKEN.encode()
+        assert finder.warm(header, [], [], "access%5Ftoken=B") is None
         with pytest.raises(InvalidRequest):
             finder.find([f"Bearer {TOKEN}"], [], [], "access%5Ftoken=Atza%7Cb")
 

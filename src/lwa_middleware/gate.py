@@ -53,7 +53,7 @@ def request_id(incoming: str | None) -> str:
 class Gate:
     """Path rules, token finding and error rendering for one settings object."""
 
-    __slots__ = ("_single_bearer", "finder", "passes_preflights", "rules", "settings")
+    __slots__ = ("_warm", "finder", "passes_preflights", "rules", "settings")
 
     def __init__(self, settings: LWASettings) -> None:
         self.settings = settings
@@ -63,7 +63,7 @@ class Gate:
             settings.protect, settings.exclude, settings.optional, settings.require_scopes
         )
         self.finder = TokenFinder(settings.token_sources, settings.cookie_name, settings.secret_key)
-        self._single_bearer = self.finder.single_bearer  # bound once: every request calls it
+        self._warm = self.finder.warm  # bound once: every request calls it
 
     def route(self, path: str) -> Route:
         """The decision for a path below the mount point."""
@@ -81,11 +81,11 @@ class Gate:
         """A cached identity, the token still to verify, or ``None`` (anonymous on an optional
         route); else ``LWAError``. Headers are raw bytes (latin-1, as HTTP carries them).
 
-        The warm path: a request whose only method is one plain ``Authorization: Bearer``
-        header is looked up by its bytes (one hash, one dict lookup, no decoding); anything
-        else, or a miss, takes the full rules of :meth:`token`.
+        The warm path: a request whose token is carried plainly (:meth:`TokenFinder.warm`) is
+        looked up by its bytes (one hash, one dict lookup, no decoding); anything else, or a
+        miss, takes the full rules of :meth:`token`.
         """
-        plain = self._single_bearer(authorization, amz_token, query_string)
+        plain = self._warm(authorization, amz_token, cookies, query_string)
         if plain is not None:
             identity = cached(plain)
             if identity is not None:

@@ -161,6 +161,12 @@ class PathRules:
         every_scope: frozenset[str] = frozenset().union(*(s for _, s in self._scoped))
         self._strictest = Route(Mode.PROTECT, every_scope)
 
+    @property
+    def memo(self) -> Mapping[str, Route]:
+        """The memoised decisions (read-only use: a shell's one ``dict.get`` before
+        :meth:`route`, which fills it)."""
+        return self._memo
+
     def route(self, path: str) -> Route:
         """The decision for ``path``: the strictest over :func:`path_forms` (memoised for
         paths of at most :data:`MEMO_MAX_PATH` characters; the memo is bounded)."""

@@ -28,8 +28,6 @@ from lwa_middleware.errors import InvalidRequest, InvalidToken
 
 MAX_TOKEN_BYTES = 2048
 COOKIE_SALT = "lwa-middleware.cookie"
-#: What ``str.strip()`` removes from ASCII text (``bytes.strip()`` alone misses \x1c-\x1f).
-_ASCII_SPACE = b" \t\n\r\x0b\x0c\x1c\x1d\x1e\x1f"
 _TOKEN_CHARS = re.compile(r"[A-Za-z0-9\-._~+/|]+=*")
 
 
@@ -61,19 +59,16 @@ def validate_token(token: str) -> str:
     return token
 
 
-def plain_bearer(value: bytes) -> bytes | None:
-    """The token of ``Bearer <token>`` when it needs no decoding (ASCII, no ``%``), else ``None``.
-
-    A shortcut for the cache lookup only: the bytes are exactly what :meth:`TokenFinder.find`
-    would return for this header (encoded), so a cache hit on them is a hit on that token;
-    ``None`` (or a miss) sends the request down the full rules.
-    """
-    if value[:7].lower() != b"bearer ":
+def cookie_value(header: bytes, name_eq: bytes) -> bytes | None:
+    """The raw value of the cookie ``name_eq`` (``b"name="``) in one ``Cookie`` header when it
+    is there once, at a pair boundary; else ``None`` (the full rules decide)."""
+    start = header.find(name_eq)
+    if start < 0 or header.find(name_eq, start + 1) >= 0:
         return None
-    token = value[7:].strip(_ASCII_SPACE)
-    if not token or len(token) > MAX_TOKEN_BYTES or not token.isascii() or b"%" in token:
+    if start and header[start - 1] != 59 and header[start - 2 : start] != b"; ":  # b";"
         return None
-    return token
+    end = header.find(b";", start)
+    return header[start + len(name_eq) : end if end >= 0 else len(header)]
 
 
 def _cookie(headers: Sequence[str], name: str) -> str | None:
@@ -115,7 +110,7 @@ def query_tokens(query_string: str) -> list[str]:
 class TokenFinder:
     """The token-finding rules for one settings object, precomputed."""
 
-    __slots__ = ("_cookie", "_cookie_name", "_header", "_query", "_signer")
+    __slots__ = ("_cookie", "_cookie_key", "_cookie_name", "_header", "_query", "_signer")
 
     def __init__(
         self,
@@ -127,26 +122,54 @@ class TokenFinder:
         self._query = "query" in token_sources
         self._cookie = "cookie" in token_sources
         self._cookie_name = cookie_name
+        self._cookie_key = cookie_name.encode("latin-1") + b"="
         self._signer = cookie_signer(secret_key) if secret_key is not None else None
+
+    @property
+    def reads_headers(self) -> bool:
+        """Whether ``Authorization`` and ``x-amz-access-token`` are token sources."""
+        return self._header
 
     @property
     def reads_query(self) -> bool:
         """Whether the query string is a token source (the shells skip it otherwise)."""
         return self._query
 
-    def single_bearer(
-        self, authorization: Sequence[bytes], amz_token: Sequence[bytes], query_string: str
+    def warm(
+        self,
+        authorization: Sequence[bytes],
+        amz_token: Sequence[bytes],
+        cookies: Sequence[bytes],
+        query_string: str,
     ) -> bytes | None:
-        """The token bytes when the request's only method is one plain ``Authorization:
-        Bearer`` header (:func:`plain_bearer`), else ``None``: the warm path's shortcut."""
-        if (
-            len(authorization) != 1
-            or amz_token
-            or not self._header
-            or (self._query and may_name_query_token(query_string))
-        ):
+        """The bytes to look the token up by on the warm path: those of the request's only
+        method when it is one ``Authorization: Bearer`` or one ``x-amz-access-token`` header,
+        or (no method) of the session cookie when one ``Cookie`` header holds it once and no
+        signature is required; else ``None`` (the full rules decide).
+
+        No character, size or decoding check is needed here: the cache only ever holds the
+        keys of tokens that passed the full rules (:func:`normalize_token`, then
+        :func:`validate_token` when the verifiers admit a token, before anything is stored
+        under its key). Bytes the full rules would change (spaces to
+        strip, ``%`` to decode, anything but the token alphabet) are never such a token, so
+        their lookup misses and the request takes the full rules; bytes that hit are a
+        valid token, which the full rules return unchanged. Keep it so: never store under a
+        key computed from bytes that did not pass the full rules.
+        """
+        if self._query and may_name_query_token(query_string):
             return None
-        return plain_bearer(authorization[0])
+        if authorization:
+            if len(authorization) != 1 or amz_token or not self._header:
+                return None
+            value = authorization[0]
+            if value[:7] != b"Bearer " and value[:7].lower() != b"bearer ":
+                return None
+            return value[7:]
+        if amz_token:
+            return amz_token[0] if len(amz_token) == 1 and self._header else None
+        if len(cookies) == 1 and self._cookie and self._signer is None:
+            return cookie_value(cookies[0], self._cookie_key)
+        return None
 
     def find(
         self,
