@@ -144,8 +144,26 @@ class PerRequestVerification:
         await self.app(scope, receive, send)
 
 
-def http_scope(token: str) -> Scope:
-    """A prebuilt ASGI HTTP scope like uvicorn's, for ``GET /me`` with the bearer token."""
+#: How the prebuilt requests carry the token (``http_scope``'s ``carrier``).
+CARRIERS = ("bearer", "amz", "cookie", "cookies5")
+
+
+def token_header(token: str, carrier: str = "bearer") -> tuple[bytes, bytes]:
+    """The header that carries ``token``: ``Authorization: Bearer``, ``x-amz-access-token``,
+    the session cookie alone, or the session cookie among five cookies."""
+    if carrier == "bearer":
+        return b"authorization", f"Bearer {token}".encode()
+    if carrier == "amz":
+        return b"x-amz-access-token", token.encode()
+    if carrier == "cookie":
+        return b"cookie", f"lwa_token={token}".encode()
+    others = "; ".join(f"pref{i}={'v' * 24}" for i in range(2))
+    return b"cookie", f"_ga=GA1.1.123.456; {others}; lwa_token={token}; theme=dark".encode()
+
+
+def http_scope(token: str, carrier: str = "bearer") -> Scope:
+    """A prebuilt ASGI HTTP scope like uvicorn's, for ``GET /me`` with the token carried as
+    :func:`token_header` says."""
     return {
         "type": "http",
         "asgi": {"version": "3.0", "spec_version": "2.3"},
@@ -164,7 +182,7 @@ def http_scope(token: str) -> Scope:
             (b"accept", b"*/*"),
             (b"accept-encoding", b"gzip, deflate"),
             (b"connection", b"keep-alive"),
-            (b"authorization", f"Bearer {token}".encode()),
+            token_header(token, carrier),
         ],
         "state": {},
     }

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable
+from hashlib import sha256
 from http import HTTPStatus
 from typing import TYPE_CHECKING
 
@@ -60,10 +61,18 @@ class LWAWSGIMiddleware:
         self.on_error = on_error
         self._query = self.gate.finder.reads_query
         self._preflights = self.gate.passes_preflights
+        # Bound once: the warm path runs these on every request (see LWAMiddleware).
+        self._memo = self.gate.rules.memo.get
+        self._route = self.gate.rules.route
+        self._bearer_first = self.gate.finder.reads_headers and not self._query
+        self._key_prefix = self.verifier.authority.key.prefix
+        self._peek = self.verifier.authority.cache.peek
+        self._clock = self.verifier.clock
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         get = environ.get
-        route = self.gate.route(get("PATH_INFO") or "/")
+        path = get("PATH_INFO") or "/"
+        route = self._memo(path) or self._route(path)
         if not route.verifies or (
             get("REQUEST_METHOD") == "OPTIONS"
             and self._preflights
@@ -72,10 +81,32 @@ class LWAWSGIMiddleware:
             )
         ):
             return self.app(environ, start_response)
+        authorization = get("HTTP_AUTHORIZATION")
+        if (
+            self._bearer_first
+            and authorization is not None
+            and authorization[:7] == "Bearer "
+            and "HTTP_X_AMZ_ACCESS_TOKEN" not in environ
+        ):  # the warm path, as in LWAMiddleware.__call__ (TokenFinder.warm says why no checks)
+            item = self._peek(
+                sha256(self._key_prefix + authorization[7:].encode("latin-1")).digest()
+            )
+            if item is not None:
+                now = self._clock()
+                hit = item[1]
+                required = route.required_scopes
+                if (
+                    now < item[0]
+                    and now < hit.token_info.expires_at
+                    and (not required or required <= hit.scopes)
+                ):
+                    environ["lwa"] = hit
+                    environ["REMOTE_USER"] = hit.user_id
+                    return self.app(environ, start_response)
         try:
             found = self.gate.resolve(
                 route,
-                _raw(get("HTTP_AUTHORIZATION")),
+                _raw(authorization),
                 _raw(get("HTTP_X_AMZ_ACCESS_TOKEN")),
                 _raw(get("HTTP_COOKIE")),
                 get("QUERY_STRING", "") if self._query else "",
