@@ -386,9 +386,9 @@ class TestStarletteCredentials:
         anonymous, nothing = memo(None)
         assert not anonymous.is_authenticated
         assert nothing.scopes == []
-        for _ in range(3):  # bounded: a full memo starts over
-            memo(Identity.build(info(), profile()))
-        assert len(memo._pairs) <= 2
+        other = Identity.build(info(), profile())
+        assert memo(other)[0] is not user  # each identity its own user ...
+        assert memo(other)[0] is memo(other)[0]  # ... kept with it: bounded by the cache
 
 
 class TestWarmShortcut:

@@ -3,8 +3,9 @@
 Pure: ``now`` is passed in. :class:`MemoryCache` holds identities; its reads are one
 ``dict.get`` and a comparison (a ``cachetools.TTLCache`` lookup costs ~100x a dict lookup,
 about 1.5-2.5 µs, measured by ``bench/warm_path.py``), writes take a lock so threads and
-event loops can share the cache. When full, expired entries are purged, then the oldest
-inserted entries go first.
+event loops can share the cache. Eviction is incremental: each insert drops a couple of
+expired entries from the old end, and an insert into a full cache evicts the oldest
+inserted entry, so no insert pauses the event loop to clean up many.
 
 :class:`RejectionCache` holds LWA's ``invalid_token`` verdicts for ``negative_ttl`` in its
 own bounded ``cachetools.TTLCache``, so a flood of bogus tokens can fill only that one and
@@ -17,6 +18,7 @@ Keys are SHA-256 digests (:func:`cache_key`); the token itself is never stored.
 from __future__ import annotations
 
 import threading
+from collections import deque
 from dataclasses import dataclass
 from hashlib import sha256
 from typing import Generic, TypeVar
@@ -63,13 +65,25 @@ def cache_key(api_base_url: str, token: str) -> bytes:
 class MemoryCache(Generic[E]):
     """Bounded map ``key → (deadline, entry)``; entries past their deadline are misses.
 
-    ``MemoryCache[Identity]`` is the identity cache (L1)."""
+    ``MemoryCache[Identity]`` is the identity cache (L1). Eviction is incremental, so no
+    insert pays for many: every insert first drops up to :attr:`PURGE` expired (or already
+    deleted) entries from the old end, and an insert into a full cache then evicts the
+    oldest inserted entry. ``_order`` holds the keys in insertion order (a key deleted
+    since stays there until it reaches the old end, and is then skipped).
+    """
 
-    __slots__ = ("_data", "_lock", "maxsize")
+    __slots__ = ("_data", "_lock", "_order", "maxsize")
+
+    #: Expired or deleted entries dropped from the old end on each insert, at most.
+    PURGE = 2
+    #: Deleted keys skipped at most per eviction, before the oldest entry is found by the
+    #: dict's own order instead (a rare fallback that scans the dict's removed slots).
+    SKIP = 64
 
     def __init__(self, maxsize: int = 10_000) -> None:
         self.maxsize = maxsize
         self._data: dict[bytes, tuple[float, E]] = {}
+        self._order: deque[bytes] = deque()
         self._lock = threading.Lock()
 
     def get(self, key: bytes, now: float) -> E | None:
@@ -92,8 +106,17 @@ class MemoryCache(Generic[E]):
             return
         with self._lock:
             data = self._data
-            if key not in data and len(data) >= self.maxsize:
-                self._evict(now)
+            self._purge(now)
+            if key not in data:
+                if len(data) >= self.maxsize:
+                    self._evict()
+                order = self._order
+                order.append(key)
+                if len(order) > 2 * self.maxsize + self.SKIP:
+                    # Deleted keys piled up behind a long-lived oldest entry: start over
+                    # from the live keys (rare: it takes maxsize deletes in between).
+                    self._order = deque(data)
+                    self._order.append(key)
             data[key] = (deadline, entry)
 
     def delete(self, key: bytes) -> None:
@@ -105,19 +128,36 @@ class MemoryCache(Generic[E]):
         """Forget everything."""
         with self._lock:
             self._data.clear()
+            self._order.clear()
 
     def __len__(self) -> int:
         return len(self._data)
 
-    def _evict(self, now: float) -> None:
-        data = self._data
-        for key in [k for k, (deadline, _) in data.items() if deadline <= now]:
-            del data[key]
-        overflow = len(data) - self.maxsize + 1
-        if overflow > 0:
-            # Evict a tenth at once so a full cache does not pay this on every insert.
-            for key in list(data)[: max(overflow, self.maxsize // 10)]:
+    def _purge(self, now: float) -> None:
+        """Drop up to :attr:`PURGE` expired or deleted entries from the old end."""
+        data, order = self._data, self._order
+        for _ in range(self.PURGE):
+            if not order:
+                return
+            key = order[0]
+            item = data.get(key)
+            if item is not None:
+                if item[0] > now:
+                    return  # the oldest entry is live: nothing more to purge cheaply
                 del data[key]
+            order.popleft()
+
+    def _evict(self) -> None:
+        """Remove the oldest inserted entry (the cache is full)."""
+        data, order = self._data, self._order
+        for _ in range(self.SKIP):
+            if not order:
+                break
+            key = order.popleft()
+            if data.pop(key, None) is not None:
+                return
+        if data:  # only deleted keys at the old end: the dict knows its oldest
+            del data[next(iter(data))]
 
 
 class RejectionCache:

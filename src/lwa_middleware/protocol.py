@@ -22,7 +22,7 @@ from lwa_middleware.errors import (
     LWAError,
     LWAUnavailable,
 )
-from lwa_middleware.models import Profile, TokenInfo
+from lwa_middleware.models import Profile, TokenInfo, shared_text
 
 T = TypeVar("T")
 
@@ -183,11 +183,12 @@ def parse_tokeninfo(response: HTTPResponse, now: float) -> TokenInfo:
         raise LWAUnavailable("Login with Amazon's token-info answer lacks user_id, aud or exp.")
     if exp <= 0:
         raise InvalidToken("The access token has expired.")
+    # aud, app_id and iss are the same few values in every answer: one shared copy each.
     return TokenInfo(
         user_id=user_id,
-        aud=aud,
-        app_id=_text(data, "app_id"),
-        iss=_text(data, "iss"),
+        aud=shared_text(aud),
+        app_id=shared_text(_text(data, "app_id")),
+        iss=shared_text(_text(data, "iss")),
         expires_at=now + exp,
         issued_at=_number(data.get("iat")),
     )
@@ -209,7 +210,7 @@ def profile_from_data(data: Mapping[str, Any]) -> Profile | None:
     user_id, name, email, postal_code = (_text(source, key) for key in names)
     if user_id is None:
         return None
-    return Profile(user_id, name, email, postal_code, raw=dict(data))
+    return Profile(user_id, name, email, postal_code, raw=data)
 
 
 def parse_profile(response: HTTPResponse) -> Profile:

@@ -49,40 +49,54 @@ class LWAUser(BaseUser):
 
 class LWACredentials(AuthCredentials):
     """``request.auth`` for an LWA identity; ``scopes`` is a sorted, read-only sequence, so
-    one instance can safely serve every request of one token."""
+    one instance can safely serve every request of one token (and of every identity with
+    the same scopes: :func:`credentials` shares one instance per scope set)."""
 
     def __init__(self, scopes: frozenset[str]) -> None:
         super().__init__()
         self.scopes = cast(list[str], tuple(sorted(scopes)))  # read-only: no .append
 
 
+#: At most this many distinct scope sets get a shared :class:`LWACredentials`.
+SHARED_CREDENTIALS_LIMIT = 64
+_shared_credentials: dict[frozenset[str], LWACredentials] = {}
+
+
+def _credentials_for(scopes: frozenset[str]) -> LWACredentials:
+    """The shared read-only credentials of a scope set (a new one past the table's bound)."""
+    auth = _shared_credentials.get(scopes)
+    if auth is None:
+        auth = LWACredentials(scopes)
+        if len(_shared_credentials) < SHARED_CREDENTIALS_LIMIT:
+            auth = _shared_credentials.setdefault(scopes, auth)
+    return auth
+
+
 def credentials(identity: Identity | None) -> tuple[BaseUser, AuthCredentials]:
     """``(scope["user"], scope["auth"])`` for an identity, or the anonymous pair."""
     if identity is None:
         return UnauthenticatedUser(), AuthCredentials()
-    return LWAUser(identity), LWACredentials(identity.scopes)
+    return LWAUser(identity), _credentials_for(identity.scopes)
 
 
 class CredentialsMemo:
-    """:func:`credentials`, built once per cached :class:`Identity` (bounded).
+    """:func:`credentials`, built once per :class:`Identity` and kept with it.
 
-    Keyed by ``id(identity)``; the identity itself is kept in the entry, so its id cannot be
-    reused by another object while the entry lives, and the ``is`` check confirms the hit.
+    The pair lives in the identity itself (``Identity._derived``), so it is freed with it:
+    bounded by the identity cache, with no table of its own to look up, fill or clear.
+    ``limit`` is accepted for compatibility and no longer used.
     """
 
-    __slots__ = ("_pairs", "limit")
+    __slots__ = ("limit",)
 
     def __init__(self, limit: int = 10_000) -> None:
         self.limit = limit
-        self._pairs: dict[int, tuple[Identity, BaseUser, AuthCredentials]] = {}
 
     def __call__(self, identity: Identity | None) -> tuple[BaseUser, AuthCredentials]:
         if identity is None:
             return credentials(None)
-        entry = self._pairs.get(id(identity))
-        if entry is None or entry[0] is not identity:
-            if len(self._pairs) >= self.limit:
-                self._pairs.clear()
-            user, auth = credentials(identity)
-            entry = self._pairs[id(identity)] = (identity, user, auth)
-        return entry[1], entry[2]
+        pair: tuple[BaseUser, AuthCredentials] | None = identity._derived
+        if pair is None:
+            pair = credentials(identity)
+            object.__setattr__(identity, "_derived", pair)
+        return pair
