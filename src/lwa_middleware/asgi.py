@@ -87,8 +87,9 @@ class LWAMiddleware:
         self._credentials = CredentialsMemo()
         self._warm = self.gate.finder.warm
         self._memo = self.gate.rules.memo.get
-        #: A lone ``Authorization`` header is looked at here first (the common case).
+        #: A lone ``Authorization`` header, or a lone session cookie, is looked at here first.
         self._bearer_first = self.gate.finder.reads_headers and not self._query
+        self._plain_cookie = None if self._query else self.gate.finder.plain_cookie
         self._key_prefix = self.verifier.authority.key.prefix
         self._peek = self.verifier.authority.cache.peek
         self._clock = self.verifier.clock
@@ -142,6 +143,14 @@ class LWAMiddleware:
             and authorization[0][:7] == b"Bearer "
         ):  # TokenFinder.warm's first case, inline
             plain: bytes | None = authorization[0][7:]
+        elif (
+            cookies is not None
+            and authorization is None
+            and amz is None
+            and self._plain_cookie is not None
+            and len(cookies) == 1
+        ):  # TokenFinder.warm's cookie case, inline
+            plain = self._plain_cookie(cookies[0])
         else:
             plain = self._warm(authorization or (), amz or (), cookies or (), query)
         if plain is not None:
@@ -156,7 +165,8 @@ class LWAMiddleware:
                     and (not required or required <= hit.scopes)
                 ):
                     scope["lwa"] = hit
-                    scope["user"], scope["auth"] = self._credentials(hit)
+                    # The (user, auth) pair kept on the identity (CredentialsMemo's slot).
+                    scope["user"], scope["auth"] = hit._derived or self._credentials(hit)
                     await self.app(scope, receive, send)
                     return
         try:

@@ -142,6 +142,12 @@ class TokenFinder:
         self._signer = cookie_signer(secret_key) if secret_key is not None else None
 
     @property
+    def plain_cookie(self) -> Callable[[bytes], bytes | None] | None:
+        """The session cookie's reader (:func:`cookie_reader`) when the cookie is a source and
+        needs no signature check, else ``None``."""
+        return self._cookie_value if self._cookie and self._signer is None else None
+
+    @property
     def reads_headers(self) -> bool:
         """Whether ``Authorization`` and ``x-amz-access-token`` are token sources."""
         return self._header
