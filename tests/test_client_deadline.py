@@ -169,10 +169,11 @@ def trickle_head(server: RawServer) -> Handler:
 
 
 def trickle_body(server: RawServer) -> Handler:
-    """Status and headers at once, then a 100 kB body one byte every ``TRICKLE`` seconds."""
+    """Status and headers at once, then a 10 kB body (within the clients' 64 KiB cap on an
+    answer) one byte every ``TRICKLE`` seconds."""
 
     def handler(connection: socket.socket, index: int) -> None:
-        connection.sendall(b"HTTP/1.1 200 OK\r\ncontent-length: 100000\r\n\r\n{")
+        connection.sendall(b"HTTP/1.1 200 OK\r\ncontent-length: 10000\r\n\r\n{")
         while server.pause(TRICKLE):
             connection.sendall(b" ")
 
@@ -180,12 +181,14 @@ def trickle_body(server: RawServer) -> Handler:
 
 
 def endless_body(server: RawServer) -> Handler:
-    """A chunked body that never ends: 1 kB chunks every 5 ms (fast, so no read waits)."""
+    """A chunked body that never ends: 1 kB chunks every 20 ms (fast, so no read waits; slow
+    enough that a 1 s call reads less than the clients' 64 KiB cap on an answer, which
+    ``test_client_stack`` tests)."""
 
     def handler(connection: socket.socket, index: int) -> None:
         connection.sendall(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n")
         chunk = b"400\r\n" + b" " * 0x400 + b"\r\n"
-        while server.pause(0.005):
+        while server.pause(0.02):
             connection.sendall(chunk)
 
     return handler

@@ -1,8 +1,10 @@
 """``AsyncLWAClient`` and ``LWAClient``: thin I/O shells over :mod:`lwa_middleware.protocol`.
 
-Each holds one pooled httpx client and only moves bytes: building requests, parsing
-answers and the retry policy are the protocol module's. Every failure comes out as an
-:class:`~lwa_middleware.errors.LWAError`, never as an httpx exception.
+Each holds one connection pool and only moves bytes: building requests, parsing answers and
+the retry policy are the protocol module's. ``LWAClient`` runs on httpx; ``AsyncLWAClient``
+on aiohttp (or on httpx, with the caller's transport): see :mod:`lwa_middleware.transport`.
+Every failure comes out as an :class:`~lwa_middleware.errors.LWAError`, never as an httpx
+or aiohttp exception.
 
 A call's ``timeout`` (its own, or the client's) is a wall-clock deadline for the whole call,
 retries included, whatever the upstream does: the sync client's sockets are clamped to it
@@ -16,9 +18,8 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from types import TracebackType
-from typing import Any, Generic, TypeVar, cast
+from typing import Generic, TypeVar, cast
 
-import anyio
 import httpx
 
 from lwa_middleware import transport
@@ -36,22 +37,23 @@ from lwa_middleware.protocol import (
 )
 from lwa_middleware.settings import resolve_api_base_url
 from lwa_middleware.tokens import normalize_token, validate_token
-from lwa_middleware.transport import LIMITS, hold_to_deadlines, ssl_context
+from lwa_middleware.transport import (
+    HTTPX_OPTIONS,
+    AiohttpSender,
+    AsyncSender,
+    HTTPXSender,
+    hold_to_deadlines,
+)
+
+__all__ = ["HTTPX_OPTIONS", "AsyncLWAClient", "LWAClient"]
 
 T = TypeVar("T")
 TransportT = TypeVar("TransportT")
 HTTPT = TypeVar("HTTPT")
 
-#: Pool limits, TLS context (shared: building one costs milliseconds), no redirects.
-HTTPX_OPTIONS: dict[str, Any] = {
-    "limits": LIMITS,
-    "verify": ssl_context(),
-    "follow_redirects": False,
-}
-
 
 class _ClientBase(Generic[TransportT, HTTPT]):
-    """Options, the pooled httpx client and request building, shared by both clients."""
+    """Options, the pooled HTTP client and request building, shared by both clients."""
 
     def __init__(
         self,
@@ -141,11 +143,22 @@ class LWAClient(_ClientBase[httpx.BaseTransport, httpx.Client]):
         self.close()
 
 
-class AsyncLWAClient(_ClientBase[httpx.AsyncBaseTransport, httpx.AsyncClient]):
-    """Async LWA client (one pooled ``httpx.AsyncClient``, bound to the loop that uses it)."""
+class AsyncLWAClient(_ClientBase[httpx.AsyncBaseTransport, AsyncSender]):
+    """Async LWA client, bound to the event loop that first uses it.
 
-    def _open(self, transport: httpx.AsyncBaseTransport | None) -> httpx.AsyncClient:
-        return httpx.AsyncClient(transport=transport, **HTTPX_OPTIONS)
+    By default it sends with aiohttp (one ``ClientSession``, opened by the first request,
+    asyncio only): :class:`~lwa_middleware.transport.AiohttpSender` says how it is set up,
+    proxies from the environment included. Given ``transport`` (an
+    ``httpx.AsyncBaseTransport``: ``httpx.MockTransport`` in tests, or
+    ``httpx.AsyncHTTPTransport(...)`` for httpx's own options, or to run under trio) it
+    sends with an ``httpx.AsyncClient`` on that transport instead. Either way a call's
+    ``timeout`` bounds each request, connect to last body byte, by cancelling it.
+    """
+
+    def _open(self, transport: httpx.AsyncBaseTransport | None) -> AsyncSender:
+        if transport is not None:
+            return HTTPXSender(transport)
+        return AiohttpSender(self.api_base_url)
 
     async def tokeninfo(
         self, token: str, *, now: float | None = None, timeout: float | None = None
@@ -160,24 +173,13 @@ class AsyncLWAClient(_ClientBase[httpx.AsyncBaseTransport, httpx.AsyncClient]):
 
     async def _drive(self, steps: Steps[T], timeout: float | None) -> T:
         budget = self._budget(timeout)
+        send = self._http.send
         request = next(steps)
         while True:
+            # Each attempt gets what is left of the budget, as a hard deadline (the sender
+            # cancels the request when it is spent).
             left = budget.remaining()
-            outcome: Outcome = transport.SPENT
-            if left is not None:
-                # httpx's timeouts are per phase and per read: the deadline is a cancel
-                # scope around the whole request, body included (anyio: asyncio or trio,
-                # Python 3.10 too).
-                with anyio.move_on_after(left) as scope:
-                    try:
-                        r = await self._http.request(
-                            request.method, request.url, headers=request.headers, timeout=left
-                        )
-                        outcome = transport.response(r)
-                    except httpx.HTTPError as exc:
-                        outcome = transport.failure(exc)
-                if scope.cancelled_caught:
-                    outcome = transport.DEADLINE_MISSED
+            outcome: Outcome = transport.SPENT if left is None else await send(request, left)
             try:
                 request = steps.send(outcome)
             except StopIteration as done:
