@@ -3,6 +3,7 @@
 Run as a script, it serves one app and prints its base URL on the first line of stdout:
 
 * ``emulator``: the LWA emulator (it plays Amazon, which is another machine in production);
+* ``bare``: the inner app alone, no verification (the baseline);
 * ``per-request --lwa URL --client-id ID``: :class:`~bench_apps.PerRequestVerification`;
 * ``warm --lwa URL --client-id ID``: ``LWAMiddleware`` (warm once its cache holds the token).
 
@@ -30,13 +31,15 @@ from starlette.types import ASGIApp
 from lwa_middleware import LWAMiddleware
 from lwa_middleware.emulator import Emulator
 
-KINDS = ("emulator", "per-request", "warm")
+KINDS = ("emulator", "bare", "per-request", "warm")
 
 
 def build(kind: str, lwa: str | None, client_id: str | None, inner: str) -> ASGIApp:
     """The app a server of ``kind`` runs."""
     if kind == "emulator":
         return Emulator().app
+    if kind == "bare":
+        return inner_app(inner)
     if lwa is None or client_id is None:
         raise SystemExit(f"{kind} needs --lwa and --client-id")
     if kind == "per-request":

@@ -41,6 +41,15 @@ BASELINES = {
     BARE_WSGI: BARE_WSGI,
     LWA_WSGI: BARE_WSGI,
 }
+#: Chart labels.
+SHORT = {
+    STARLETTE: "Starlette auth",
+    LWA_ASGI: "LWA Bearer",
+    LWA_AMZ: "LWA x-amz",
+    LWA_COOKIE: "LWA cookie",
+    LWA_COOKIES: "LWA 5 cookies",
+    LWA_WSGI: "LWA WSGI",
+}
 #: How each ASGI variant's request carries the token (``bench_apps.token_header``).
 CARRIER = {LWA_AMZ: "amz", LWA_COOKIE: "cookie", LWA_COOKIES: "cookies5"}
 #: The LWA variants' targets: warm overhead at most this many times Starlette's.
@@ -151,11 +160,7 @@ def warm_section(timings: dict[str, list[float]], *, rounds: int, batch: int) ->
     """The report's "warm" section from measured timings."""
     starlette = overhead_ns(timings, STARLETTE)
     chart = {
-        name.replace("LWAMiddleware (warm", "LWA (")
-        .replace("LWAWSGIMiddleware (warm)", "WSGI")
-        .replace("Starlette AuthenticationMiddleware (dict backend)", "Starlette auth"): (
-            overhead_ns(timings, name) / 1000
-        )
+        SHORT[name]: overhead_ns(timings, name) / 1000
         for name, base in BASELINES.items()
         if name != base
     }
