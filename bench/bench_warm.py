@@ -191,7 +191,7 @@ def warm_section(timings: dict[str, list[float]], *, rounds: int, batch: int) ->
         meaning=[
             f"A cached sign-in costs {overhead_ns(timings, LWA_ASGI) / 1000:.1f} µs per "
             "request under ASGI: a worker spends "
-            f"{overhead_ns(timings, LWA_ASGI) / 10:.2f}% of a core per 1,000 requests a "
+            f"{overhead_ns(timings, LWA_ASGI) / 10_000:.2f}% of a core per 1,000 requests a "
             "second on it.",
             "About 0.65 µs of it is the SHA-256 of the token that keys the cache "
             "(OpenSSL 3's per-call cost on Python 3.11); the token is never a key itself.",

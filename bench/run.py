@@ -119,6 +119,7 @@ def machine() -> list[str]:
         "uvloop",
         "httpx",
         "httpcore",
+        "aiohttp",
         "gunicorn",
     )
     found = [f"{name} {v}" for name in packages if (v := version(name)) is not None]
