@@ -4,6 +4,8 @@ Run as a script, it serves one app and prints its base URL on the first line of 
 
 * ``emulator``: the LWA emulator (it plays Amazon, which is another machine in production);
 * ``bare``: the inner app alone, no verification (the baseline);
+* ``starlette-auth``: Starlette's ``AuthenticationMiddleware`` with a dict backend holding
+  the token given in the ``BENCH_DICT_TOKEN`` environment variable (never an argument);
 * ``per-request --lwa URL --client-id ID``: :class:`~bench_apps.PerRequestVerification`;
 * ``warm --lwa URL --client-id ID``: ``LWAMiddleware`` (warm once its cache holds the token).
 
@@ -25,13 +27,15 @@ from pathlib import Path
 from typing import IO
 
 import uvicorn
-from bench_apps import PerRequestVerification, inner_app
+from bench_apps import DictBearerBackend, PerRequestVerification, inner_app
+from starlette.authentication import SimpleUser
+from starlette.middleware.authentication import AuthenticationMiddleware
 from starlette.types import ASGIApp
 
 from lwa_middleware import LWAMiddleware
 from lwa_middleware.emulator import Emulator
 
-KINDS = ("emulator", "bare", "per-request", "warm")
+KINDS = ("emulator", "bare", "starlette-auth", "per-request", "warm")
 
 
 def build(kind: str, lwa: str | None, client_id: str | None, inner: str) -> ASGIApp:
@@ -40,6 +44,9 @@ def build(kind: str, lwa: str | None, client_id: str | None, inner: str) -> ASGI
         return Emulator().app
     if kind == "bare":
         return inner_app(inner)
+    if kind == "starlette-auth":
+        users = {os.environ["BENCH_DICT_TOKEN"]: SimpleUser("Ada Lovelace")}
+        return AuthenticationMiddleware(inner_app(inner), backend=DictBearerBackend(users))
     if lwa is None or client_id is None:
         raise SystemExit(f"{kind} needs --lwa and --client-id")
     if kind == "per-request":
@@ -79,13 +86,14 @@ def main(argv: list[str] | None = None) -> None:
 class ServerProcess:
     """One server process started by the benchmark (``ready()`` waits for its URL)."""
 
-    def __init__(self, kind: str, *options: str) -> None:
+    def __init__(self, kind: str, *options: str, env: dict[str, str] | None = None) -> None:
         self.kind = kind
         self.process = subprocess.Popen(
             [sys.executable, str(Path(__file__).resolve()), kind, *options],
             stdin=subprocess.PIPE,  # the server exits when this pipe closes, even if we die
             stdout=subprocess.PIPE,
             text=True,
+            env=None if env is None else {**os.environ, **env},
         )
         self._url: str | None = None
 
