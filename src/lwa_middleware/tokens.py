@@ -59,6 +59,16 @@ def validate_token(token: str) -> str:
     return token
 
 
+def unchanged_by_the_rules(token: str) -> bool:
+    """Whether the full rules (:func:`normalize_token`, :func:`validate_token`) accept
+    ``token`` as it is: the only kind of token whose key the cache can hold (see
+    :meth:`TokenFinder.warm`)."""
+    try:
+        return validate_token(normalize_token(token, decode=False)) == token
+    except InvalidRequest:
+        return False
+
+
 def cookie_reader(name: str) -> Callable[[bytes], bytes | None]:
     """``read(header)``: the raw value of the cookie ``name`` in one ``Cookie`` header when it
     is there once, first or after ``"; "``; else ``None`` (the full rules decide). Every ns
