@@ -8,7 +8,7 @@ a server that accepts and never answers, and raw TCP servers written here that t
 status line and headers, trickle a body, or send a body that never ends. Every call must
 end in ``LWAUnavailable("Login with Amazon timed out.")`` within the timeout plus slack
 (the figure is printed: ``pytest -s``). The sync client's deadline comes from
-:class:`~lwa_middleware.transport.DeadlineBackend`, unit-tested at the end.
+:class:`~lwa_middleware.deadlines.DeadlineBackend`, unit-tested at the end.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ import httpcore
 import httpx
 import pytest
 
-from lwa_middleware import transport
+from lwa_middleware import deadlines, transport
 from lwa_middleware.client import AsyncLWAClient, LWAClient
 from lwa_middleware.emulator import Emulator
 from lwa_middleware.errors import LWAUnavailable
@@ -368,30 +368,30 @@ def test_a_latency_within_the_deadline_is_waited_for(emu: Emulator) -> None:
 def test_the_sync_client_runs_on_the_deadline_backend() -> None:
     """Fails loudly if httpx stops keeping its pool where ``hold_to_deadlines`` looks."""
     with LWAClient("http://127.0.0.1:9") as client:
-        pools = transport._pools(client._http)
+        pools = deadlines._pools(client._http)
         assert pools
-        assert all(isinstance(pool._network_backend, transport.DeadlineBackend) for pool in pools)
-        assert transport.hold_to_deadlines(client._http) is client._http  # idempotent
+        assert all(isinstance(pool._network_backend, deadlines.DeadlineBackend) for pool in pools)
+        assert deadlines.hold_to_deadlines(client._http) is client._http  # idempotent
         backend = pools[0]._network_backend
-        assert isinstance(backend, transport.DeadlineBackend)
-        assert not isinstance(backend._backend, transport.DeadlineBackend)
+        assert isinstance(backend, deadlines.DeadlineBackend)
+        assert not isinstance(backend._backend, deadlines.DeadlineBackend)
 
 
 def test_environment_proxies_run_on_the_deadline_backend(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("HTTPS_PROXY", "http://127.0.0.1:9")
     monkeypatch.setenv("NO_PROXY", "localhost")
     with LWAClient() as client:
-        pools = transport._pools(client._http)
+        pools = deadlines._pools(client._http)
         assert len(pools) == 2, "the transport's pool and the proxy's"
-        assert all(isinstance(pool._network_backend, transport.DeadlineBackend) for pool in pools)
+        assert all(isinstance(pool._network_backend, deadlines.DeadlineBackend) for pool in pools)
 
 
 def test_a_transport_of_the_callers_is_left_alone() -> None:
     mock = httpx.MockTransport(lambda request: httpx.Response(503))
     with LWAClient("http://lwa.test", transport=mock) as client:
         assert client._http._transport is mock
-        with pytest.raises(transport.HTTPXShapeError):
-            transport.hold_to_deadlines(client._http)
+        with pytest.raises(deadlines.HTTPXShapeError):
+            deadlines.hold_to_deadlines(client._http)
 
 
 class FakeStream(httpcore.NetworkStream):
@@ -450,7 +450,7 @@ class FakeBackend(httpcore.NetworkBackend):
 
 def test_outside_a_deadline_the_backend_passes_timeouts_through() -> None:
     inner = FakeBackend()
-    stream = transport.DeadlineBackend(inner).connect_tcp("lwa.test", 443, timeout=5.0)
+    stream = deadlines.DeadlineBackend(inner).connect_tcp("lwa.test", 443, timeout=5.0)
     stream.write(b"GET", timeout=4.0)
     assert stream.read(10, timeout=3.0) == b"x"
     assert stream.start_tls(transport.ssl_context(), "lwa.test", timeout=2.0) is not None
@@ -467,8 +467,8 @@ def test_outside_a_deadline_the_backend_passes_timeouts_through() -> None:
 
 def test_inside_a_deadline_every_operation_is_clamped_then_refused() -> None:
     inner = FakeBackend()
-    stream = transport.DeadlineBackend(inner).connect_tcp("127.0.0.1", 443, timeout=5.0)
-    with transport.deadline(time.monotonic() + 0.2):
+    stream = deadlines.DeadlineBackend(inner).connect_tcp("127.0.0.1", 443, timeout=5.0)
+    with deadlines.deadline(time.monotonic() + 0.2):
         stream.read(10, timeout=5.0)
         stream.write(b"GET", timeout=None)
         stream.read(10, timeout=0.01)
@@ -480,7 +480,7 @@ def test_inside_a_deadline_every_operation_is_clamped_then_refused() -> None:
         with pytest.raises(httpcore.ConnectTimeout):
             stream.start_tls(transport.ssl_context(), "lwa.test", timeout=5.0)
         with pytest.raises(httpcore.ConnectTimeout):
-            transport.DeadlineBackend(inner).connect_tcp("127.0.0.1", 443, timeout=5.0)
+            deadlines.DeadlineBackend(inner).connect_tcp("127.0.0.1", 443, timeout=5.0)
     (_, first), (_, second), (_, third) = inner.stream.timeouts
     assert first is not None and 0 < first <= 0.2
     assert second is not None and 0 < second <= 0.2
@@ -501,14 +501,14 @@ def test_each_address_gets_what_is_left_not_the_whole_timeout(
 
     inner = FakeBackend(slow={"192.0.2.1": 10.0, "192.0.2.2": 10.0})
     started = time.monotonic()
-    with transport.deadline(started + 0.3), pytest.raises(httpcore.ConnectTimeout):
-        transport.DeadlineBackend(inner).connect_tcp("lwa.test", 443, timeout=0.3)
+    with deadlines.deadline(started + 0.3), pytest.raises(httpcore.ConnectTimeout):
+        deadlines.DeadlineBackend(inner).connect_tcp("lwa.test", 443, timeout=0.3)
     assert time.monotonic() - started < 0.3 + 0.2
     assert [host for host, _ in inner.connects] == ["192.0.2.1"], "the first took it all"
 
     inner = FakeBackend(slow={"192.0.2.1": 0.2})
-    with transport.deadline(time.monotonic() + 0.5):
-        stream = transport.DeadlineBackend(inner).connect_tcp("lwa.test", 443, timeout=0.5)
+    with deadlines.deadline(time.monotonic() + 0.5):
+        stream = deadlines.DeadlineBackend(inner).connect_tcp("lwa.test", 443, timeout=0.5)
     assert stream.get_extra_info("x") == "extra x"
     (first_host, first), (second_host, second) = inner.connects
     assert (first_host, second_host) == ("192.0.2.1", "192.0.2.2")

@@ -26,11 +26,12 @@ import aiohttp
 import httpx
 import pytest
 
-from lwa_middleware import transport
+from lwa_middleware import senders
 from lwa_middleware.client import AsyncLWAClient
 from lwa_middleware.emulator import Emulator
 from lwa_middleware.errors import ConfigurationError, InvalidToken, LWAError, LWAUnavailable
-from lwa_middleware.transport import MAX_BODY, AiohttpSender, HTTPXSender
+from lwa_middleware.senders import AiohttpSender, HTTPXSender
+from lwa_middleware.transport import MAX_BODY
 
 T = TypeVar("T")
 
@@ -453,7 +454,7 @@ def test_environment_proxy(
 ) -> None:
     for name, value in variables.items():
         monkeypatch.setenv(name, value)
-    assert transport.environment_proxy(url) == expected
+    assert senders.environment_proxy(url) == expected
 
 
 def test_a_socks_proxy_is_a_configuration_error(monkeypatch: pytest.MonkeyPatch) -> None:

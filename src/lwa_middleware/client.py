@@ -8,7 +8,7 @@ or aiohttp exception.
 
 A call's ``timeout`` (its own, or the client's) is a wall-clock deadline for the whole call,
 retries included, whatever the upstream does: the sync client's sockets are clamped to it
-(:class:`~lwa_middleware.transport.DeadlineBackend`), the async client cancels the request
+(:class:`~lwa_middleware.deadlines.DeadlineBackend`), the async client cancels the request
 (connect to last body byte) when it is spent. Missing it is
 ``LWAUnavailable("Login with Amazon timed out.")``.
 """
@@ -23,6 +23,7 @@ from typing import Generic, TypeVar, cast
 import httpx
 
 from lwa_middleware import transport
+from lwa_middleware.deadlines import deadline, hold_to_deadlines
 from lwa_middleware.models import Profile, TokenInfo
 from lwa_middleware.protocol import (
     HTTPRequest,
@@ -35,15 +36,10 @@ from lwa_middleware.protocol import (
     profile_request,
     tokeninfo_request,
 )
+from lwa_middleware.senders import AiohttpSender, AsyncSender, HTTPXSender
 from lwa_middleware.settings import resolve_api_base_url
 from lwa_middleware.tokens import normalize_token, validate_token
-from lwa_middleware.transport import (
-    HTTPX_OPTIONS,
-    AiohttpSender,
-    AsyncSender,
-    HTTPXSender,
-    hold_to_deadlines,
-)
+from lwa_middleware.transport import HTTPX_OPTIONS
 
 __all__ = ["HTTPX_OPTIONS", "AsyncLWAClient", "LWAClient"]
 
@@ -120,7 +116,7 @@ class LWAClient(_ClientBase[httpx.BaseTransport, httpx.Client]):
             if left is None:
                 return transport.SPENT
             try:
-                with transport.deadline(budget.deadline):
+                with deadline(budget.deadline):
                     r = self._http.request(
                         request.method, request.url, headers=request.headers, timeout=left
                     )
@@ -147,7 +143,7 @@ class AsyncLWAClient(_ClientBase[httpx.AsyncBaseTransport, AsyncSender]):
     """Async LWA client, bound to the event loop that first uses it.
 
     By default it sends with aiohttp (one ``ClientSession``, opened by the first request,
-    asyncio only): :class:`~lwa_middleware.transport.AiohttpSender` says how it is set up,
+    asyncio only): :class:`~lwa_middleware.senders.AiohttpSender` says how it is set up,
     proxies from the environment included. Given ``transport`` (an
     ``httpx.AsyncBaseTransport``: ``httpx.MockTransport`` in tests, or
     ``httpx.AsyncHTTPTransport(...)`` for httpx's own options, or to run under trio) it
