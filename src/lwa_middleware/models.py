@@ -13,9 +13,9 @@ are bounded: a value past their bound is kept as it is, only not shared.
 from __future__ import annotations
 
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Hashable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, overload
+from typing import Any, TypeVar, overload
 
 #: ``profile`` (name, email) includes ``profile:user_id``.
 SCOPE_PROFILE = "profile"
@@ -31,6 +31,26 @@ _texts: dict[str, str] = {}
 _scope_sets: dict[frozenset[str], frozenset[str]] = {}
 
 
+K = TypeVar("K", bound=Hashable)
+V = TypeVar("V")
+
+
+def share(table: dict[K, V], key: K, make: Callable[[K], V], limit: int) -> V:
+    """The value ``table`` shares for ``key``, made by ``make(key)`` the first time; once
+    ``limit`` keys are held, a new key gets a fresh value (correct, just not shared), so a
+    sharing table stays bounded whatever answers come in."""
+    value = table.get(key)
+    if value is None:
+        value = make(key)
+        if len(table) < limit:
+            value = table.setdefault(key, value)
+    return value
+
+
+def _same(value: V) -> V:
+    return value
+
+
 @overload
 def shared_text(value: str) -> str: ...
 @overload
@@ -38,30 +58,18 @@ def shared_text(value: None) -> None: ...
 @overload
 def shared_text(value: str | None) -> str | None: ...
 def shared_text(value: str | None) -> str | None:
-    """One shared copy of a string LWA repeats in every answer (``aud``, ``app_id``, ``iss``).
-
-    Bounded: once :data:`TEXT_TABLE_LIMIT` distinct values are held, a new value is returned
-    as it is (still correct, just not shared)."""
+    """One shared copy of a string LWA repeats in every answer (``aud``, ``app_id``, ``iss``),
+    for at most :data:`TEXT_TABLE_LIMIT` distinct values (:func:`share`)."""
     if type(value) is not str:
         return value
-    shared = _texts.get(value)
-    if shared is not None:
-        return shared
-    if len(_texts) >= TEXT_TABLE_LIMIT:
-        return value
-    return _texts.setdefault(value, value)
+    return share(_texts, value, _same, TEXT_TABLE_LIMIT)
 
 
 def shared_scopes(scopes: frozenset[str]) -> frozenset[str]:
-    """One shared frozenset per distinct scope set (bounded like :func:`shared_text`)."""
+    """One shared frozenset per distinct scope set, for at most :data:`SCOPE_TABLE_LIMIT`."""
     if type(scopes) is not frozenset:
         return scopes
-    shared = _scope_sets.get(scopes)
-    if shared is not None:
-        return shared
-    if len(_scope_sets) >= SCOPE_TABLE_LIMIT:
-        return scopes
-    return _scope_sets.setdefault(scopes, scopes)
+    return share(_scope_sets, scopes, _same, SCOPE_TABLE_LIMIT)
 
 
 #: Key names of the profile answers (both shapes), interned; other keys are kept as they come.

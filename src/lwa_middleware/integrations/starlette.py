@@ -11,7 +11,7 @@ from typing import cast
 
 from starlette.authentication import AuthCredentials, BaseUser, UnauthenticatedUser
 
-from lwa_middleware.models import Identity, Profile
+from lwa_middleware.models import Identity, Profile, share
 
 
 class LWAUser(BaseUser):
@@ -64,12 +64,7 @@ _shared_credentials: dict[frozenset[str], LWACredentials] = {}
 
 def _credentials_for(scopes: frozenset[str]) -> LWACredentials:
     """The shared read-only credentials of a scope set (a new one past the table's bound)."""
-    auth = _shared_credentials.get(scopes)
-    if auth is None:
-        auth = LWACredentials(scopes)
-        if len(_shared_credentials) < SHARED_CREDENTIALS_LIMIT:
-            auth = _shared_credentials.setdefault(scopes, auth)
-    return auth
+    return share(_shared_credentials, scopes, LWACredentials, SHARED_CREDENTIALS_LIMIT)
 
 
 def credentials(identity: Identity | None) -> tuple[BaseUser, AuthCredentials]:
