@@ -31,6 +31,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
+from typing import Protocol
 
 import httpx
 from bench_apps import PATH
@@ -454,39 +455,44 @@ _COLUMNS = (
 )
 
 
-def section(quick: bool) -> Section:
-    """Bare app vs ``LWAMiddleware`` warm vs per-request verification, uvicorn under wrk."""
-    key, title = "servers", "ASGI servers under load (uvicorn + wrk)"
-    wrk, note = find_wrk()
-    if wrk is None:
-        return skipped(key, title, note)
-    if note:
-        progress(note)
-    seconds, rounds = _settings(quick)
+class Server(Protocol):
+    """A server the bench started (a uvicorn ``ServerProcess``, a ``Gunicorn``)."""
+
+    def ready(self, timeout: float = 30.0) -> str: ...
+
+    def cpu_seconds(self) -> float | None: ...
+
+    def stop(self) -> None: ...
+
+
+def under_wrk(
+    key: str,
+    wrk: str,
+    start: Callable[[str, str, str], dict[str, Server]],
+    *,
+    seconds: float,
+    rounds: int,
+    quick: bool,
+) -> tuple[list[Target], str]:
+    """Start the emulator, then ``start(lwa_url, client_id, token)``'s servers (by variant
+    name); prime each with the token, load them in turn with wrk (the emulator answering
+    after ``LWA_LATENCY``), stop everything. Returns the targets and wrk's version."""
     emulator = ServerProcess("emulator")
-    processes: list[ServerProcess] = []
+    servers: list[Server] = []
     control: EmulatorControl | None = None
     try:
         lwa_url = emulator.ready()
         control = EmulatorControl(lwa_url)
         client_id, token = control.client_id(), control.mint()
-        common = ["--lwa", lwa_url, "--client-id", client_id]
-        kinds = {
-            BARE: ("bare",),
-            STARLETTE: ("starlette-auth",),
-            WARM: ("warm", *common),
-            PER_REQUEST: ("per-request", *common),
-        }
-        token_env = {"BENCH_DICT_TOKEN": token}  # the dict backend's token, not an argument
-        started = {name: ServerProcess(*args, env=token_env) for name, args in kinds.items()}
-        processes += started.values()
+        started = start(lwa_url, client_id, token)
+        servers += started.values()
         control.set_latency(LWA_LATENCY)
         targets = []
-        for name, process in started.items():
-            url = process.ready()
+        for name, server in started.items():
+            url = server.ready()
             prime(url, token)
-            targets.append(Target(name, url, process.cpu_seconds))
-        progress(f"servers: wrk, {rounds} round(s) of {seconds:g} s per variant")
+            targets.append(Target(name, url, server.cpu_seconds))
+        progress(f"{key}: wrk, {rounds} round(s) of {seconds:g} s per variant")
         measure(
             wrk,
             targets,
@@ -497,13 +503,37 @@ def section(quick: bool) -> Section:
             rounds=rounds,
             warmup=not quick,
         )
-        version = wrk_version(wrk)
+        return targets, wrk_version(wrk)
     finally:
         if control is not None:
             control.close()
-        for process in processes:
-            process.stop()
+        for server in servers:
+            server.stop()
         emulator.stop()
+
+
+def section(quick: bool) -> Section:
+    """Bare app vs ``LWAMiddleware`` warm vs per-request verification, uvicorn under wrk."""
+    key, title = "servers", "ASGI servers under load (uvicorn + wrk)"
+    wrk, note = find_wrk()
+    if wrk is None:
+        return skipped(key, title, note)
+    if note:
+        progress(note)
+    seconds, rounds = _settings(quick)
+
+    def start(lwa_url: str, client_id: str, token: str) -> dict[str, Server]:
+        common = ["--lwa", lwa_url, "--client-id", client_id]
+        kinds = {
+            BARE: ("bare",),
+            STARLETTE: ("starlette-auth",),
+            WARM: ("warm", *common),
+            PER_REQUEST: ("per-request", *common),
+        }
+        token_env = {"BENCH_DICT_TOKEN": token}  # the dict backend's token, not an argument
+        return {name: ServerProcess(*args, env=token_env) for name, args in kinds.items()}
+
+    targets, version = under_wrk(key, wrk, start, seconds=seconds, rounds=rounds, quick=quick)
     bare, starlette, warm, per = targets
     ratio = paired_ratio(warm, bare)[0]
     starlette_ratio = paired_ratio(starlette, bare)[0]
@@ -646,45 +676,17 @@ def wsgi_section(quick: bool) -> Section:
     if importlib.util.find_spec("gunicorn") is None:
         raise RuntimeError("gunicorn is not installed (pip install gunicorn)")
     seconds, rounds = _settings(quick)
-    emulator = ServerProcess("emulator")
-    servers: list[Gunicorn] = []
-    control: EmulatorControl | None = None
-    try:
-        lwa_url = emulator.ready()
-        control = EmulatorControl(lwa_url)
-        client_id, token = control.client_id(), control.mint()
+
+    def start(lwa_url: str, client_id: str, token: str) -> dict[str, Server]:
         lwa = {"LWA_CLIENT_IDS": client_id, "LWA_API_BASE_URL": lwa_url}
         kinds = {
             WSGI_BARE: ("bare", {}),
             WSGI_WARM: ("lwa", lwa),
             WSGI_NO_CACHE: ("lwa", {**lwa, "LWA_CACHE_TTL": "0"}),
         }
-        started = {name: Gunicorn(kind, env) for name, (kind, env) in kinds.items()}
-        servers += started.values()
-        control.set_latency(LWA_LATENCY)
-        targets = []
-        for name, server in started.items():
-            url = server.ready()
-            prime(url, token)
-            targets.append(Target(name, url, server.cpu_seconds))
-        progress(f"wsgi: wrk, {rounds} round(s) of {seconds:g} s per variant")
-        measure(
-            wrk,
-            targets,
-            control,
-            emulator.cpu_seconds,
-            token,
-            seconds=seconds,
-            rounds=rounds,
-            warmup=not quick,
-        )
-        version = wrk_version(wrk)
-    finally:
-        if control is not None:
-            control.close()
-        for server in servers:
-            server.stop()
-        emulator.stop()
+        return {name: Gunicorn(kind, env) for name, (kind, env) in kinds.items()}
+
+    targets, version = under_wrk(key, wrk, start, seconds=seconds, rounds=rounds, quick=quick)
     bare, warm, no_cache = targets
     ratio = paired_ratio(warm, bare)[0]
     method = (
