@@ -36,7 +36,7 @@ from typing import Protocol
 import httpx
 from bench_apps import PATH
 from bench_report import Section, print_section, progress
-from bench_servers import ServerProcess
+from bench_servers import ServerProcess, cpu_seconds
 
 BENCH_DIR = Path(__file__).resolve().parent
 
@@ -109,16 +109,6 @@ class EmulatorControl:
     def close(self) -> None:
         """Close the HTTP client."""
         self._client.close()
-
-
-def cpu_seconds(pid: int) -> float | None:
-    """CPU time (user + system) process ``pid`` has used, from ``/proc``; ``None`` if gone."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    fields = stat.rpartition(")")[2].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def children(pid: int) -> list[int]:

@@ -83,6 +83,16 @@ def main(argv: list[str] | None = None) -> None:
     server.run(sockets=[sock])
 
 
+def cpu_seconds(pid: int) -> float | None:
+    """CPU time (user + system) process ``pid`` has used, from ``/proc``; ``None`` if gone."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = stat.rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 class ServerProcess:
     """One server process started by the benchmark (``ready()`` waits for its URL)."""
 
@@ -117,12 +127,7 @@ class ServerProcess:
 
     def cpu_seconds(self) -> float | None:
         """CPU time (user + system) the server has used so far; ``None`` without ``/proc``."""
-        try:
-            stat = Path(f"/proc/{self.pid}/stat").read_text()
-        except OSError:
-            return None
-        fields = stat.rpartition(")")[2].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        return cpu_seconds(self.pid)
 
     def stop(self) -> None:
         """Stop the server (SIGTERM, then SIGKILL after 10 s)."""
