@@ -17,12 +17,7 @@ from __future__ import annotations
 import logging
 
 from lwa_middleware.cache import KeyMaker, MemoryCache, Rejected, RejectionCache
-from lwa_middleware.errors import (
-    InsufficientScope,
-    InvalidToken,
-    LWAError,
-    LWAUnavailable,
-)
+from lwa_middleware.errors import InsufficientScope, InvalidToken, LWAError, LWAUnavailable
 from lwa_middleware.models import Identity, Profile, TokenInfo
 from lwa_middleware.settings import LWASettings
 from lwa_middleware.tokens import validate_token
