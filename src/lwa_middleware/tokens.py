@@ -180,13 +180,12 @@ class TokenFinder:
         signature is required; else ``None`` (the full rules decide).
 
         No character, size or decoding check is needed here: the cache only ever holds the
-        keys of tokens that passed the full rules (:func:`normalize_token`, then
-        :func:`validate_token` when the verifiers admit a token, before anything is stored
-        under its key). Bytes the full rules would change (spaces to
-        strip, ``%`` to decode, anything but the token alphabet) are never such a token, so
-        their lookup misses and the request takes the full rules; bytes that hit are a
-        valid token, which the full rules return unchanged. Keep it so: never store under a
-        key computed from bytes that did not pass the full rules.
+        keys of tokens the full rules leave unchanged (:func:`unchanged_by_the_rules`: the
+        verifiers admit a token before anything is stored under its key). Bytes the rules
+        would change (spaces to strip, ``%`` to decode, anything outside the token alphabet)
+        are never such a token, so their lookup misses and the request takes the full
+        rules; bytes that hit are a valid token, which the rules return as it is. Keep it
+        so: never store under a key computed from bytes that did not pass the full rules.
         """
         if self._query and may_name_query_token(query_string):
             return None
