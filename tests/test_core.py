@@ -83,7 +83,9 @@ class TestSettings:
             ({"cache_maxsize": 0}, "cache_maxsize"),
             ({"timeout": 0}, "timeout"),
             ({"error_style": "json"}, "error_style"),
-            ({"redis_url": "redis://localhost"}, "redis_url"),
+            ({"redis_url": "http://localhost"}, "redis_url"),
+            ({"redis_timeout": 1.0}, "redis_timeout"),
+            ({"csrf_trusted_origins": ["example.com"]}, "csrf_trusted_origins"),
             ({"secret_key": ""}, "secret_key"),
         ],
     )

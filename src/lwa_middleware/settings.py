@@ -153,6 +153,40 @@ def _base_url(value: str) -> str:
     return value.rstrip("/")
 
 
+#: The longest ``redis_timeout``: Redis is an accelerator, never a reason a request is slow.
+MAX_REDIS_TIMEOUT = 0.25
+REDIS_SCHEMES = frozenset({"redis", "rediss", "unix"})
+_PREFIX = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
+
+
+def _redis_url(value: object) -> None:
+    """Refuse a ``redis_url`` redis-py cannot use (the message never shows the URL: it may
+    carry a password)."""
+    if not isinstance(value, str) or not value.strip():
+        raise ConfigurationError("redis_url must be a non-empty string")
+    parts = urlsplit(value.strip())
+    if parts.scheme.lower() not in REDIS_SCHEMES:
+        raise ConfigurationError(
+            f"redis_url must start with redis://, rediss:// or unix://, "
+            f"got a {parts.scheme or 'scheme-less'!s} URL"
+        )
+    if parts.scheme.lower() != "unix" and not parts.hostname:
+        raise ConfigurationError("redis_url must name a host (redis://host:6379/0)")
+
+
+def _origins(value: object) -> tuple[str, ...]:
+    """``scheme://host[:port]`` origins, lower-cased, without a trailing slash."""
+    origins = []
+    for item in _strings("csrf_trusted_origins", value):
+        parts = urlsplit(item.lower().rstrip("/"))
+        if parts.scheme not in ("http", "https") or not parts.netloc or parts.path:
+            raise ConfigurationError(
+                f"csrf_trusted_origins must hold origins like https://app.example.com, got {item!r}"
+            )
+        origins.append(f"{parts.scheme}://{parts.netloc}")
+    return tuple(origins)
+
+
 def is_loopback_host(host: str) -> bool:
     """Whether ``host`` is ``localhost``, a 127.0.0.0/8 address or ``::1``."""
     if host.lower() == "localhost":
@@ -198,7 +232,12 @@ class LWAOptions(TypedDict, total=False):
     allow_insecure_http: bool
     error_style: ErrorStyle
     redis_url: str | None
+    redis_prefix: str
+    redis_timeout: float
+    redis_backoff: float
     secret_key: str | bytes | None
+    csrf_protection: bool
+    csrf_trusted_origins: str | Iterable[str]
     realm: str
 
 
@@ -240,8 +279,14 @@ class LWASettings:
     verify_preflight: bool = False
     allow_insecure_http: bool = False
     error_style: ErrorStyle = "lwa"
-    redis_url: str | None = None
+    # The URL may carry a password: never in a repr or an error message.
+    redis_url: str | None = field(default=None, repr=False)
+    redis_prefix: str = "lwa"
+    redis_timeout: float = 0.25
+    redis_backoff: float = 5.0
     secret_key: str | bytes | None = field(default=None, repr=False)
+    csrf_protection: bool = True
+    csrf_trusted_origins: Sequence[str] = ()
     realm: str = "lwa"
 
     def __post_init__(self) -> None:
@@ -285,7 +330,12 @@ class LWASettings:
             integer=True,
         )
         _number("max_queued_verifications", self.max_queued_verifications, minimum=0, integer=True)
-        for name in ("check_token_prefix", "verify_preflight", "allow_insecure_http"):
+        for name in (
+            "check_token_prefix",
+            "verify_preflight",
+            "allow_insecure_http",
+            "csrf_protection",
+        ):
             if not isinstance(getattr(self, name), bool):
                 raise ConfigurationError(
                     f"{name} must be True or False, got {getattr(self, name)!r}"
@@ -302,10 +352,19 @@ class LWASettings:
                 f"error_style must be 'lwa' or 'rfc6750', got {self.error_style!r}"
             )
         if self.redis_url is not None:
+            _redis_url(self.redis_url)
+        if not isinstance(self.redis_prefix, str) or not _PREFIX.fullmatch(self.redis_prefix):
             raise ConfigurationError(
-                "redis_url: the Redis cache is not available in this release; "
-                "leave it unset (the in-memory cache is used)"
+                "redis_prefix must be 1-64 characters of letters, digits, '_', '-', '.' or ':'"
             )
+        _number("redis_timeout", self.redis_timeout, minimum=0.001)
+        if self.redis_timeout > MAX_REDIS_TIMEOUT:
+            raise ConfigurationError(
+                f"redis_timeout must be at most {MAX_REDIS_TIMEOUT} s (Redis must never slow "
+                f"a request down by more), got {self.redis_timeout!r}"
+            )
+        _number("redis_backoff", self.redis_backoff, minimum=0)
+        set_(self, "csrf_trusted_origins", _origins(self.csrf_trusted_origins))
         if self.secret_key is not None and not (
             isinstance(self.secret_key, (str, bytes)) and self.secret_key
         ):
@@ -375,20 +434,35 @@ class LWASettings:
             raise ConfigurationError(f"{culprit}: {exc}") from None
 
 
-_LISTS = {"client_ids", "app_ids", "token_sources", "protect", "exclude", "optional"}
-_FLOATS = {"cache_ttl", "negative_ttl", "expiry_leeway", "timeout"}
+_LISTS = {
+    "client_ids",
+    "app_ids",
+    "token_sources",
+    "protect",
+    "exclude",
+    "optional",
+    "csrf_trusted_origins",
+}
+_FLOATS = {
+    "cache_ttl",
+    "negative_ttl",
+    "expiry_leeway",
+    "timeout",
+    "redis_timeout",
+    "redis_backoff",
+}
 _INTEGERS = {
     "cache_maxsize",
     "negative_maxsize",
     "max_concurrent_verifications",
     "max_queued_verifications",
 }
-_BOOLEANS = {"check_token_prefix", "verify_preflight", "allow_insecure_http"}
+_BOOLEANS = {"check_token_prefix", "verify_preflight", "allow_insecure_http", "csrf_protection"}
 _BOOLEAN_WORDS = {
     **dict.fromkeys(("true", "1", "yes", "on"), True),
     **dict.fromkeys(("false", "0", "no", "off"), False),
 }
-_SECRETS = {"secret_key"}  # may hold quotes; never shown in an error
+_SECRETS = {"secret_key", "redis_url"}  # may hold quotes; never shown in an error
 
 #: ``LWA_*`` names (without the prefix) other tools and features use: never "did you mean".
 RESERVED_VARIABLES = frozenset({"CLIENT_SECRET", "REDIRECT_URI", "LIVE_TOKEN", "LIVE_CLIENT_ID"})
