@@ -1,13 +1,21 @@
 """In-process emulator of Amazon's Login with Amazon (LWA) API, for tests and demos.
 
 ``Emulator`` holds users, tokens and injected faults and exposes a Starlette
-app answering ``/auth/o2/tokeninfo`` and ``/user/profile`` as Amazon documents.
+app answering ``/auth/o2/tokeninfo`` and ``/user/profile`` as Amazon documents, and
+the authorization-code grant of Login with Amazon for websites (``/ap/oa`` with its
+consent page, ``/auth/o2/token``: see :mod:`.oauth` and :mod:`.oauth_state`).
 ``serve``/``serve_wsgi`` run any ASGI/WSGI app on a local port in a thread
 (``serve`` needs uvicorn: ``pip install 'lwa-middleware[emulator]'``).
 """
 
 from lwa_middleware.emulator.app import EmulatedConnectionReset, Emulator, build_app
 from lwa_middleware.emulator.local import LOCAL_EMULATOR_URL, local_settings
+from lwa_middleware.emulator.oauth import (
+    DEFAULT_CLIENT_SECRET,
+    DEFAULT_REDIRECT_URI,
+    AuthorizationError,
+    OAuthClient,
+)
 from lwa_middleware.emulator.server import ServerHandle, ServerStartError, serve, serve_wsgi
 from lwa_middleware.emulator.state import (
     EmulatorState,
@@ -18,13 +26,17 @@ from lwa_middleware.emulator.state import (
 )
 
 __all__ = [
+    "DEFAULT_CLIENT_SECRET",
+    "DEFAULT_REDIRECT_URI",
     "LOCAL_EMULATOR_URL",
+    "AuthorizationError",
     "EmulatedConnectionReset",
     "Emulator",
     "EmulatorState",
     "EmulatorUser",
     "FaultKind",
     "IssuedToken",
+    "OAuthClient",
     "ServerHandle",
     "ServerStartError",
     "ValidToken",

@@ -2,8 +2,10 @@
 
 ``build_app(state)`` serves Amazon's ``GET /auth/o2/tokeninfo`` and
 ``GET /user/profile`` as documented (bodies, errors, ``x-amzn-RequestId``,
-``application/json;charset=UTF-8``), applies injected latency and faults, and
-mounts the JSON control endpoints of :mod:`.controls` under ``/_emulator/``.
+``application/json;charset=UTF-8``), the authorization-code grant of
+:mod:`.oauth_endpoints` (``GET /ap/oa``, ``POST /ap/oa/decision``,
+``POST /auth/o2/token``), applies injected latency and faults (to the token endpoint
+too), and mounts the JSON control endpoints of :mod:`.controls` under ``/_emulator/``.
 ``Emulator`` is the state plus its app, and can serve itself on a local port.
 
 About the ``reset`` fault: under uvicorn the emulator aborts the TCP
@@ -39,11 +41,15 @@ from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
 from lwa_middleware.emulator.controls import CONTROL_ERROR_HANDLERS, ControlEndpoints
+from lwa_middleware.emulator.oauth import grant_type_of
+from lwa_middleware.emulator.oauth_endpoints import DECISION_PATH, OAuthEndpoints
 from lwa_middleware.emulator.server import ServerHandle, serve
 from lwa_middleware.emulator.state import (
+    TOKEN_ENDPOINT,
     TOKEN_PREFIX,
     EmulatorState,
     FaultKind,
+    RequestPlan,
     ValidToken,
 )
 
@@ -270,14 +276,34 @@ def fault_response(kind: FaultKind, request_id: str) -> Response:
     raise ValueError(f"fault {kind.value!r} has no canned response")
 
 
+async def planned(
+    request: Request, plan: RequestPlan, request_id: str, respond: Callable[[], Response]
+) -> Response:
+    """Apply ``plan`` (latency, then a fault) to a request whose answer is ``respond()``."""
+    if plan.latency > 0:
+        await sleep_unless_disconnected(request.receive, plan.latency)
+    if plan.fault is FaultKind.HANG:
+        await sleep_unless_disconnected(request.receive, plan.hang_seconds)
+    elif plan.fault is FaultKind.RESET:
+        return await reset_connection(request)
+    elif plan.fault is not None and plan.fault not in _TRICKLES:
+        return fault_response(plan.fault, request_id)
+    response = respond()
+    if plan.fault in _TRICKLES:
+        headers_too = plan.fault is FaultKind.TRICKLE
+        return TrickledResponse(response, plan.trickle_interval, headers_too=headers_too)
+    return response
+
+
 # Endpoints --------------------------------------------------------------------
 
 
 class LwaEndpoints:
-    """The two emulated Amazon endpoints, bound to one state."""
+    """The emulated Amazon API endpoints, bound to one state."""
 
     def __init__(self, state: EmulatorState) -> None:
         self._state = state
+        self._oauth = OAuthEndpoints(state)
 
     async def tokeninfo(self, request: Request) -> Response:
         """``GET /auth/o2/tokeninfo``."""
@@ -287,6 +313,19 @@ class LwaEndpoints:
         """``GET /user/profile``."""
         return await self._handle(request, "profile", profile_body)
 
+    async def token(self, request: Request) -> Response:
+        """``POST /auth/o2/token`` (form): the authorization-code and refresh grants."""
+        request_id = str(uuid.uuid4())
+        content_type, body = request.headers.get("content-type"), await request.body()
+        plan = self._state.begin_request(TOKEN_ENDPOINT, grant_type_of(content_type, body))
+
+        def respond() -> Response:
+            authorization = request.headers.get("authorization")
+            answer = self._oauth.token_answer(content_type, body, authorization)
+            return lwa_response(answer.status, answer.body, request_id, answer.headers)
+
+        return await planned(request, plan, request_id, respond)
+
     async def _handle(
         self,
         request: Request,
@@ -295,19 +334,9 @@ class LwaEndpoints:
     ) -> Response:
         request_id = str(uuid.uuid4())
         plan = self._state.begin_request(endpoint)
-        if plan.latency > 0:
-            await sleep_unless_disconnected(request.receive, plan.latency)
-        if plan.fault is FaultKind.HANG:
-            await sleep_unless_disconnected(request.receive, plan.hang_seconds)
-        elif plan.fault is FaultKind.RESET:
-            return await reset_connection(request)
-        elif plan.fault is not None and plan.fault not in _TRICKLES:
-            return fault_response(plan.fault, request_id)
-        response = self._answer(request, request_id, answer)
-        if plan.fault in _TRICKLES:
-            headers_too = plan.fault is FaultKind.TRICKLE
-            return TrickledResponse(response, plan.trickle_interval, headers_too=headers_too)
-        return response
+        return await planned(
+            request, plan, request_id, lambda: self._answer(request, request_id, answer)
+        )
 
     def _answer(
         self,
@@ -328,19 +357,28 @@ class LwaEndpoints:
 def build_app(state: EmulatorState) -> Starlette:
     """Return the emulator's Starlette app, serving ``state``."""
     lwa = LwaEndpoints(state)
+    oauth = OAuthEndpoints(state)
     control = ControlEndpoints(state)
     routes = [
         Route("/auth/o2/tokeninfo", lwa.tokeninfo, methods=["GET"]),
         Route("/user/profile", lwa.profile, methods=["GET"]),
+        Route("/auth/o2/token", lwa.token, methods=["POST"]),
+        Route("/ap/oa", oauth.authorize, methods=["GET"]),
+        Route(DECISION_PATH, oauth.decision, methods=["POST"]),
         Route("/_emulator", control.info, methods=["GET"]),
         Route("/_emulator/users", control.add_user, methods=["POST"]),
         Route("/_emulator/tokens", control.mint, methods=["POST"]),
         Route("/_emulator/revoke", control.revoke, methods=["POST"]),
+        Route("/_emulator/expire", control.expire, methods=["POST"]),
+        Route("/_emulator/clients", control.clients, methods=["GET"]),
+        Route("/_emulator/clients", control.register_client, methods=["POST"]),
+        Route("/_emulator/authorize", control.authorize, methods=["POST"]),
         Route("/_emulator/faults", control.add_fault, methods=["POST"]),
         Route("/_emulator/faults", control.clear_faults, methods=["DELETE"]),
         Route("/_emulator/latency", control.set_latency, methods=["POST"]),
         Route("/_emulator/calls", control.calls, methods=["GET"]),
         Route("/_emulator/calls", control.reset_counts, methods=["DELETE"]),
+        Route("/_emulator/calls/token", control.token_calls, methods=["GET"]),
         Route("/_emulator/reset", control.reset, methods=["POST"]),
     ]
     return Starlette(routes=routes, exception_handlers=CONTROL_ERROR_HANDLERS)

@@ -1,8 +1,10 @@
 """The emulator's JSON control endpoints under ``/_emulator/``.
 
 They drive :class:`~lwa_middleware.emulator.state.EmulatorState` over HTTP for users of
-``lwa-middleware emulator`` running out of process: add users, mint and revoke tokens,
-inject faults and latency, read and reset call counts. Control requests are not counted.
+``lwa-middleware emulator`` running out of process: add users, mint, revoke and expire
+tokens, register OAuth clients, approve or deny an authorization request without the
+consent page, inject faults and latency, read and reset call counts. Control requests
+are not counted.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from lwa_middleware.emulator.oauth import DEFAULT_REDIRECT_URI, AuthorizationError
 from lwa_middleware.emulator.state import ANY_ENDPOINT, EmulatorState, check_interval
 
 
@@ -68,6 +71,22 @@ def _int_field(body: Mapping[str, Any], key: str) -> int | None:
     if isinstance(value, int) and not isinstance(value, bool):
         return value
     raise ControlError(400, f"{key!r} must be an integer or null")
+
+
+def _bool_field(body: Mapping[str, Any], key: str) -> bool | None:
+    value = body.get(key)
+    if value is None or isinstance(value, bool):
+        return value
+    raise ControlError(400, f"{key!r} must be true or false")
+
+
+def _strings_field(body: Mapping[str, Any], key: str) -> str | list[str] | None:
+    value = body.get(key)
+    if value is None or isinstance(value, str):
+        return value
+    if isinstance(value, list) and all(isinstance(item, str) for item in value):
+        return value
+    raise ControlError(400, f"{key!r} must be a string or a list of strings")
 
 
 def _user_fields(body: Mapping[str, Any]) -> dict[str, str]:
@@ -127,6 +146,69 @@ class ControlEndpoints:
             raise ControlError(400, "'token' is required")
         return JSONResponse({"revoked": self._state.revoke(token)})
 
+    async def expire(self, request: Request) -> Response:
+        """``POST /_emulator/expire`` ``{"token": ...}``: the access token expires now."""
+        token = _str_field(await _json_object(request), "token")
+        if token is None:
+            raise ControlError(400, "'token' is required")
+        return JSONResponse({"expired": self._state.expire(token)})
+
+    async def clients(self, request: Request) -> Response:
+        """``GET /_emulator/clients``: the registered OAuth clients (secrets included)."""
+        return JSONResponse({"clients": [c.to_json() for c in self._state.oauth.clients]})
+
+    async def register_client(self, request: Request) -> Response:
+        """``POST /_emulator/clients`` ``{"client_id", "client_secret", "app_id",
+        "redirect_uris", "allow_loopback"}`` (all optional): as ``register_client``."""
+        body = await _json_object(request)
+        try:
+            client = self._state.register_client(
+                _str_field(body, "client_id"),
+                client_secret=_str_field(body, "client_secret"),
+                app_id=_str_field(body, "app_id"),
+                redirect_uris=_strings_field(body, "redirect_uris"),
+                allow_loopback=_bool_field(body, "allow_loopback"),
+            )
+        except ValueError as exc:
+            raise ControlError(400, str(exc)) from exc
+        return JSONResponse(client.to_json())
+
+    async def authorize(self, request: Request) -> Response:
+        """``POST /_emulator/authorize``: answer an authorization request as the consent
+        page would, without it.
+
+        Body: ``redirect_uri`` (default ``http://127.0.0.1/callback``), ``client_id``,
+        ``scope`` (string or list, default ``profile``), ``state``, ``code_challenge``,
+        ``code_challenge_method``, ``user_id`` (default: the first user), ``decision``
+        (``"approve"``, the default, or ``"deny"``). Answers ``{"code", "redirect"}``
+        (``code`` null when denied); a bad request is 400 with the OAuth error.
+        """
+        body = await _json_object(request)
+        decision = _str_field(body, "decision") or "approve"
+        if decision not in ("approve", "deny"):
+            raise ControlError(400, "'decision' must be 'approve' or 'deny'")
+        scope = _strings_field(body, "scope") or "profile"
+        params = (
+            _str_field(body, "client_id"),
+            _str_field(body, "redirect_uri") or DEFAULT_REDIRECT_URI,
+            scope,
+            _str_field(body, "state"),
+            _str_field(body, "code_challenge"),
+            _str_field(body, "code_challenge_method"),
+        )
+        user_id = _str_field(body, "user_id")
+        try:
+            checked = self._state.authorization_request(*params)
+            if decision == "deny":
+                return JSONResponse({"code": None, "redirect": checked.denied()})
+            user = self._state.consenting_user(user_id)
+        except AuthorizationError as exc:
+            raise ControlError(400, str(exc)) from exc
+        except KeyError as exc:
+            raise ControlError(404, f"unknown user id: {user_id}") from exc
+        code = self._state.oauth.issue_code(checked, user.user_id)
+        return JSONResponse({"code": code, "redirect": checked.approved(code, checked.scopes)})
+
     async def add_fault(self, request: Request) -> Response:
         """``POST /_emulator/faults`` ``{"kind": ..., "endpoint": "*", "times": null}``.
 
@@ -174,8 +256,12 @@ class ControlEndpoints:
         """``GET /_emulator/calls``: counts per endpoint."""
         return JSONResponse(self._state.calls)
 
+    async def token_calls(self, request: Request) -> Response:
+        """``GET /_emulator/calls/token``: ``/auth/o2/token`` counts per ``grant_type``."""
+        return JSONResponse(self._state.token_calls)
+
     async def reset_counts(self, request: Request) -> Response:
-        """``DELETE /_emulator/calls``: zero the counts."""
+        """``DELETE /_emulator/calls``: zero the counts (``token_calls`` too)."""
         self._state.reset_counts()
         return JSONResponse(self._state.calls)
 

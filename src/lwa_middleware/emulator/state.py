@@ -1,7 +1,8 @@
 """Pure, thread-safe state of the Login with Amazon (LWA) emulator.
 
 It holds users, issued access tokens, injected faults, per-endpoint latency
-and call counters. Nothing here does I/O: time comes from an injectable
+and call counters, and (in ``oauth``, see :mod:`.oauth_state`) the OAuth clients,
+authorization codes and refresh tokens. Nothing here does I/O: time comes from an injectable
 ``clock`` so tests can move it forward, and a ``threading.Lock`` guards every
 access because tests drive the state from another thread than the server's.
 """
@@ -15,7 +16,16 @@ import string
 import threading
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+
+from lwa_middleware.emulator.oauth import (
+    DEFAULT_REDIRECT_URI,
+    GRANT_TYPES,
+    REFRESH_TOKEN_PREFIX,
+    AuthorizationRequest,
+    OAuthClient,
+)
+from lwa_middleware.emulator.oauth_state import OAuthState
 
 DEFAULT_CLIENT_ID = "amzn1.application-oa2-client.emulator"
 DEFAULT_APP_ID = "amzn1.application.emulator"
@@ -29,8 +39,13 @@ _USER_ID_LENGTH = 28
 _TOKEN_RANDOM_BYTES = 300  # token_urlsafe(300) gives 400 characters.
 
 ENDPOINTS = ("tokeninfo", "profile")
-"""The emulated LWA endpoints, as named in ``calls``, ``fault`` and ``latency``."""
+"""The emulated LWA endpoints counted in ``calls`` (and named in ``fault`` and ``latency``)."""
+TOKEN_ENDPOINT = "oauth_token"
+"""``POST /auth/o2/token`` in ``fault`` and ``latency`` (its calls are in ``token_calls``)."""
+FAULT_ENDPOINTS = (*ENDPOINTS, TOKEN_ENDPOINT)
 ANY_ENDPOINT = "*"
+OTHER_GRANT = "other"
+"""``token_calls`` key of token requests without a supported ``grant_type``."""
 
 
 class FaultKind(str, enum.Enum):
@@ -152,9 +167,13 @@ def check_interval(seconds: float) -> float:
     return float(seconds)
 
 
+def _no_token_calls() -> dict[str, int]:
+    return dict.fromkeys((*GRANT_TYPES, OTHER_GRANT), 0)
+
+
 def _check_endpoint(endpoint: str) -> str:
-    if endpoint != ANY_ENDPOINT and endpoint not in ENDPOINTS:
-        allowed = ", ".join(repr(e) for e in (*ENDPOINTS, ANY_ENDPOINT))
+    if endpoint != ANY_ENDPOINT and endpoint not in FAULT_ENDPOINTS:
+        allowed = ", ".join(repr(e) for e in (*FAULT_ENDPOINTS, ANY_ENDPOINT))
         raise ValueError(f"unknown endpoint {endpoint!r}; expected one of {allowed}")
     return endpoint
 
@@ -188,6 +207,9 @@ class EmulatorState:
         self._faults: list[_Fault] = []
         self._latency: dict[str, float] = {}
         self._calls: dict[str, int] = dict.fromkeys(ENDPOINTS, 0)
+        self._token_calls = _no_token_calls()
+        self.oauth = OAuthState(self)
+        """OAuth clients, consents, codes and refresh tokens (``/ap/oa``, ``/auth/o2/token``)."""
 
     # Users and tokens -----------------------------------------------------
 
@@ -208,6 +230,12 @@ class EmulatorState:
         """Return the user with this id, or None."""
         with self._lock:
             return self._users.get(user_id)
+
+    @property
+    def users(self) -> list[EmulatorUser]:
+        """Every user, in the order they were added."""
+        with self._lock:
+            return list(self._users.values())
 
     def mint(
         self,
@@ -259,9 +287,23 @@ class EmulatorState:
         return user, token
 
     def revoke(self, token: str) -> bool:
-        """Revoke a token; return whether it was known. Unknown tokens are ignored."""
+        """Revoke an access (or refresh) token; return whether it was known. Unknown tokens
+        are ignored."""
+        if token.startswith(REFRESH_TOKEN_PREFIX):
+            return self.oauth.revoke_refresh_token(token)
         with self._lock:
             return self._tokens.pop(token, None) is not None
+
+    def expire(self, token: str) -> bool:
+        """Make an access token expire now (LWA then calls it ``invalid_token``); return
+        whether it was known."""
+        with self._lock:
+            issued = self._tokens.get(token)
+            if issued is None:
+                return False
+            now = self.clock()
+            self._tokens[token] = replace(issued, expires_at=min(issued.expires_at, now))
+            return True
 
     def validate(self, token: str) -> ValidToken | None:
         """Return the token's grant if known, unrevoked and unexpired, else None."""
@@ -282,7 +324,7 @@ class EmulatorState:
         endpoint: str = ANY_ENDPOINT,
         times: int | None = None,
     ) -> None:
-        """Inject a fault on ``endpoint`` ("tokeninfo", "profile" or "*").
+        """Inject a fault on ``endpoint`` ("tokeninfo", "profile", "oauth_token" or "*").
 
         ``times=None`` keeps it until ``clear_faults()``; otherwise it hits the
         next ``times`` requests to that endpoint. Faults queue in the order
@@ -323,13 +365,23 @@ class EmulatorState:
         with self._lock:
             return dict(self._calls)
 
+    @property
+    def token_calls(self) -> dict[str, int]:
+        """Requests that reached ``/auth/o2/token``, by ``grant_type`` (faults and errors
+        included): ``{"authorization_code": n, "refresh_token": n, "other": n}``."""
+        with self._lock:
+            return dict(self._token_calls)
+
     def reset_counts(self) -> None:
-        """Set every endpoint's call count back to zero."""
+        """Set every endpoint's call count (``calls`` and ``token_calls``) back to zero."""
         with self._lock:
             self._calls = dict.fromkeys(ENDPOINTS, 0)
+            self._token_calls = _no_token_calls()
 
     def reset(self) -> None:
-        """Forget users, tokens, faults, latency and counters.
+        """Forget users, tokens, faults, latency and counters, and the OAuth state
+        (registered clients, codes, refresh tokens; the emulator's client is back to its
+        defaults).
 
         ``client_id``, ``app_id``, ``clock``, ``hang_seconds`` and ``trickle_interval``
         are kept.
@@ -340,13 +392,22 @@ class EmulatorState:
             self._faults.clear()
             self._latency.clear()
             self._calls = dict.fromkeys(ENDPOINTS, 0)
+            self._token_calls = _no_token_calls()
+        self.oauth.reset()
 
-    def begin_request(self, endpoint: str) -> RequestPlan:
-        """Count a request to ``endpoint`` and decide its latency and fault."""
-        if endpoint not in ENDPOINTS:
+    def begin_request(self, endpoint: str, grant_type: str | None = None) -> RequestPlan:
+        """Count a request to ``endpoint`` and decide its latency and fault.
+
+        An ``"oauth_token"`` request is counted in ``token_calls`` under its ``grant_type``.
+        """
+        if endpoint not in FAULT_ENDPOINTS:
             raise ValueError(f"unknown endpoint {endpoint!r}")
         with self._lock:
-            self._calls[endpoint] += 1
+            if endpoint == TOKEN_ENDPOINT:
+                grant = grant_type if grant_type in GRANT_TYPES else OTHER_GRANT
+                self._token_calls[grant] += 1
+            else:
+                self._calls[endpoint] += 1
             latency = self._latency.get(endpoint, self._latency.get(ANY_ENDPOINT, 0.0))
             kind: FaultKind | None = None
             for fault in self._faults:
@@ -358,3 +419,109 @@ class EmulatorState:
                             self._faults.remove(fault)
                     break
             return RequestPlan(latency, kind, self.hang_seconds, self.trickle_interval)
+
+    # OAuth (the authorization-code grant) -----------------------------------------
+
+    def register_client(
+        self,
+        client_id: str | None = None,
+        *,
+        client_secret: str | None = None,
+        app_id: str | None = None,
+        redirect_uris: str | Iterable[str] | None = None,
+        allow_loopback: bool | None = None,
+    ) -> OAuthClient:
+        """Register an OAuth client or change a known one (see ``OAuthState.register_client``).
+
+        The emulator's own client (``client_id``) is always registered, with secret
+        ``DEFAULT_CLIENT_SECRET`` and any loopback redirect URI allowed.
+        """
+        return self.oauth.register_client(
+            client_id,
+            client_secret=client_secret,
+            app_id=app_id,
+            redirect_uris=redirect_uris,
+            allow_loopback=allow_loopback,
+        )
+
+    def get_client(self, client_id: str | None = None) -> OAuthClient | None:
+        """The registered OAuth client (default: the emulator's own), or None."""
+        return self.oauth.client(client_id or self.client_id)
+
+    def authorization_request(
+        self,
+        client_id: str | None = None,
+        redirect_uri: str = DEFAULT_REDIRECT_URI,
+        scope: str | Iterable[str] = "profile",
+        state: str | None = None,
+        code_challenge: str | None = None,
+        code_challenge_method: str | None = None,
+    ) -> AuthorizationRequest:
+        """Check an ``/ap/oa`` request as the page would; raise ``AuthorizationError``
+        (``.error``, ``.description``, ``.redirect()``) for a bad one."""
+        scope_text = scope if isinstance(scope, str) else " ".join(scope)
+        values = {
+            "client_id": client_id or self.client_id,
+            "redirect_uri": redirect_uri,
+            "scope": scope_text,
+            "response_type": "code",
+            "state": state,
+            "code_challenge": code_challenge,
+            "code_challenge_method": code_challenge_method,
+        }
+        return self.oauth.check([(key, value) for key, value in values.items() if value])
+
+    def authorize(
+        self,
+        client_id: str | None = None,
+        redirect_uri: str = DEFAULT_REDIRECT_URI,
+        scope: str | Iterable[str] = "profile",
+        state: str | None = None,
+        code_challenge: str | None = None,
+        code_challenge_method: str | None = None,
+        *,
+        user: EmulatorUser | str | None = None,
+    ) -> str:
+        """Approve an authorization request as the consent page would; return the code.
+
+        ``user`` (an ``EmulatorUser`` or a user id) approves every requested scope; by
+        default the first user, or a new default user when there is none. Raises
+        ``AuthorizationError`` for a bad request, ``KeyError`` for an unknown user.
+        """
+        request = self.authorization_request(
+            client_id, redirect_uri, scope, state, code_challenge, code_challenge_method
+        )
+        return self.oauth.issue_code(request, self.consenting_user(user).user_id)
+
+    def deny(
+        self,
+        client_id: str | None = None,
+        redirect_uri: str = DEFAULT_REDIRECT_URI,
+        scope: str | Iterable[str] = "profile",
+        state: str | None = None,
+        code_challenge: str | None = None,
+        code_challenge_method: str | None = None,
+    ) -> str:
+        """Deny an authorization request as the consent page would; return the redirect
+        URL (``error=access_denied``, ``state``). Raises ``AuthorizationError`` for a bad
+        request."""
+        request = self.authorization_request(
+            client_id, redirect_uri, scope, state, code_challenge, code_challenge_method
+        )
+        return request.denied()
+
+    def consenting_user(self, user: EmulatorUser | str | None = None) -> EmulatorUser:
+        """The user who approves: ``user`` (must be known), else the first user, else a new
+        default user."""
+        if user is None:
+            return next(iter(self.users), None) or self.add_user()
+        user_id = user if isinstance(user, str) else user.user_id
+        found = self.get_user(user_id)
+        if found is None:
+            raise KeyError(f"unknown user id: {user_id!r}")
+        return found
+
+    def revoke_refresh_token(self, token: str) -> bool:
+        """Revoke a refresh token (the refresh grant then answers ``invalid_grant``);
+        return whether it was known."""
+        return self.oauth.revoke_refresh_token(token)

@@ -1,0 +1,126 @@
+"""The emulator's HTML pages for ``/ap/oa``: the consent page and the error page.
+
+Self-contained (inline CSS, no script, no external asset) and with stable hooks for
+browser tests: ``form#consent``, ``select#user`` (one ``option`` per user, its value the
+user id), one checkbox per requested scope (``#scope-profile``, ``#scope-profile_user_id``,
+``#scope-postal_code``, each with its ``label``), buttons ``#approve`` ("Allow") and
+``#deny`` ("Cancel"); the error page shows ``#error`` (the OAuth error code) and
+``#error-description``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from html import escape
+
+from lwa_middleware.emulator.oauth import AuthorizationRequest
+from lwa_middleware.emulator.state import EmulatorUser
+
+PAGE_HEADERS = {
+    "Cache-Control": "no-store",
+    "Content-Security-Policy": (
+        "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'; base-uri 'none'"
+    ),
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "no-referrer",
+}
+"""Headers of both pages: not cached, not framed (clickjacking), nothing loaded."""
+
+SCOPE_LABELS = {
+    "profile": "Your name and email address",
+    "profile:user_id": "Your Amazon customer ID",
+    "postal_code": "Your postal code",
+}
+
+_STYLE = """
+*{box-sizing:border-box}
+body{margin:0;min-height:100vh;display:flex;align-items:center;justify-content:center;
+background:#eaeded;font:15px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,Arial,sans-serif;
+color:#0f1111}
+main{width:min(420px,calc(100vw - 32px));background:#fff;border:1px solid #d5d9d9;
+border-radius:8px;padding:24px 26px;box-shadow:0 2px 6px rgba(0,0,0,.08)}
+h1{font-size:22px;font-weight:500;margin:0 0 4px}
+.tag{display:inline-block;font-size:11px;letter-spacing:.04em;text-transform:uppercase;
+background:#232f3e;color:#fff;border-radius:3px;padding:1px 6px;vertical-align:middle}
+p{margin:10px 0}
+code{font:13px ui-monospace,SFMono-Regular,Menlo,Consolas,monospace;word-break:break-all}
+label.field{display:block;font-weight:600;margin:16px 0 6px}
+select{width:100%;padding:7px 8px;border:1px solid #888c8c;border-radius:6px;font:inherit;
+background:#f7f8f8}
+fieldset{border:1px solid #d5d9d9;border-radius:6px;margin:16px 0;padding:8px 12px 10px}
+legend{font-weight:600;padding:0 4px}
+.scope{display:flex;gap:8px;align-items:baseline;margin:6px 0}
+.scope code{color:#565959}
+.actions{display:flex;gap:10px;margin-top:18px}
+button{flex:1;padding:9px 10px;border-radius:20px;font:inherit;cursor:pointer;
+border:1px solid #d5d9d9;background:#fff}
+#approve{background:#ffd814;border-color:#fcd200}
+.small{font-size:12px;color:#565959}
+.error{color:#b12704;font-weight:600}
+"""
+
+
+def _page(title: str, body: str) -> str:
+    return (
+        '<!doctype html>\n<html lang="en"><head><meta charset="utf-8">'
+        '<meta name="viewport" content="width=device-width,initial-scale=1">'
+        f"<title>{escape(title)}</title><style>{_STYLE}</style></head>"
+        f"<body><main>{body}</main></body></html>\n"
+    )
+
+
+def scope_id(scope: str) -> str:
+    """The checkbox id of a scope: ``scope-`` + the scope with ``:`` made ``_``."""
+    return "scope-" + scope.replace(":", "_")
+
+
+def consent_page(
+    request: AuthorizationRequest,
+    consent_id: str,
+    users: Sequence[EmulatorUser],
+    action: str,
+) -> str:
+    """The page asking a user to let ``request.client_id`` see the requested scopes;
+    the form posts ``consent_id``, ``user``, ``scope`` (checked ones) and ``decision``
+    (``approve`` or ``deny``) to ``action``."""
+    options = "".join(
+        f'<option value="{escape(user.user_id)}">{escape(user.name)} '
+        f"&lt;{escape(user.email)}&gt;</option>"
+        for user in users
+    )
+    scopes = "".join(
+        f'<div class="scope"><input type="checkbox" id="{scope_id(scope)}" name="scope" '
+        f'value="{escape(scope)}" checked><label for="{scope_id(scope)}">'
+        f"{escape(SCOPE_LABELS.get(scope, scope))} <code>{escape(scope)}</code></label></div>"
+        for scope in request.scopes
+    )
+    body = (
+        '<h1>Sign in with Amazon <span class="tag">emulator</span></h1>'
+        f'<p><code id="client">{escape(request.client_id)}</code> would like to access '
+        "your Amazon account.</p>"
+        f'<form id="consent" method="post" action="{escape(action)}">'
+        f'<input type="hidden" name="consent_id" value="{escape(consent_id)}">'
+        f'<label class="field" for="user">Sign in as</label><select id="user" name="user">'
+        f"{options}</select>"
+        f"<fieldset><legend>Share with this app</legend>{scopes}</fieldset>"
+        '<div class="actions">'
+        '<button type="submit" id="approve" name="decision" value="approve">Allow</button>'
+        '<button type="submit" id="deny" name="decision" value="deny">Cancel</button>'
+        "</div></form>"
+        '<p class="small">You will be sent back to '
+        f'<code id="redirect-uri">{escape(request.redirect_uri)}</code></p>'
+    )
+    return _page("Amazon Sign-In (LWA emulator)", body)
+
+
+def error_page(error: str, description: str) -> str:
+    """The page shown instead of a redirect (unknown client, unregistered redirect URI,
+    an expired consent page)."""
+    body = (
+        '<h1>Sign in with Amazon <span class="tag">emulator</span></h1>'
+        '<p class="error">We cannot process this sign-in request.</p>'
+        f'<p>Error: <code id="error">{escape(error)}</code></p>'
+        f'<p id="error-description">{escape(description)}</p>'
+        '<p class="small">The app sent an invalid request. You were not redirected.</p>'
+    )
+    return _page("Amazon Sign-In error (LWA emulator)", body)

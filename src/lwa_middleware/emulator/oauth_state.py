@@ -1,0 +1,307 @@
+"""Thread-safe OAuth state of the emulator: clients, pending consents, codes, refresh tokens.
+
+``OAuthState`` belongs to one :class:`~lwa_middleware.emulator.state.EmulatorState` (its
+``issuer``): access tokens are minted there, so ``/auth/o2/tokeninfo`` and
+``/user/profile`` answer for them like for any other token, and expiry follows the
+issuer's ``clock``.
+
+Rules (see :mod:`.oauth` for the request checks): a code is redeemable once, for
+``CODE_LIFETIME`` seconds, by the client it was issued to, with the ``redirect_uri`` of
+its request and, when the request carried a ``code_challenge``, the matching
+``code_verifier`` (a verifier for a code issued without a challenge is refused too).
+Replaying a redeemed code is ``invalid_grant`` **and revokes every token issued from
+it** (access and refresh tokens, those from later refreshes included; RFC 6749 §4.1.2).
+A failed redemption does not use the code up. Refresh tokens do not expire and stay valid
+after use; a refresh with the client secret also returns a new refresh token, one without
+it returns none.
+"""
+
+from __future__ import annotations
+
+import secrets
+import threading
+from collections import OrderedDict
+from collections.abc import Iterable, Sequence
+from dataclasses import replace
+from typing import TYPE_CHECKING
+
+from lwa_middleware.emulator.oauth import (
+    ACCESS_TOKEN_LIFETIME,
+    CODE_LIFETIME,
+    DEFAULT_CLIENT_SECRET,
+    REFRESH_TOKEN_PREFIX,
+    AuthorizationCode,
+    AuthorizationRequest,
+    ClientCredentials,
+    OAuthClient,
+    RefreshGrant,
+    TokenError,
+    check_redirect_uri,
+    invalid_client,
+    new_authorization_code,
+    new_refresh_token,
+    parse_authorization_request,
+    parse_scopes,
+    pkce_matches,
+    required,
+)
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+    from lwa_middleware.emulator.state import EmulatorState
+
+PENDING_LIFETIME = 600.0
+"""Seconds a consent page can be answered."""
+MAX_PENDING = 1000
+"""Consent pages remembered at once (the oldest is forgotten first)."""
+
+_GRANT = "The authorization grant is invalid, expired, revoked, or was issued to another client"
+
+
+def _invalid_grant(description: str = _GRANT) -> TokenError:
+    return TokenError("invalid_grant", description)
+
+
+class OAuthState:
+    """Clients, consents, codes and refresh tokens of one emulator (thread-safe)."""
+
+    def __init__(self, issuer: EmulatorState) -> None:
+        self._issuer = issuer
+        self._lock = threading.RLock()  # held while minting: always before the issuer's
+        self._clients: dict[str, OAuthClient] = {}
+        self._pending: OrderedDict[str, tuple[AuthorizationRequest, float]] = OrderedDict()
+        self._codes: dict[str, AuthorizationCode] = {}
+        self._refresh: dict[str, RefreshGrant] = {}
+
+    # Clients ----------------------------------------------------------------------
+
+    def _default_client(self) -> OAuthClient:
+        return OAuthClient(self._issuer.client_id, self._issuer.app_id, DEFAULT_CLIENT_SECRET)
+
+    def _find(self, client_id: str) -> OAuthClient | None:
+        found = self._clients.get(client_id)
+        if found is None and client_id == self._issuer.client_id:
+            return self._default_client()
+        return found
+
+    def client(self, client_id: str) -> OAuthClient | None:
+        """The registered client with this id (the emulator's own is always there)."""
+        with self._lock:
+            return self._find(client_id)
+
+    @property
+    def clients(self) -> list[OAuthClient]:
+        """Every registered client, the emulator's own first."""
+        with self._lock:
+            own = self._find(self._issuer.client_id)
+            others = [c for c in self._clients.values() if c.client_id != self._issuer.client_id]
+        return [own, *others] if own is not None else others
+
+    def register_client(
+        self,
+        client_id: str | None = None,
+        *,
+        client_secret: str | None = None,
+        app_id: str | None = None,
+        redirect_uris: str | Iterable[str] | None = None,
+        allow_loopback: bool | None = None,
+    ) -> OAuthClient:
+        """Register a client, or change the given fields of a known one; return it.
+
+        ``client_id`` defaults to the emulator's. A new client gets the emulator's
+        ``app_id``, ``DEFAULT_CLIENT_SECRET``, no redirect URI and ``allow_loopback=True``.
+        ``redirect_uris`` replaces the list (exact matches). Raises ``ValueError`` for an
+        empty id or secret or a URI that cannot be registered.
+        """
+        if client_id == "" or client_secret == "" or app_id == "":
+            raise ValueError("client_id, client_secret and app_id cannot be empty")
+        if isinstance(redirect_uris, str):
+            redirect_uris = [redirect_uris]
+        uris = None if redirect_uris is None else tuple(map(check_redirect_uri, redirect_uris))
+        with self._lock:
+            key = client_id or self._issuer.client_id
+            current = self._find(key) or OAuthClient(
+                key, self._issuer.app_id, DEFAULT_CLIENT_SECRET
+            )
+            client = replace(
+                current,
+                client_secret=current.client_secret if client_secret is None else client_secret,
+                app_id=current.app_id if app_id is None else app_id,
+                redirect_uris=current.redirect_uris if uris is None else uris,
+                allow_loopback=current.allow_loopback
+                if allow_loopback is None
+                else bool(allow_loopback),
+            )
+            self._clients[key] = client
+        return client
+
+    def authenticate(self, credentials: ClientCredentials) -> tuple[OAuthClient, bool]:
+        """The client, and whether it proved its secret; raise ``invalid_client`` for an
+        unknown client or a wrong secret."""
+        client = self.client(credentials.client_id)
+        failure = invalid_client(basic=credentials.basic)
+        if client is None:
+            raise failure
+        secret = credentials.client_secret
+        if secret is None:
+            return client, False
+        if not secrets.compare_digest(secret.encode(), client.client_secret.encode()):
+            raise failure
+        return client, True
+
+    # Authorization ----------------------------------------------------------------
+
+    def check(self, params: Sequence[tuple[str, str]]) -> AuthorizationRequest:
+        """Check ``/ap/oa`` parameters (see ``oauth.parse_authorization_request``)."""
+        return parse_authorization_request(params, self.client)
+
+    def begin(self, request: AuthorizationRequest) -> str:
+        """Remember a request shown on a consent page; return its one-time id."""
+        pending_id = secrets.token_urlsafe(24)
+        with self._lock:
+            self._pending[pending_id] = (request, self._issuer.clock() + PENDING_LIFETIME)
+            while len(self._pending) > MAX_PENDING:
+                self._pending.popitem(last=False)
+        return pending_id
+
+    def take(self, pending_id: str) -> AuthorizationRequest | None:
+        """The request behind a consent page (once), or ``None`` if unknown or expired."""
+        with self._lock:
+            pending = self._pending.pop(pending_id, None)
+            if pending is None or self._issuer.clock() >= pending[1]:
+                return None
+            return pending[0]
+
+    def issue_code(
+        self, request: AuthorizationRequest, user_id: str, scopes: Sequence[str] | None = None
+    ) -> str:
+        """Issue a code for ``request``, approved by ``user_id`` for ``scopes`` (default: all
+        requested). Raises ``KeyError`` for an unknown user, ``ValueError`` for scopes that
+        were not requested."""
+        approved = request.scopes if scopes is None else tuple(dict.fromkeys(scopes))
+        if not approved or not set(approved) <= set(request.scopes):
+            raise ValueError(f"approved scopes {approved!r} must be some of {request.scopes!r}")
+        if self._issuer.get_user(user_id) is None:
+            raise KeyError(f"unknown user id: {user_id!r}")
+        code = new_authorization_code()
+        with self._lock:
+            expires_at = self._issuer.clock() + CODE_LIFETIME
+            self._codes[code] = AuthorizationCode(code, request, user_id, approved, expires_at)
+        return code
+
+    # Token endpoint ---------------------------------------------------------------
+
+    def exchange_code(
+        self, credentials: ClientCredentials, form: Mapping[str, str]
+    ) -> dict[str, object]:
+        """``grant_type=authorization_code``: the token answer, or raise ``TokenError``."""
+        code = required(form, "code")
+        redirect_uri = required(form, "redirect_uri")
+        verifier = form.get("code_verifier")
+        client, with_secret = self.authenticate(credentials)
+        if not with_secret and verifier is None:
+            raise TokenError(
+                "invalid_request",
+                "The request is missing a required parameter : client_secret or code_verifier",
+            )
+        with self._lock:
+            issued = self._codes.get(code)
+            if issued is not None and issued.used:
+                self._revoke_family(issued)
+                raise _invalid_grant("The authorization code was already used")
+            if issued is None or issued.request.client_id != client.client_id:
+                raise _invalid_grant()
+            if self._issuer.clock() >= issued.expires_at:
+                raise _invalid_grant("The authorization code has expired")
+            if issued.request.redirect_uri != redirect_uri:
+                raise _invalid_grant("The redirect_uri does not match the authorization request")
+            self._check_verifier(issued.request, verifier)
+            if self._issuer.get_user(issued.user_id) is None:
+                raise _invalid_grant("The user of this grant no longer exists")
+            issued.used = True
+            return self._issue(client, issued, issued.scopes, refresh=True)
+
+    @staticmethod
+    def _check_verifier(request: AuthorizationRequest, verifier: str | None) -> None:
+        challenge, method = request.code_challenge, request.code_challenge_method
+        if challenge is None or method is None:
+            if verifier is not None:
+                raise _invalid_grant("A code_verifier was sent for a code without code_challenge")
+            return
+        if verifier is None:
+            raise _invalid_grant("This code requires the code_verifier of its code_challenge")
+        if not pkce_matches(challenge, method, verifier):
+            raise _invalid_grant("The code_verifier does not match the code_challenge")
+
+    def refresh(self, credentials: ClientCredentials, form: Mapping[str, str]) -> dict[str, object]:
+        """``grant_type=refresh_token``: the token answer, or raise ``TokenError``."""
+        token = required(form, "refresh_token")
+        client, with_secret = self.authenticate(credentials)
+        with self._lock:
+            grant = self._refresh.get(token)
+            if grant is None or grant.client_id != client.client_id:
+                raise _invalid_grant(
+                    "The refresh token is invalid, revoked, or was issued to another client"
+                )
+            scopes = grant.scopes
+            if "scope" in form:
+                try:
+                    scopes = parse_scopes(form["scope"])
+                except ValueError as exc:
+                    raise TokenError("invalid_scope", str(exc)) from exc
+                if not set(scopes) <= set(grant.scopes):
+                    raise TokenError(
+                        "invalid_scope", "The scope exceeds the one originally granted"
+                    )
+            if self._issuer.get_user(grant.user_id) is None:
+                raise _invalid_grant("The user of this grant no longer exists")
+            return self._issue(client, self._codes[grant.code], scopes, refresh=with_secret)
+
+    def _issue(
+        self,
+        client: OAuthClient,
+        origin: AuthorizationCode,
+        scopes: tuple[str, ...],
+        *,
+        refresh: bool,
+    ) -> dict[str, object]:
+        access = self._issuer.mint(
+            origin.user_id, scopes, ACCESS_TOKEN_LIFETIME, client.client_id, client.app_id
+        )
+        origin.family.add(access)
+        answer: dict[str, object] = {
+            "access_token": access,
+            "token_type": "bearer",
+            "expires_in": ACCESS_TOKEN_LIFETIME,
+        }
+        if refresh:
+            token = new_refresh_token()
+            self._refresh[token] = RefreshGrant(
+                client.client_id, origin.user_id, origin.scopes, origin.code
+            )
+            origin.family.add(token)
+            answer["refresh_token"] = token
+        return answer
+
+    def _revoke_family(self, origin: AuthorizationCode) -> None:
+        for token in origin.family:
+            if token.startswith(REFRESH_TOKEN_PREFIX):
+                self._refresh.pop(token, None)
+            else:
+                self._issuer.revoke(token)
+        origin.family.clear()
+
+    def revoke_refresh_token(self, token: str) -> bool:
+        """Revoke a refresh token; return whether it was known."""
+        with self._lock:
+            return self._refresh.pop(token, None) is not None
+
+    def reset(self) -> None:
+        """Forget clients (the emulator's own is back to its defaults), consents, codes and
+        refresh tokens."""
+        with self._lock:
+            self._clients.clear()
+            self._pending.clear()
+            self._codes.clear()
+            self._refresh.clear()
