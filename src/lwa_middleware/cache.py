@@ -30,9 +30,14 @@ from lwa_middleware.models import Identity
 
 @dataclass(frozen=True, slots=True)
 class Rejected:
-    """A negative entry: LWA said ``invalid_token`` (or the audience was not ours)."""
+    """A negative entry: LWA said ``invalid_token`` (or the audience was not ours).
+
+    ``until`` (epoch seconds) ends it before the rejection cache's own ``ttl`` would: set for
+    a rejection read from the shared cache (L2), which has only its remaining time left.
+    """
 
     description: str
+    until: float | None = None
 
 
 Entry = Identity | Rejected
@@ -182,7 +187,10 @@ class RejectionCache:
             return None
         with self._lock:
             self._now = now
-            return self._cache.get(key)
+            rejected = self._cache.get(key)
+        if rejected is not None and rejected.until is not None and now >= rejected.until:
+            return None
+        return rejected
 
     def set(self, key: bytes, entry: Rejected, now: float) -> None:
         """Remember ``entry`` for ``ttl`` seconds from ``now``."""

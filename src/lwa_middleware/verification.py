@@ -10,6 +10,13 @@ verdict: TTL = min(``cache_ttl``, seconds to expiry - ``expiry_leeway``); LWA's
 identity); transport errors never. Before any call to LWA, :meth:`Authority.admit` rejects
 locally what cannot be an LWA access token. LWA failing (unreachable, timing out, 5xx) is
 logged at WARNING, at most once per :data:`OUTAGE_LOG_INTERVAL` seconds.
+
+The shared cache (L2, :mod:`lwa_middleware.l2`) is consulted only on the full path, after
+:meth:`Authority.admit`: :meth:`Authority.from_l2` re-checks what Redis held as it checks an
+LWA answer (audience against this app's ``client_ids``/``app_ids``, expiry) and fills L1
+with the entry's remaining time; :meth:`Authority.l2_write` says what an outcome leaves in
+Redis (an identity, or LWA's ``invalid_token``; never a transport error, never a verdict
+about this app's audience, which another app sharing the Redis may not share).
 """
 
 from __future__ import annotations
@@ -18,6 +25,7 @@ import logging
 
 from lwa_middleware.cache import KeyMaker, MemoryCache, Rejected, RejectionCache
 from lwa_middleware.errors import InsufficientScope, InvalidToken, LWAError, LWAUnavailable
+from lwa_middleware.l2 import L2Codec, Write, rejected
 from lwa_middleware.models import Identity, Profile, TokenInfo
 from lwa_middleware.settings import LWASettings
 from lwa_middleware.tokens import validate_token
@@ -60,6 +68,7 @@ class Authority:
         "_outages_unlogged",
         "cache",
         "key",
+        "l2",
         "rejections",
         "settings",
     )
@@ -84,6 +93,8 @@ class Authority:
         self._app_ids = frozenset(settings.app_ids)
         self._outage_logged_at: float | None = None
         self._outages_unlogged = 0
+        #: The shared cache's keys, values and counts (used only when Redis is configured).
+        self.l2 = L2Codec(settings.redis_prefix, settings.timeout)
 
     def cached(self, key: bytes, now: float) -> Identity | None:
         """The cached identity, ``None`` on a miss; raises ``InvalidToken`` for a cached
@@ -135,11 +146,22 @@ class Authority:
         """Token-info's verdict: the info when it is ours, else the error (cached if final)."""
         if isinstance(info, BaseException):
             raise self.fail(key, info, now)
-        if info.aud not in self._client_ids and (
-            info.app_id is None or info.app_id not in self._app_ids
-        ):
+        if not self.ours(info):
             raise self.fail(key, InvalidToken(WRONG_AUDIENCE), now)
         return info
+
+    def ours(self, info: TokenInfo) -> bool:
+        """Whether a token was issued to this app: ``aud`` in ``client_ids``, or ``app_id``
+        in ``app_ids``."""
+        return info.aud in self._client_ids or (
+            info.app_id is not None and info.app_id in self._app_ids
+        )
+
+    def deadline(self, info: TokenInfo, now: float) -> float:
+        """When a verdict of LWA's given at ``now`` ends: min(``cache_ttl``, the token's
+        expiry - ``expiry_leeway``)."""
+        settings = self.settings
+        return min(now + settings.cache_ttl, info.expires_at - settings.expiry_leeway)
 
     def settle(
         self,
@@ -157,10 +179,62 @@ class Authority:
                 key, LWAUnavailable("Login with Amazon's answers disagree on the customer."), now
             )
         identity = Identity.build(info, profile)
-        settings = self.settings
-        deadline = min(now + settings.cache_ttl, info.expires_at - settings.expiry_leeway)
-        self.cache.set(key, identity, deadline, now)
+        self.cache.set(key, identity, self.deadline(info, now), now)
         return identity
+
+    def from_l2(self, key: bytes, raw: bytes | str | None, now: float) -> Identity | None:
+        """The verdict of what Redis held for ``key``: the identity (now also in L1 until
+        the entry's end), ``None`` for a miss (or anything unusable, counted), or
+        ``InvalidToken`` for a rejection (now also in L1) or an identity that fails the
+        checks an LWA answer must pass (not issued to this app, expired)."""
+        l2 = self.l2
+        found = l2.decode(raw)
+        if found is None:
+            return None
+        settings = self.settings
+        if found.identity is None:
+            until = min(found.deadline, found.at + settings.negative_ttl)
+            if until <= now:
+                l2.stats.stale += 1
+                return None
+            rejection = rejected(found, until)
+            self.rejections.set(key, rejection, now)
+            l2.stats.negative_hits += 1
+            raise InvalidToken(rejection.description)
+        identity = found.identity
+        info = identity.token_info
+        refusal = None if self.ours(info) else WRONG_AUDIENCE
+        if refusal is None and now >= info.expires_at:
+            refusal = EXPIRED
+        if refusal is not None:
+            l2.stats.refused += 1
+            logger.info("shared cache entry refused: %s (cache key %s)", refusal, fingerprint(key))
+            raise InvalidToken(refusal)
+        deadline = min(found.deadline, self.deadline(info, found.at))
+        if deadline <= now:
+            l2.stats.stale += 1
+            return None
+        self.cache.set(key, identity, deadline, now)
+        l2.stats.hits += 1
+        return identity
+
+    def l2_write(
+        self, key: bytes, outcome: Identity | BaseException, at: float, now: float
+    ) -> Write | None:
+        """What a verification's outcome (LWA asked at ``at``) leaves in Redis at ``now``: an
+        identity until its L1 deadline, LWA's ``invalid_token`` for ``negative_ttl``;
+        nothing for a transport error, nor for a token issued to another app (a verdict
+        about this app only)."""
+        if isinstance(outcome, Identity):
+            info = outcome.token_info
+            return self.l2.identity(key, outcome, at, self.deadline(info, at), now)
+        if (
+            isinstance(outcome, InvalidToken)
+            and outcome.description != WRONG_AUDIENCE
+            and self.settings.negative_ttl
+        ):
+            return self.l2.rejection(key, outcome.description, at, self.settings.negative_ttl, now)
+        return None
 
     def fail(self, key: bytes, error: BaseException, now: float) -> BaseException:
         """The error to raise for a failed verification; ``invalid_token`` is cached."""

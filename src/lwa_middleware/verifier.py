@@ -11,7 +11,11 @@ failure is shared only with the requests that waited on that call. Every verdict
 both LWA calls (the clients hold each call to the time left, whatever LWA does).
 
 Async clients belong to the loop that created them, so :class:`AsyncVerifier` keeps one
-client (and one in-flight table) per event loop.
+client (and one in-flight table, and one Redis client) per event loop.
+
+With a shared cache (``redis_url``, or a client passed as ``redis=``), a cold token is
+looked up in Redis by the single flight's leader before LWA is asked, and LWA's verdict is
+written back (:mod:`lwa_middleware.redis_store`); Redis failing only skips that step.
 """
 
 from __future__ import annotations
@@ -28,8 +32,17 @@ import httpx
 
 from lwa_middleware.admission import Admission
 from lwa_middleware.client import AsyncLWAClient, LWAClient
-from lwa_middleware.errors import LWAError, LWAUnavailable, Overloaded
+from lwa_middleware.errors import ConfigurationError, LWAError, LWAUnavailable, Overloaded
+from lwa_middleware.l2 import Backoff
 from lwa_middleware.models import Identity
+from lwa_middleware.redis_store import (
+    AsyncRedisStore,
+    RedisStore,
+    async_client,
+    check_client,
+    load_redis,
+    sync_client,
+)
 from lwa_middleware.settings import LWASettings
 from lwa_middleware.transport import Budget
 from lwa_middleware.verification import Authority
@@ -51,6 +64,7 @@ class _LoopState:
     client: AsyncLWAClient
     admission: Admission[asyncio.Future[None]]
     flights: dict[bytes, asyncio.Future[Identity]] = field(default_factory=dict)
+    redis: AsyncRedisStore | None = None
 
 
 class _VerifierBase:
@@ -61,6 +75,22 @@ class _VerifierBase:
         self.settings = settings
         self.authority = Authority(settings)
         self.clock = clock
+        #: When Redis may be called (shared by every loop's client).
+        self.redis_backoff = Backoff(settings.redis_backoff)
+
+    def _shared_cache(self, client: Any, *, asynchronous: bool) -> bool:
+        """Whether a shared cache is configured (``redis_url`` or a client passed in);
+        refuses both at once, a client of the wrong kind, and a URL without redis-py."""
+        settings = self.settings
+        if client is not None:
+            if settings.redis_url is not None:
+                raise ConfigurationError("pass redis_url or a redis client, not both")
+            check_client(client, asynchronous=asynchronous)
+            return True
+        if settings.redis_url is None:
+            return False
+        load_redis()
+        return True
 
     def _admission(self) -> Admission[Any]:
         settings = self.settings
@@ -99,9 +129,13 @@ class AsyncVerifier(_VerifierBase):
         *,
         clock: Clock = time.time,
         transport: httpx.AsyncBaseTransport | None = None,
+        redis: Any = None,
     ) -> None:
         super().__init__(settings, clock)
         self._transport = transport
+        #: A ``redis.asyncio`` client passed in (the caller's: never closed here).
+        self._redis_client = redis
+        self._redis = self._shared_cache(redis, asynchronous=True)
         self._loops: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopState] = (
             weakref.WeakKeyDictionary()
         )
@@ -120,6 +154,15 @@ class AsyncVerifier(_VerifierBase):
                 transport=self._transport,
             )
             state = self._loops[loop] = _LoopState(client, self._admission())
+            if self._redis:
+                owned = self._redis_client is None
+                state.redis = AsyncRedisStore(
+                    async_client(self.settings) if owned else self._redis_client,
+                    owned=owned,
+                    authority=self.authority,
+                    backoff=self.redis_backoff,
+                    clock=self.clock,
+                )
         return state
 
     async def start(self) -> None:
@@ -141,19 +184,7 @@ class AsyncVerifier(_VerifierBase):
         flight = asyncio.get_running_loop().create_future()
         state.flights[key] = flight
         try:
-            await self._take_slot(state.admission, budget)
-            try:
-                left = budget.remaining()
-                if left is None:
-                    raise LWAUnavailable(TIMED_OUT)
-                info, profile = await asyncio.gather(
-                    state.client.tokeninfo(token, now=now, timeout=left),
-                    state.client.profile(token, timeout=left),
-                    return_exceptions=True,
-                )
-            finally:
-                self._give_slot(state.admission)
-            identity = self.authority.settle(key, info, profile, now)
+            identity = await self._cold(state, key, token, now, budget)
         except asyncio.CancelledError:
             flight.cancel()
             raise
@@ -166,6 +197,47 @@ class AsyncVerifier(_VerifierBase):
             return identity
         finally:
             del state.flights[key]
+
+    async def _cold(
+        self, state: _LoopState, key: bytes, token: str, now: float, budget: Budget
+    ) -> Identity:
+        """The leader's verification of a cold token: the shared cache, else LWA (whose
+        verdict is then shared)."""
+        store = state.redis
+        if store is None:
+            return await self._at_lwa(state, key, token, now, budget)
+        identity, locked = await store.consult(key, budget)
+        if identity is not None:
+            return identity
+        now = self.clock()
+        authority = self.authority
+        try:
+            identity = await self._at_lwa(state, key, token, now, budget)
+        except asyncio.CancelledError:
+            raise  # the lock, if held, expires on its own
+        except Exception as error:
+            await store.publish(key, authority.l2_write(key, error, now, self.clock()), locked)
+            raise
+        await store.publish(key, authority.l2_write(key, identity, now, self.clock()), locked)
+        return identity
+
+    async def _at_lwa(
+        self, state: _LoopState, key: bytes, token: str, now: float, budget: Budget
+    ) -> Identity:
+        """Token-info ∥ profile in a slot, within the deadline; the verdict is Authority's."""
+        await self._take_slot(state.admission, budget)
+        try:
+            left = budget.remaining()
+            if left is None:
+                raise LWAUnavailable(TIMED_OUT)
+            info, profile = await asyncio.gather(
+                state.client.tokeninfo(token, now=now, timeout=left),
+                state.client.profile(token, timeout=left),
+                return_exceptions=True,
+            )
+        finally:
+            self._give_slot(state.admission)
+        return self.authority.settle(key, info, profile, now)
 
     async def _follow(
         self, flight: asyncio.Future[Identity], token: str, budget: Budget
@@ -215,11 +287,16 @@ class AsyncVerifier(_VerifierBase):
                 return
 
     async def aclose(self) -> None:
-        """Close the client of the running loop (clients of other loops close with them)."""
+        """Close the clients of the running loop (clients of other loops close with them);
+        a Redis client passed in is the caller's, and stays open."""
         loop = asyncio.get_running_loop()
         state = self._loops.pop(loop, None)
         if state is not None:
-            await state.client.aclose()
+            try:
+                await state.client.aclose()
+            finally:
+                if state.redis is not None:
+                    await state.redis.aclose()
 
 
 def _holds_slot(waiter: asyncio.Future[None]) -> bool:
@@ -255,8 +332,18 @@ class Verifier(_VerifierBase):
         *,
         clock: Clock = time.time,
         transport: httpx.BaseTransport | None = None,
+        redis: Any = None,
     ) -> None:
         super().__init__(settings, clock)
+        self.redis: RedisStore | None = None
+        if self._shared_cache(redis, asynchronous=False):
+            self.redis = RedisStore(
+                sync_client(settings) if redis is None else redis,
+                owned=redis is None,
+                authority=self.authority,
+                backoff=self.redis_backoff,
+                clock=clock,
+            )
         self.client = LWAClient(
             settings.api_base_url, timeout=settings.timeout, transport=transport
         )
@@ -289,11 +376,7 @@ class Verifier(_VerifierBase):
             assert flight.identity is not None
             return flight.identity
         try:
-            self._take_slot(budget)
-            try:
-                flight.identity = self._fetch(key, token, now, budget)
-            finally:
-                self._give_slot()
+            flight.identity = self._cold(key, token, now, budget)
             return flight.identity
         except BaseException as error:
             flight.error = error
@@ -302,6 +385,33 @@ class Verifier(_VerifierBase):
             with self._lock:
                 del self._flights[key]
             flight.done.set()
+
+    def _cold(self, key: bytes, token: str, now: float, budget: Budget) -> Identity:
+        """The leader's verification of a cold token: the shared cache, else LWA (whose
+        verdict is then shared)."""
+        store = self.redis
+        if store is None:
+            return self._at_lwa(key, token, now, budget)
+        identity, locked = store.consult(key, budget)
+        if identity is not None:
+            return identity
+        now = self.clock()
+        authority = self.authority
+        try:
+            identity = self._at_lwa(key, token, now, budget)
+        except Exception as error:
+            store.publish(key, authority.l2_write(key, error, now, self.clock()), locked)
+            raise
+        store.publish(key, authority.l2_write(key, identity, now, self.clock()), locked)
+        return identity
+
+    def _at_lwa(self, key: bytes, token: str, now: float, budget: Budget) -> Identity:
+        """Token-info, then profile, in a slot, within the deadline."""
+        self._take_slot(budget)
+        try:
+            return self._fetch(key, token, now, budget)
+        finally:
+            self._give_slot()
 
     def _take_slot(self, budget: Budget) -> None:
         """A slot to call LWA, waited for (newest first) only while the deadline allows."""
@@ -349,8 +459,12 @@ class Verifier(_VerifierBase):
         return self.authority.settle(key, info, profile, now)
 
     def close(self) -> None:
-        """Close the connection pool."""
-        self.client.close()
+        """Close the connection pool (and the Redis client, if we built it)."""
+        try:
+            self.client.close()
+        finally:
+            if self.redis is not None:
+                self.redis.close()
 
 
 def _outcome(call: Callable[[], Any]) -> Any:

@@ -1,0 +1,519 @@
+"""Both shells with the shared Redis cache, through real servers (uvicorn, wsgiref) against
+the emulator and a real ``redis-server``: instances share one verification (and one
+rejection) with zero extra LWA calls, keys and values hold no token text, every key's TTL
+is within the token's remaining life, an L2 hit fills L1 with the remaining time, values
+planted by hand (another client's ``aud``, garbage) are refused or ignored, any Redis error
+(down, OOM, auth) leaves requests served through memory and LWA with one WARNING, Redis is
+used again once it answers, the async client is one per event loop, and our clients are
+closed on shutdown while a client passed in stays the caller's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import re
+import sys
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import httpx
+import pytest
+import redis
+import redis.asyncio
+import redis.asyncio.cluster
+import redis.cluster
+
+from lwa_middleware import ConfigurationError, LWAMiddleware, LWASettings, LWAWSGIMiddleware
+from lwa_middleware.cache import cache_key
+from lwa_middleware.emulator import Emulator, serve, serve_wsgi
+from lwa_middleware.l2 import L2Stats
+from lwa_middleware.verifier import AsyncVerifier, Verifier
+from redis_fixtures import (
+    Middleware,
+    RedisServer,
+    Shell,
+    free_port,
+    redis_server_fixture,
+    shell_fixture,
+)
+
+from conftest import OTHER_CLIENT, FakeClock, assert_error, bearer, inner_app, wsgi_whoami
+
+__all__ = ["redis_server_fixture", "shell_fixture"]  # the fixtures, imported to register them
+
+KEY_SHAPE = re.compile(rb"lwa:v1:[0-9a-f]{64}")
+
+
+def stats(middleware: Middleware) -> L2Stats:
+    return middleware.verifier.authority.l2.stats
+
+
+def l2_key(emu_url: str, token: str) -> bytes:
+    return b"lwa:v1:" + cache_key(emu_url, token).hex().encode()
+
+
+def test_two_instances_share_one_verification(
+    shell: Shell, emu: Emulator, http: httpx.Client, redis_server: RedisServer
+) -> None:
+    (first, _), (second, other) = (
+        shell(redis_url=redis_server.url),
+        shell(redis_url=redis_server.url),
+    )
+    user, token = emu.mint_for(name="Ada")
+    assert http.get(first + "/me", headers=bearer(token)).json()["user"] == user.user_id
+    assert emu.calls == {"tokeninfo": 1, "profile": 1}
+    for _ in range(3):
+        body = http.get(second + "/me", headers=bearer(token)).json()
+        assert (body["user"], body["name"], body["email"]) == (user.user_id, "Ada", user.email)
+    assert emu.calls == {"tokeninfo": 1, "profile": 1}  # zero extra LWA calls
+    assert stats(other).hits == 1  # then L1
+
+
+def test_asgi_and_wsgi_share_one_verification(
+    protected: Callable[..., str],
+    wsgi_protected: Callable[..., str],
+    emu: Emulator,
+    http: httpx.Client,
+    redis_server: RedisServer,
+) -> None:
+    asgi, wsgi = protected(redis_url=redis_server.url), wsgi_protected(redis_url=redis_server.url)
+    user, token = emu.mint_for(name="Ada")
+    assert http.get(wsgi + "/me", headers=bearer(token)).json()["user"] == user.user_id
+    assert http.get(asgi + "/me", headers=bearer(token)).json()["principal"] == user.user_id
+    assert emu.calls == {"tokeninfo": 1, "profile": 1}
+
+
+def test_route_scopes_checked_on_an_l2_hit(
+    shell: Shell, emu: Emulator, http: httpx.Client, redis_server: RedisServer
+) -> None:
+    first, _ = shell(redis_url=redis_server.url)
+    second, _ = shell(redis_url=redis_server.url, require_scopes={"/zip/*": "postal_code"})
+    _, token = emu.mint_for(name="Ada", scopes=("profile",))
+    assert http.get(first + "/me", headers=bearer(token)).status_code == 200
+    assert_error(http.get(second + "/zip/1", headers=bearer(token)), "insufficient_scope", 401)
+    assert http.get(second + "/me", headers=bearer(token)).status_code == 200
+    assert emu.calls == {"tokeninfo": 1, "profile": 1}
+
+
+def test_rejection_shared_for_negative_ttl(
+    shell: Shell, emu: Emulator, http: httpx.Client, redis_server: RedisServer, emu_url: str
+) -> None:
+    (first, _), (second, _) = (shell(redis_url=redis_server.url, negative_ttl=30) for _ in "ab")
+    bogus = "Atza|" + "q" * 400
+    assert_error(http.get(first + "/me", headers=bearer(bogus)), "invalid_token", 400)
+    assert emu.calls["tokeninfo"] == 1
+    assert_error(http.get(second + "/me", headers=bearer(bogus)), "invalid_token", 400)
+    assert emu.calls["tokeninfo"] == 1
+    ttl = redis_server.client().pttl(l2_key(emu_url, bogus))
+    assert 0 < ttl <= 30_000
+
+
+def test_foreign_audience_verdict_is_not_shared(
+    shell: Shell, emu: Emulator, http: httpx.Client, redis_server: RedisServer, emu_url: str
+) -> None:
+    """A token issued to another app is refused, but that verdict is this app's only: an
+    app of that other client sharing the Redis must still accept it."""
+    url, _ = shell(redis_url=redis_server.url)
+    theirs, _ = shell(redis_url=redis_server.url, client_ids=[OTHER_CLIENT])
+    user = emu.add_user(name="Ada")
+    token = emu.mint(user.user_id, client_id=OTHER_CLIENT)
+    assert_error(http.get(url + "/me", headers=bearer(token)), "invalid_token", 400)
+    assert redis_server.client().get(l2_key(emu_url, token)) is None
+    assert http.get(theirs + "/me", headers=bearer(token)).json()["user"] == user.user_id
+
+
+def test_keys_and_values_hold_no_token_and_ttls_within_the_tokens_life(
+    shell: Shell, emu: Emulator, http: httpx.Client, redis_server: RedisServer, emu_url: str
+) -> None:
+    url, _ = shell(redis_url=redis_server.url, cache_ttl=3600, expiry_leeway=10)
+    minted: list[tuple[str, float]] = []  # token, latest possible expiry
+    for lifetime in (30, 120, 900, 3600, 7200):
+        _, token = emu.mint_for(name="Ada", lifetime=lifetime)
+        minted.append((token, time.time() + lifetime))
+        assert http.get(url + "/me", headers=bearer(token)).status_code == 200
+    bogus = "Atza|" + "z" * 400
+    assert_error(http.get(url + "/me", headers=bearer(bogus)), "invalid_token", 400)
+    client = redis_server.client()
+    keys = sorted(client.scan_iter(match="*"))
+    assert len(keys) == len(minted) + 1
+    tokens = [token for token, _ in minted] + [bogus]
+    for key in keys:
+        assert KEY_SHAPE.fullmatch(key), key
+        value = client.get(key)
+        for token in tokens:
+            for piece in (token, token[5:], token[-40:], token[100:140]):
+                assert piece.encode() not in key and piece.encode() not in value
+        assert b"Atza" not in value
+    now = time.time()
+    for token, expires in minted:
+        ttl = client.pttl(l2_key(emu_url, token))
+        assert 0 < ttl <= (expires - now) * 1000
+        assert ttl <= 3600_000
+    assert 0 < client.pttl(l2_key(emu_url, bogus)) <= 30_000
+
+
+def test_l2_hit_fills_l1_with_the_remaining_ttl(
+    shell: Shell, emu: Emulator, clock: FakeClock, http: httpx.Client, redis_server: RedisServer
+) -> None:
+    (first, _), (second, _) = (shell(redis_url=redis_server.url, cache_ttl=60) for _ in "ab")
+    _, token = emu.mint_for(name="Ada")
+    assert http.get(first + "/me", headers=bearer(token)).status_code == 200
+    clock.advance(50)
+    assert http.get(second + "/me", headers=bearer(token)).status_code == 200
+    assert emu.calls["tokeninfo"] == 1  # from L2, 10 s left
+    clock.advance(11)  # a fresh 60 s in L1 would still hold it; the entry's end does not
+    assert http.get(second + "/me", headers=bearer(token)).status_code == 200
+    assert emu.calls["tokeninfo"] == 2
+
+
+def _planted(user_id: str, aud: str, now: float) -> bytes:
+    """A value written by hand, in the format (what an intruder or another app could do)."""
+    body = {
+        "v": 1,
+        "k": "i",
+        "at": now,
+        "d": now + 300,
+        "token_info": {
+            "user_id": user_id,
+            "aud": aud,
+            "app_id": None,
+            "iss": "https://www.amazon.com",
+            "expires_at": now + 3600,
+            "issued_at": now,
+        },
+        "profile": {"user_id": user_id, "name": "Mallory", "email": "m@example.com"},
+    }
+    return json.dumps(body).encode()
+
+
+def test_planted_value_naming_another_clients_aud_is_refused(
+    shell: Shell, emu: Emulator, http: httpx.Client, redis_server: RedisServer, emu_url: str
+) -> None:
+    url, middleware = shell(redis_url=redis_server.url)
+    user, token = emu.mint_for(name="Ada")  # a real token of ours, at LWA
+    client = redis_server.client()
+    client.set(l2_key(emu_url, token), _planted(user.user_id, OTHER_CLIENT, time.time()), px=60_000)
+    for _ in range(2):
+        assert_error(http.get(url + "/me", headers=bearer(token)), "invalid_token", 400)
+    assert emu.calls == {"tokeninfo": 0, "profile": 0}
+    assert stats(middleware).refused == 2
+    client.delete(l2_key(emu_url, token))
+    assert http.get(url + "/me", headers=bearer(token)).json()["name"] == "Ada"
+
+
+GARBAGE = {
+    "garbage": b"\x00\xffnot json at all",
+    "wrong_version": json.dumps({"v": 2, "k": "i", "whatever": 1}).encode(),
+    "oversized": b'{"v":1,"pad":"' + b"x" * 20_000 + b'"}',
+    "wrong_shape": b'{"v":1,"k":"i","at":1,"d":2,"token_info":[],"profile":{}}',
+}
+
+
+def test_garbage_values_are_ignored_and_counted(
+    shell: Shell, emu: Emulator, http: httpx.Client, redis_server: RedisServer, emu_url: str
+) -> None:
+    url, middleware = shell(redis_url=redis_server.url)
+    client = redis_server.client()
+    for name, value in GARBAGE.items():
+        user, token = emu.mint_for(name=name)
+        client.set(l2_key(emu_url, token), value, px=60_000)
+        assert http.get(url + "/me", headers=bearer(token)).json()["user"] == user.user_id
+    counts = stats(middleware)
+    assert (counts.malformed, counts.wrong_version, counts.oversized) == (2, 1, 1)
+    assert emu.calls["tokeninfo"] == len(GARBAGE)
+
+
+def test_single_flight_makes_one_redis_get(
+    shell: Shell, emu: Emulator, redis_server: RedisServer
+) -> None:
+    url, _ = shell(redis_url=redis_server.url)
+    _, token = emu.mint_for(name="Ada")
+    client = redis_server.client()
+    client.config_resetstat()
+    emu.latency(0.5)
+    with httpx.Client(base_url=url, timeout=10) as http, ThreadPoolExecutor(20) as pool:
+        codes = list(
+            pool.map(lambda _: http.get("/me", headers=bearer(token)).status_code, range(20))
+        )
+    assert codes == [200] * 20
+    assert client.info("commandstats")["cmdstat_get"]["calls"] == 1
+    assert emu.calls == {"tokeninfo": 1, "profile": 1}
+
+
+def test_two_instances_asked_at_once_make_one_lwa_call(
+    shell: Shell, emu: Emulator, redis_server: RedisServer
+) -> None:
+    """The cross-worker lock: cold requests to two instances at the same instant."""
+    urls = [shell(redis_url=redis_server.url)[0] for _ in range(2)]
+    _, token = emu.mint_for(name="Ada")
+    emu.latency(0.3)
+    with httpx.Client(timeout=10) as http, ThreadPoolExecutor(8) as pool:
+        jobs = [urls[i % 2] + "/me" for i in range(8)]
+        codes = list(pool.map(lambda u: http.get(u, headers=bearer(token)).status_code, jobs))
+    assert codes == [200] * 8
+    assert emu.calls == {"tokeninfo": 1, "profile": 1}
+
+
+def _warnings(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
+    return [r for r in caplog.records if r.levelno == logging.WARNING and "Redis" in r.getMessage()]
+
+
+def test_redis_down_serves_through_memory_and_lwa_then_recovers(
+    shell: Shell,
+    emu: Emulator,
+    http: httpx.Client,
+    caplog: pytest.LogCaptureFixture,
+    tmp_path: Any,
+    emu_url: str,
+) -> None:
+    caplog.set_level(logging.INFO, logger="lwa_middleware")
+    port = free_port()  # nothing listens there yet
+    url, middleware = shell(redis_url=f"redis://127.0.0.1:{port}/0", redis_backoff=0.3)
+    tokens = []
+    for i in range(4):
+        user, token = emu.mint_for(name=f"User {i}")
+        tokens.append(token)
+        assert http.get(url + "/me", headers=bearer(token)).json()["user"] == user.user_id
+    counts = stats(middleware)
+    assert counts.errors == 1 and counts.skipped >= 3  # no call during the back-off
+    assert len(_warnings(caplog)) == 1
+    server = RedisServer(tmp_path, port).start()
+    try:
+        time.sleep(0.35)  # the back-off ends: the next cold token probes, and succeeds
+        _, token = emu.mint_for(name="Back")
+        assert http.get(url + "/me", headers=bearer(token)).status_code == 200
+        assert server.client().get(l2_key(emu_url, token)) is not None
+        assert any("answers again" in r.getMessage() for r in caplog.records)
+        assert len(_warnings(caplog)) == 1
+    finally:
+        server.terminate()
+    text = caplog.text
+    for token in tokens:
+        assert token not in text and token[5:40] not in text
+
+
+@pytest.mark.parametrize("fault", ["oom", "auth", "wrongtype"])
+def test_redis_errors_never_fail_a_request(
+    shell: Shell,
+    emu: Emulator,
+    http: httpx.Client,
+    redis_server: RedisServer,
+    caplog: pytest.LogCaptureFixture,
+    fault: str,
+    emu_url: str,
+) -> None:
+    caplog.set_level(logging.WARNING, logger="lwa_middleware")
+    url, middleware = shell(redis_url=redis_server.url, redis_backoff=0)
+    admin = redis_server.client()
+    user, token = emu.mint_for(name="Ada")
+    if fault == "oom":
+        admin.config_set("maxmemory-policy", "noeviction")
+        admin.config_set("maxmemory", 1)
+    elif fault == "auth":
+        admin.config_set("requirepass", "s3cret")
+    else:
+        admin.rpush(l2_key(emu_url, token), b"x")  # GET on a list: WRONGTYPE
+    assert http.get(url + "/me", headers=bearer(token)).json()["user"] == user.user_id
+    assert stats(middleware).errors >= 1
+    warnings = _warnings(caplog)
+    assert len(warnings) == 1
+    assert token not in caplog.text and "s3cret" not in caplog.text
+    if fault == "auth":
+        admin.execute_command("AUTH", "s3cret")
+        admin.config_set("requirepass", "")
+    elif fault == "oom":
+        admin.config_set("maxmemory", 0)
+
+
+#: The ACL docs/deployment.md gives: the key prefix and the commands used, nothing else.
+ACL = ["on", ">pw-of-lwa", "~lwa:*", "+get", "+set", "+del", "+exists", "+client|setname"]
+
+
+def test_a_least_privilege_acl_user_is_enough(
+    shell: Shell, emu: Emulator, http: httpx.Client, redis_server: RedisServer, emu_url: str
+) -> None:
+    admin = redis_server.client()
+    admin.execute_command("ACL", "SETUSER", "lwa", *ACL)
+    url = f"redis://lwa:pw-of-lwa@127.0.0.1:{redis_server.port}/0"
+    (first, one), (second, two) = shell(redis_url=url), shell(redis_url=url)
+    user, token = emu.mint_for(name="Ada")
+    for base in (first, second, first):
+        assert http.get(base + "/me", headers=bearer(token)).json()["user"] == user.user_id
+    assert emu.calls == {"tokeninfo": 1, "profile": 1}
+    assert admin.get(l2_key(emu_url, token)) is not None
+    assert stats(one).errors == stats(two).errors == 0
+
+
+def test_settings_and_clients_checked_at_construction(redis_server: RedisServer) -> None:
+    options: dict[str, Any] = {"client_ids": ["amzn1.application-oa2-client.x"]}
+    sync_client = redis.Redis.from_url(redis_server.url)
+    async_client = redis.asyncio.Redis.from_url(redis_server.url)
+    with pytest.raises(ConfigurationError, match="asyncio Redis client"):
+        LWAMiddleware(inner_app(), redis=sync_client, **options)
+    with pytest.raises(ConfigurationError, match="blocking Redis client"):
+        LWAWSGIMiddleware(wsgi_whoami, redis=async_client, **options)
+    with pytest.raises(ConfigurationError, match="not both"):
+        LWAWSGIMiddleware(wsgi_whoami, redis=sync_client, redis_url=redis_server.url, **options)
+    with pytest.raises(ConfigurationError, match="redis-py client"):
+        LWAWSGIMiddleware(wsgi_whoami, redis=object(), **options)
+    sync_client.close()
+
+
+def test_a_missing_redis_package_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "redis", None)  # import redis -> ImportError
+    with pytest.raises(ConfigurationError, match=r"pip install 'lwa-middleware\[redis\]'"):
+        LWAWSGIMiddleware(
+            wsgi_whoami,
+            client_ids=["amzn1.application-oa2-client.x"],
+            redis_url="redis://127.0.0.1:1/0",
+        )
+
+
+def _ours(server: RedisServer) -> int:
+    """Connections of our own clients (named) the server holds."""
+    return sum(1 for c in server.client().client_list() if c.get("name") == "lwa-middleware")
+
+
+def _wait_for(check: Callable[[], bool], seconds: float = 5.0) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if check():
+            return True
+        time.sleep(0.02)
+    return check()
+
+
+def test_our_clients_close_on_shutdown(
+    emu: Emulator, emu_url: str, http: httpx.Client, redis_server: RedisServer
+) -> None:
+    _, token = emu.mint_for(name="Ada")
+    options: dict[str, Any] = {
+        "client_ids": [emu.client_id],
+        "api_base_url": emu_url,
+        "redis_url": redis_server.url,
+    }
+    asgi = serve(LWAMiddleware(inner_app(), **options), lifespan="on")
+    wsgi_middleware = LWAWSGIMiddleware(wsgi_whoami, **options)
+    wsgi = serve_wsgi(wsgi_middleware)
+    for url in (asgi.url, wsgi.url):
+        assert http.get(url + "/me", headers=bearer(token)).status_code == 200
+    assert _ours(redis_server) == 2
+    asgi.stop()  # lifespan shutdown
+    assert _wait_for(lambda: _ours(redis_server) == 1)
+    wsgi.stop()
+    wsgi_middleware.close()
+    assert _wait_for(lambda: _ours(redis_server) == 0)
+
+
+def test_a_client_passed_in_stays_open(
+    emu: Emulator, emu_url: str, http: httpx.Client, redis_server: RedisServer
+) -> None:
+    _, token = emu.mint_for(name="Ada")
+    options: dict[str, Any] = {"client_ids": [emu.client_id], "api_base_url": emu_url}
+    sync_client = redis.Redis.from_url(redis_server.url)
+    middleware = LWAWSGIMiddleware(wsgi_whoami, redis=sync_client, **options)
+    handle = serve_wsgi(middleware)
+    assert http.get(handle.url + "/me", headers=bearer(token)).status_code == 200
+    handle.stop()
+    middleware.close()
+    assert sync_client.ping() and sync_client.get(l2_key(emu_url, token)) is not None
+    sync_client.close()
+
+    async def main() -> bool:
+        client = redis.asyncio.Redis.from_url(redis_server.url)
+        verifier = AsyncVerifier(LWASettings(**options), redis=client)
+        assert (await verifier.verify(token)).profile.name == "Ada"
+        await verifier.aclose()
+        alive = bool(await client.ping())
+        await client.aclose()
+        return alive
+
+    assert asyncio.run(main())
+    assert emu.calls == {"tokeninfo": 1, "profile": 1}
+
+
+def test_one_async_client_per_event_loop(
+    emu: Emulator, emu_url: str, redis_server: RedisServer
+) -> None:
+    settings = LWASettings(
+        client_ids=[emu.client_id], api_base_url=emu_url, redis_url=redis_server.url
+    )
+    verifier = AsyncVerifier(settings)
+    _, token = emu.mint_for(name="Ada")
+    seen: list[Any] = []
+
+    async def once() -> None:
+        verifier.authority.cache.clear()  # a cold token for this loop: Redis is asked
+        assert (await verifier.verify(token)).profile.name == "Ada"
+        store = verifier._state().redis
+        assert store is not None
+        seen.append(store.client)
+
+    asyncio.run(once())  # the loop closes without aclose: its client is simply forgotten
+    asyncio.run(once())
+
+    async def last() -> None:
+        await once()
+        await verifier.aclose()
+
+    asyncio.run(last())
+    assert len({id(client) for client in seen}) == 3
+    assert emu.calls == {"tokeninfo": 1, "profile": 1}
+    assert verifier.authority.l2.stats.hits == 2
+
+
+def test_sync_verifier_threads_share_one_pool(
+    emu: Emulator, emu_url: str, redis_server: RedisServer
+) -> None:
+    settings = LWASettings(
+        client_ids=[emu.client_id], api_base_url=emu_url, redis_url=redis_server.url
+    )
+    verifier = Verifier(settings)
+    users = [emu.mint_for(name=f"User {i}") for i in range(30)]
+    try:
+        with ThreadPoolExecutor(10) as pool:
+            found = list(pool.map(lambda pair: verifier.verify(pair[1]).user_id, users))
+        assert found == [user.user_id for user, _ in users]
+        verifier.authority.cache.clear()
+        with ThreadPoolExecutor(10) as pool:
+            again = list(pool.map(lambda pair: verifier.verify(pair[1]).user_id, users))
+        assert again == found
+        assert verifier.authority.l2.stats.hits == 30
+    finally:
+        verifier.close()
+    assert emu.calls == {"tokeninfo": 30, "profile": 30}
+
+
+def test_a_redis_cluster_client(emu: Emulator, emu_url: str, tmp_path: Any) -> None:
+    """A one-node Redis Cluster (every slot on it), with redis-py's cluster clients."""
+    bus = ("--cluster-port", str(free_port()))  # not port + 10000, which may not exist
+    cluster = ("--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf", *bus)
+    server = RedisServer(tmp_path, None, *cluster).start()
+    try:
+        admin = server.client()
+        admin.execute_command("CLUSTER", "ADDSLOTSRANGE", "0", "16383")
+        assert _wait_for(lambda: admin.cluster("info")["cluster_state"] == "ok")
+        settings = LWASettings(client_ids=[emu.client_id], api_base_url=emu_url)
+        client = redis.cluster.RedisCluster(host="127.0.0.1", port=server.port)
+        first, second = Verifier(settings, redis=client), Verifier(settings, redis=client)
+        _, token = emu.mint_for(name="Ada")
+        assert first.verify(token).user_id == second.verify(token).user_id
+        assert second.authority.l2.stats.hits == 1
+        client.close()
+
+        async def main() -> None:
+            aclient = redis.asyncio.cluster.RedisCluster(host="127.0.0.1", port=server.port)
+            verifier = AsyncVerifier(settings, redis=aclient)
+            assert (await verifier.verify(token)).profile.name == "Ada"
+            assert verifier.authority.l2.stats.hits == 1
+            await verifier.aclose()
+            await aclient.aclose()
+
+        asyncio.run(main())
+        assert emu.calls == {"tokeninfo": 1, "profile": 1}
+    finally:
+        server.terminate()
