@@ -3,15 +3,18 @@
 ``LWAMiddleware`` (ASGI) and ``LWAWSGIMiddleware`` (WSGI) pull the token from a request,
 prove it was issued to this app (token-info's ``aud``), fetch the customer's profile,
 cache both, attach an :class:`Identity` to the request and answer bad or missing tokens
-with LWA's documented errors.
+with LWA's documented errors. ``LWALogin`` (ASGI) and ``LWAWSGILogin`` (WSGI) sign a
+website's customers in and set the session cookie the middlewares read.
 """
 
 from lwa_middleware._version import __version__
 from lwa_middleware.asgi import LWAMiddleware
+from lwa_middleware.breaker import CircuitBreaker, CircuitOpen
 from lwa_middleware.cache import MemoryCache
 from lwa_middleware.client import AsyncLWAClient, LWAClient
 from lwa_middleware.errors import (
     ConfigurationError,
+    CrossSiteRequest,
     InsufficientScope,
     InvalidRequest,
     InvalidToken,
@@ -20,33 +23,71 @@ from lwa_middleware.errors import (
     MissingToken,
     ServerError,
 )
+from lwa_middleware.grants import (
+    GrantError,
+    GrantUnavailable,
+    InvalidClient,
+    InvalidGrant,
+    InvalidGrantRequest,
+    InvalidScope,
+    TokenGrant,
+    UnauthorizedClient,
+    UnsupportedGrantType,
+)
 from lwa_middleware.integrations.starlette import LWAUser
+from lwa_middleware.login import LoginConfig, LoginCore, LWALogin, LWAWSGILogin
+from lwa_middleware.metrics import FanOut, NullRecorder, Recorder, Stats
 from lwa_middleware.models import Identity, Profile, TokenInfo
 from lwa_middleware.settings import LWAOptions, LWASettings
+from lwa_middleware.stale import StaleIdentity
+from lwa_middleware.token_client import AsyncTokenClient, TokenClient
 from lwa_middleware.verifier import AsyncVerifier, Verifier
 from lwa_middleware.wsgi import LWAWSGIMiddleware
 
 __all__ = [
     "AsyncLWAClient",
+    "AsyncTokenClient",
     "AsyncVerifier",
+    "CircuitBreaker",
+    "CircuitOpen",
     "ConfigurationError",
+    "CrossSiteRequest",
+    "FanOut",
+    "GrantError",
+    "GrantUnavailable",
     "Identity",
     "InsufficientScope",
+    "InvalidClient",
+    "InvalidGrant",
+    "InvalidGrantRequest",
     "InvalidRequest",
+    "InvalidScope",
     "InvalidToken",
     "LWAClient",
     "LWAError",
+    "LWALogin",
     "LWAMiddleware",
     "LWAOptions",
     "LWASettings",
     "LWAUnavailable",
     "LWAUser",
+    "LWAWSGILogin",
     "LWAWSGIMiddleware",
+    "LoginConfig",
+    "LoginCore",
     "MemoryCache",
     "MissingToken",
+    "NullRecorder",
     "Profile",
+    "Recorder",
     "ServerError",
+    "StaleIdentity",
+    "Stats",
+    "TokenClient",
+    "TokenGrant",
     "TokenInfo",
+    "UnauthorizedClient",
+    "UnsupportedGrantType",
     "Verifier",
     "__version__",
 ]

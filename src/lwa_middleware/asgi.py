@@ -4,32 +4,39 @@ It only adapts an ASGI scope to the core: the path below ``root_path`` to
 :class:`~lwa_middleware.gate.Gate`, the headers to the token finder, the token to
 :class:`~lwa_middleware.verifier.AsyncVerifier`, and an error back as an HTTP response, a
 WebSocket denial response, or close code 1008. Lifespan passes through; the middleware
-only listens to it to open its HTTP client at startup and close it at shutdown. CORS
-preflights pass through unverified unless ``verify_preflight`` is set; a connection of any
-other ASGI type on a path that needs verification never reaches the app.
+only listens to it to open its HTTP client at startup and close it (and the Redis client
+it built, if any) at shutdown. CORS preflights pass through unverified unless
+``verify_preflight`` is set; a connection of any other ASGI type on a path that needs
+verification never reaches the app.
 """
 
 from __future__ import annotations
 
 import inspect
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
+from functools import partial
 from hashlib import sha256
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import httpx
 from starlette.requests import HTTPConnection
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from lwa_middleware.csrf import SAFE_METHODS, WEBSOCKET, OriginHeaders, request_origin
 from lwa_middleware.errors import LWAError
 from lwa_middleware.gate import Gate, check_on_error, is_cors_preflight
 from lwa_middleware.integrations.starlette import CredentialsMemo
+from lwa_middleware.login.refresh import AsyncRefresher, send_with_headers
+from lwa_middleware.rules import Route
 from lwa_middleware.settings import LWAOptions, LWASettings
 from lwa_middleware.verification import authorize
 from lwa_middleware.verifier import AsyncVerifier, Clock
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack
+
+    from lwa_middleware.login import LoginCore, LWALogin
 
 #: ``on_error(conn, error)`` returns an ASGI app (e.g. a Starlette ``Response``) to answer
 #: with, or ``None`` for the documented JSON error; it may be async.
@@ -55,6 +62,23 @@ def _route_path(scope: Scope) -> str:
     return path
 
 
+def _origin_headers(scope: Scope) -> OriginHeaders:
+    """What the forgery check (:mod:`lwa_middleware.csrf`) reads: the request's own origin
+    (``scope["scheme"]`` and ``Host``, else ``scope["server"]``), ``Origin`` and ``Referer``."""
+    hosts: list[str] = []
+    origins: list[str] = []
+    referers: list[str] = []
+    for name, value in scope["headers"]:
+        if name == b"host":
+            hosts.append(value.decode("latin-1"))
+        elif name == b"origin":
+            origins.append(value.decode("latin-1"))
+        elif name == b"referer":
+            referers.append(value.decode("latin-1"))
+    target = request_origin(scope.get("scheme", "http"), hosts, scope.get("server"))
+    return OriginHeaders(target, origins, referers)
+
+
 class LWAMiddleware:
     """Verify LWA access tokens in front of any ASGI app.
 
@@ -70,13 +94,20 @@ class LWAMiddleware:
         on_error: ErrorHandler | None = None,
         clock: Clock = time.time,
         transport: httpx.AsyncBaseTransport | None = None,
+        redis: Any = None,
+        login: LWALogin | LoginCore | None = None,
         **options: Unpack[LWAOptions],
     ) -> None:
         check_on_error(on_error)
         self.app = app
         self.settings = LWASettings.build(settings, dict(options))
+        #: ``login=``: expired cookie sessions are refreshed through the sign-in's refresh
+        #: cookie (its ``secret_key`` is taken when none is given).
+        self._refresh = None if login is None else AsyncRefresher.of(login, clock)
+        if self._refresh is not None:
+            self.settings = self._refresh.session.adopt(self.settings)
         self.gate = Gate(self.settings)
-        self.verifier = AsyncVerifier(self.settings, clock=clock, transport=transport)
+        self.verifier = AsyncVerifier(self.settings, clock=clock, transport=transport, redis=redis)
         self.on_error = on_error
         self._query = self.gate.finder.reads_query
         self._preflights = self.gate.passes_preflights
@@ -90,6 +121,10 @@ class LWAMiddleware:
         #: A lone ``Authorization`` header, or a lone session cookie, is looked at here first.
         self._bearer_first = self.gate.finder.reads_headers and not self._query
         self._plain_cookie = None if self._query else self.gate.finder.plain_cookie
+        #: A cookie token on a method that can change state skips the warm path: the
+        #: forgery check (Gate.resolve) runs first.
+        self._csrf = self.gate.csrf.enabled
+        self._guards = self.gate.csrf.guards
         self._key_prefix = self.verifier.authority.key.prefix
         self._peek = self.verifier.authority.cache.peek
         self._clock = self.verifier.clock
@@ -149,10 +184,18 @@ class LWAMiddleware:
             and amz is None
             and self._plain_cookie is not None
             and len(cookies) == 1
-        ):  # TokenFinder.warm's cookie case, inline
+            and (not self._csrf or (kind == "http" and scope["method"] in SAFE_METHODS))
+        ):  # TokenFinder.warm's cookie case, inline (a safe method, or no forgery check)
             plain = self._plain_cookie(cookies[0])
         else:
             plain = self._warm(authorization or (), amz or (), cookies or (), query)
+            if (
+                plain is not None
+                and authorization is None
+                and amz is None
+                and self._guards(scope.get("method", WEBSOCKET))
+            ):  # the cookie's token, on a method the forgery check guards: the full path
+                plain = None
         if plain is not None:
             item = self._peek(sha256(self._key_prefix + plain).digest())
             if item is not None:
@@ -171,12 +214,76 @@ class LWAMiddleware:
                     return
         try:
             found = self._resolve(
-                route, authorization or (), amz or (), cookies or (), query, self._cached_raw
+                route,
+                authorization or (),
+                amz or (),
+                cookies or (),
+                query,
+                self._cached_raw,
+                method=scope.get("method", WEBSOCKET),
+                origins=partial(_origin_headers, scope),
             )
             identity = await self.verifier.verify(found) if isinstance(found, str) else found
             if identity is not None:
                 authorize(identity, route.required_scopes)
         except LWAError as error:
+            if self._refresh is not None and cookies is not None and kind == "http":
+                await self._refreshed(
+                    scope, receive, send, route, error, authorization, amz, cookies, query
+                )
+                return
+            await self._deny(scope, receive, send, error)
+            return
+        if (
+            identity is None
+            and self._refresh is not None
+            and cookies is not None
+            and kind == "http"
+        ):
+            await self._refreshed(  # anonymous on an optional route: a session to refresh?
+                scope, receive, send, route, None, authorization, amz, cookies, query
+            )
+            return
+        scope["lwa"] = identity
+        scope["user"], scope["auth"] = self._credentials(identity)
+        await self.app(scope, receive, send)
+
+    async def _refreshed(
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        route: Route,
+        error: LWAError | None,
+        authorization: Sequence[bytes] | None,
+        amz: Sequence[bytes] | None,
+        cookies: Sequence[bytes],
+        query: str,
+    ) -> None:
+        """A cookie session that failed with ``error`` (``None``: none on an optional route),
+        refreshed through ``login=`` when :mod:`lwa_middleware.login.session` says so: the
+        new identity, or the sign-out (``error``, cookies cleared), with the cookies added
+        to whatever is answered; else the request as it was."""
+        assert self._refresh is not None
+        headers: Sequence[tuple[str, str]] = ()
+        method = scope["method"]
+        csrf = self.gate.csrf
+
+        def guard() -> None:
+            if csrf.guards(method):
+                csrf.check(_origin_headers(scope))
+
+        try:
+            identity, error, headers = await self._refresh.recover(
+                error, authorization or (), amz or (), cookies, query, self.verifier.verify, guard
+            )
+            if identity is not None:
+                authorize(identity, route.required_scopes)
+        except LWAError as failure:
+            error = failure
+        if headers:
+            send = send_with_headers(send, headers)
+        if error is not None:
             await self._deny(scope, receive, send, error)
             return
         scope["lwa"] = identity
@@ -251,12 +358,15 @@ class LWAMiddleware:
     def _lifespan_send(self, send: Send) -> Send:
         """``send`` that opens the client on startup and closes it on shutdown."""
         verifier = self.verifier
+        refresh = self._refresh
 
         async def lifespan_send(message: Message) -> None:
             if message["type"] == "lifespan.startup.complete":
                 await verifier.start()
             elif message["type"] == "lifespan.shutdown.complete":
                 await verifier.aclose()
+                if refresh is not None:
+                    await refresh.aclose()
             await send(message)
 
         return lifespan_send

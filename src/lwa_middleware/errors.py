@@ -7,11 +7,18 @@ The tree (each class knows its LWA ``error`` code and its status in both styles)
     │   └── MissingToken            invalid_request     lwa 400 / rfc6750 401, no error attr
     ├── InvalidToken                invalid_token       lwa 400 / rfc6750 401
     ├── InsufficientScope           insufficient_scope  lwa 401 / rfc6750 403
+    ├── CrossSiteRequest            invalid_request     lwa 403 / rfc6750 403, no challenge
+    │                               (cookie session, unsafe method, Origin/Referer not ours)
     └── ServerError                 ServerError         lwa 500 / rfc6750 500
         ├── LWAUnavailable          ServerError (transport: connect, timeout, 5xx, 429, bad body)
         └── Overloaded              ServerError + Retry-After (no slot for an LWA call in time)
 
     ConfigurationError (ValueError): a bad option, found when settings are built.
+
+    GrantError (Exception): the token endpoint refused a grant (code exchange, refresh);
+    raised to the caller of a token client, never answered by the middlewares. Its tree
+    (InvalidGrant, InvalidGrantRequest, InvalidClient, UnauthorizedClient,
+    UnsupportedGrantType, InvalidScope, GrantUnavailable) is in :mod:`lwa_middleware.grants`.
 
 Rendering is pure: :func:`render_error` turns an error into ``(status, headers, body)``
 for either shell. Messages never contain a token.
@@ -41,6 +48,8 @@ class LWAError(Exception):
 
     #: Seconds for a ``Retry-After`` header, or ``None`` for none.
     retry_after: int | None = None
+    #: Whether the answer carries a ``WWW-Authenticate`` challenge (below 500).
+    challenge: ClassVar[bool] = True
 
     def __init__(self, description: str | None = None) -> None:
         self.description = description or self.default_description
@@ -94,6 +103,22 @@ class InsufficientScope(LWAError):
         self.required = required
 
 
+class CrossSiteRequest(LWAError):
+    """A request authenticated by the session cookie, with a method that can change state,
+    came from another site: its ``Origin`` (or, without one, its ``Referer``) is missing or
+    is neither the request's own origin nor a trusted one (:mod:`lwa_middleware.csrf`).
+
+    403 in both styles and no ``WWW-Authenticate``: the credentials are not the problem,
+    where the request came from is.
+    """
+
+    error = "invalid_request"
+    lwa_status = 403
+    rfc6750_status = 403
+    challenge = False
+    default_description = "Cross-site request refused."
+
+
 class ServerError(LWAError):
     """Something failed on our side or LWA's; the request is refused (fail closed)."""
 
@@ -112,9 +137,10 @@ class Overloaded(ServerError):
 
 
 def www_authenticate(error: LWAError, style: ErrorStyle, realm: str) -> str | None:
-    """The ``WWW-Authenticate`` value for an error, or ``None`` where none is sent (500)."""
+    """The ``WWW-Authenticate`` value for an error, or ``None`` where none is sent (500,
+    :class:`CrossSiteRequest`)."""
     status = error.status(style)
-    if status >= 500:
+    if status >= 500 or not error.challenge:
         return None
     if isinstance(error, MissingToken) and style == "rfc6750":
         return f'Bearer realm="{realm}"'

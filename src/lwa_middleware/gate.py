@@ -4,6 +4,11 @@ A shell asks :class:`Gate` which :class:`~lwa_middleware.rules.Route` a path tak
 :meth:`Gate.resolve` the raw token-bearing headers (bytes) and its verifier's cache lookup,
 verifies the token that comes back (if any) with its own verifier, and renders any
 :class:`~lwa_middleware.errors.LWAError` with :meth:`Gate.deny`.
+
+A token that came from the session cookie on a request whose method can change state is
+checked against cross-site request forgery (:mod:`lwa_middleware.csrf`) here, before it
+is verified or looked up, so no such request reaches the app (and no verdict is given)
+unless its ``Origin``/``Referer`` is this site's.
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ import re
 import uuid
 from collections.abc import Callable, Sequence
 
+from lwa_middleware.csrf import CSRFPolicy, OriginHeaders
 from lwa_middleware.errors import ConfigurationError, LWAError, MissingToken, render_error
 from lwa_middleware.models import Identity
 from lwa_middleware.rules import PathRules, Route
@@ -23,6 +29,8 @@ _SANE_REQUEST_ID = re.compile(r"[A-Za-z0-9._:\-]{1,128}")
 
 #: A cache lookup by a token's bytes (``_VerifierBase.cached_raw``): no I/O.
 CachedLookup = Callable[[bytes], "Identity | None"]
+#: What the forgery check needs from a request, read only when it runs (no I/O).
+OriginReader = Callable[[], OriginHeaders]
 
 
 def _text(values: Sequence[bytes]) -> list[str]:
@@ -53,7 +61,7 @@ def request_id(incoming: str | None) -> str:
 class Gate:
     """Path rules, token finding and error rendering for one settings object."""
 
-    __slots__ = ("_warm", "finder", "passes_preflights", "rules", "settings")
+    __slots__ = ("_warm", "csrf", "finder", "passes_preflights", "rules", "settings")
 
     def __init__(self, settings: LWASettings) -> None:
         self.settings = settings
@@ -64,6 +72,7 @@ class Gate:
         )
         self.finder = TokenFinder(settings.token_sources, settings.cookie_name, settings.secret_key)
         self._warm = self.finder.warm  # bound once: every request calls it
+        self.csrf = CSRFPolicy(settings.csrf_protection, settings.csrf_trusted_origins)
 
     def route(self, path: str) -> Route:
         """The decision for a path below the mount point."""
@@ -77,21 +86,38 @@ class Gate:
         cookies: Sequence[bytes],
         query_string: str,
         cached: CachedLookup,
+        *,
+        method: str | None,
+        origins: OriginReader,
     ) -> Identity | str | None:
         """A cached identity, the token still to verify, or ``None`` (anonymous on an optional
         route); else ``LWAError``. Headers are raw bytes (latin-1, as HTTP carries them).
 
+        ``method`` is the request's (``None`` for a WebSocket handshake); ``origins`` reads
+        what the forgery check needs, called only when a cookie token on an unsafe method
+        is checked (:class:`~lwa_middleware.csrf.CSRFPolicy`; ``CrossSiteRequest`` when it
+        fails).
+
         The warm path: a request whose token is carried plainly (:meth:`TokenFinder.warm`) is
         looked up by its bytes (one hash, one dict lookup, no decoding); anything else, or a
-        miss, takes the full rules of :meth:`token`.
+        miss, takes the full rules of :meth:`token`. A request the forgery check guards
+        always takes the full rules (the shortcut cannot tell a cookie token from a header
+        one).
         """
-        plain = self._warm(authorization, amz_token, cookies, query_string)
-        if plain is not None:
-            identity = cached(plain)
-            if identity is not None:
-                return identity
+        guarded = self.csrf.guards(method)
+        if not guarded:
+            plain = self._warm(authorization, amz_token, cookies, query_string)
+            if plain is not None:
+                identity = cached(plain)
+                if identity is not None:
+                    return identity
         return self.token(
-            route, _text(authorization), _text(amz_token), _text(cookies), query_string
+            route,
+            _text(authorization),
+            _text(amz_token),
+            _text(cookies),
+            query_string,
+            origins=origins if guarded else None,
         )
 
     def token(
@@ -101,9 +127,25 @@ class Gate:
         amz_token: Sequence[str],
         cookies: Sequence[str],
         query_string: str,
+        *,
+        origins: OriginReader | None = None,
     ) -> str | None:
-        """The token to verify; ``None`` on an optional route without one; else ``LWAError``."""
-        token = self.finder.find(authorization, amz_token, cookies, query_string)
+        """The token to verify; ``None`` on an optional route without one; else ``LWAError``.
+
+        With ``origins`` (the request's method can change state), a token that comes from
+        the cookie must pass the forgery check (``CrossSiteRequest``). The cookie is the
+        finder's only when no header or query method is there, so finding without the
+        cookie first tells exactly where the token came from.
+        """
+        find = self.finder.find
+        if origins is None:
+            token = find(authorization, amz_token, cookies, query_string)
+        else:
+            token = find(authorization, amz_token, (), query_string)
+            if token is None and cookies:
+                token = find((), (), cookies, "")
+                if token is not None:
+                    self.csrf.check(origins())
         if token is None and not route.optional:
             raise MissingToken()
         return token

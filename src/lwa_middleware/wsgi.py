@@ -10,15 +10,20 @@ customer in.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
+from functools import partial
 from hashlib import sha256
 from http import HTTPStatus
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import httpx
 
+from lwa_middleware.csrf import OriginHeaders, request_origin
 from lwa_middleware.errors import LWAError
 from lwa_middleware.gate import Gate, check_on_error, is_cors_preflight
+from lwa_middleware.login.refresh import Refresher, start_response_with_headers
+from lwa_middleware.models import Identity
+from lwa_middleware.rules import Route
 from lwa_middleware.settings import LWAOptions, LWASettings
 from lwa_middleware.verification import authorize
 from lwa_middleware.verifier import Clock, Verifier
@@ -26,6 +31,8 @@ from lwa_middleware.verifier import Clock, Verifier
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
     from typing_extensions import Unpack
+
+    from lwa_middleware.login import LoginCore, LWAWSGILogin
 
 #: ``on_error(environ, error)`` returns a WSGI app to answer with (e.g. a Werkzeug
 #: ``Response``), or ``None`` for the documented JSON error.
@@ -35,6 +42,24 @@ WSGIErrorHandler = Callable[["WSGIEnvironment", LWAError], "WSGIApplication | No
 def _raw(value: str | None) -> tuple[bytes, ...]:
     """A WSGI header (a latin-1 ``str``, PEP 3333) as the raw bytes the core reads."""
     return () if value is None else (value.encode("latin-1"),)
+
+
+def _origin_headers(environ: WSGIEnvironment) -> OriginHeaders:
+    """What the forgery check (:mod:`lwa_middleware.csrf`) reads: the request's own origin
+    (``wsgi.url_scheme`` and ``HTTP_HOST``, else ``SERVER_NAME`` and ``SERVER_PORT``),
+    ``Origin`` and ``Referer``."""
+    get = environ.get
+    host = get("HTTP_HOST")
+    server = None
+    if host is None and get("SERVER_NAME"):
+        port = str(get("SERVER_PORT") or "")
+        server = (get("SERVER_NAME"), int(port) if port.isdigit() else None)
+    origin, referer = get("HTTP_ORIGIN"), get("HTTP_REFERER")
+    return OriginHeaders(
+        request_origin(get("wsgi.url_scheme", "http"), () if host is None else (host,), server),
+        () if origin is None else (origin,),
+        () if referer is None else (referer,),
+    )
 
 
 class LWAWSGIMiddleware:
@@ -51,13 +76,19 @@ class LWAWSGIMiddleware:
         on_error: WSGIErrorHandler | None = None,
         clock: Clock = time.time,
         transport: httpx.BaseTransport | None = None,
+        redis: Any = None,
+        login: LWAWSGILogin | LoginCore | None = None,
         **options: Unpack[LWAOptions],
     ) -> None:
         check_on_error(on_error)
         self.app = app
         self.settings = LWASettings.build(settings, dict(options))
+        #: ``login=``: expired cookie sessions are refreshed (see LWAMiddleware).
+        self._refresh = None if login is None else Refresher.of(login, clock)
+        if self._refresh is not None:
+            self.settings = self._refresh.session.adopt(self.settings)
         self.gate = Gate(self.settings)
-        self.verifier = Verifier(self.settings, clock=clock, transport=transport)
+        self.verifier = Verifier(self.settings, clock=clock, transport=transport, redis=redis)
         self.on_error = on_error
         self._query = self.gate.finder.reads_query
         self._preflights = self.gate.passes_preflights
@@ -111,18 +142,68 @@ class LWAWSGIMiddleware:
                 _raw(get("HTTP_COOKIE")),
                 get("QUERY_STRING", "") if self._query else "",
                 self.verifier.cached_raw,
+                method=get("REQUEST_METHOD", ""),
+                origins=partial(_origin_headers, environ),
             )
             identity = self.verifier.verify(found) if isinstance(found, str) else found
             if identity is not None:
                 authorize(identity, route.required_scopes)
         except LWAError as error:
+            if self._refresh is not None and "HTTP_COOKIE" in environ:
+                return self._refreshed(environ, start_response, route, error)
             return self._deny(environ, start_response, error)
+        if identity is None and self._refresh is not None and "HTTP_COOKIE" in environ:
+            return self._refreshed(environ, start_response, route, None)
+        return self._pass(environ, start_response, identity)
+
+    def _pass(
+        self, environ: WSGIEnvironment, start_response: StartResponse, identity: Identity | None
+    ) -> Iterable[bytes]:
         environ["lwa"] = identity
         if identity is None:
             environ.pop("REMOTE_USER", None)
         else:
             environ["REMOTE_USER"] = identity.user_id
         return self.app(environ, start_response)
+
+    def _refreshed(
+        self,
+        environ: WSGIEnvironment,
+        start_response: StartResponse,
+        route: Route,
+        error: LWAError | None,
+    ) -> Iterable[bytes]:
+        """A cookie session that failed with ``error`` (``None``: none on an optional route),
+        refreshed through ``login=`` (see ``LWAMiddleware._refreshed``)."""
+        assert self._refresh is not None
+        get = environ.get
+        headers: Sequence[tuple[str, str]] = ()
+        method = get("REQUEST_METHOD", "")
+        csrf = self.gate.csrf
+
+        def guard() -> None:
+            if csrf.guards(method):
+                csrf.check(_origin_headers(environ))
+
+        try:
+            identity, error, headers = self._refresh.recover(
+                error,
+                _raw(get("HTTP_AUTHORIZATION")),
+                _raw(get("HTTP_X_AMZ_ACCESS_TOKEN")),
+                _raw(get("HTTP_COOKIE")),
+                get("QUERY_STRING", "") if self._query else "",
+                self.verifier.verify,
+                guard,
+            )
+            if identity is not None:
+                authorize(identity, route.required_scopes)
+        except LWAError as failure:
+            error = failure
+        if headers:
+            start_response = start_response_with_headers(start_response, headers)
+        if error is not None:
+            return self._deny(environ, start_response, error)
+        return self._pass(environ, start_response, identity)
 
     def _deny(
         self, environ: WSGIEnvironment, start_response: StartResponse, error: LWAError
@@ -136,5 +217,8 @@ class LWAWSGIMiddleware:
         return [body]
 
     def close(self) -> None:
-        """Close the HTTP client's connection pool."""
+        """Close the HTTP client's connection pool (and the Redis client, if it built one:
+        a client passed as ``redis=`` is the caller's), and ``login=``'s token client."""
         self.verifier.close()
+        if self._refresh is not None:
+            self._refresh.close()

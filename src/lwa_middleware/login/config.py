@@ -1,0 +1,147 @@
+"""``LoginConfig``: the options of the sign-in app, frozen and validated once (no I/O).
+
+Both shells (:class:`~lwa_middleware.login.asgi.LWALogin`,
+:class:`~lwa_middleware.login.wsgi.LWAWSGILogin`) take the same keyword options and build
+one of these; a bad option is a :class:`~lwa_middleware.errors.ConfigurationError` at
+construction. Secrets (``client_secret``, ``secret_key``) never appear in a ``repr`` or
+an error message.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from urllib.parse import urlsplit
+
+from lwa_middleware.errors import ConfigurationError
+from lwa_middleware.settings import is_insecure_http, resolve_api_base_url
+
+#: Where Amazon asks the customer for consent (NA; EU and FE use the same host).
+DEFAULT_AUTHORIZE_URL = "https://www.amazon.com/ap/oa"
+#: How long the refresh cookie lives: 30 days (LWA's refresh tokens live until revoked).
+DEFAULT_REFRESH_MAX_AGE = 30 * 24 * 3600
+#: The shortest ``secret_key`` accepted: every cookie's integrity rests on it.
+MIN_SECRET_BYTES = 16
+#: RFC 6265's cookie-name characters (an HTTP token).
+_COOKIE_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]{1,64}")
+_SCOPE = re.compile(r"[\x21-\x7e]{1,128}")
+
+
+def _scopes(value: str | Iterable[str]) -> tuple[str, ...]:
+    items = value.split() if isinstance(value, str) else list(value)
+    if not items or not all(isinstance(item, str) and _SCOPE.fullmatch(item) for item in items):
+        raise ConfigurationError(
+            "scopes must be one or more LWA scopes such as 'profile' or 'postal_code'"
+        )
+    return tuple(dict.fromkeys(items))
+
+
+def _url(name: str, value: object, *, allow_insecure_http: bool) -> str:
+    """An absolute ``http(s)`` URL without a fragment; ``http`` only to loopback unless
+    ``allow_insecure_http``."""
+    if not isinstance(value, str) or not value or not value.isprintable() or " " in value:
+        raise ConfigurationError(f"{name} must be an absolute https URL")
+    parts = urlsplit(value)
+    if (
+        parts.scheme not in ("http", "https")
+        or not parts.hostname
+        or parts.fragment
+        or parts.username is not None
+    ):
+        raise ConfigurationError(
+            f"{name} must be an absolute https URL without a fragment or user info"
+        )
+    if is_insecure_http(value) and not allow_insecure_http:
+        raise ConfigurationError(
+            f"{name} is plain http to a host that is not loopback: codes and cookies would "
+            "cross the network unencrypted; use https, or set allow_insecure_http=True"
+        )
+    return value
+
+
+@dataclass(frozen=True)
+class LoginConfig:
+    """Every option of the sign-in app (see ``docs/login.md``)."""
+
+    client_id: str
+    redirect_uri: str
+    secret_key: str | bytes = field(repr=False)
+    client_secret: str | None = field(default=None, repr=False)
+    scopes: tuple[str, ...] = ("profile",)
+    authorize_url: str = DEFAULT_AUTHORIZE_URL
+    api_base_url: str = ""
+    region: str | None = None
+    cookie_name: str = "lwa_token"
+    refresh_max_age: int = DEFAULT_REFRESH_MAX_AGE
+    timeout: float = 5.0
+    allow_insecure_http: bool = False
+
+    def __post_init__(self) -> None:
+        set_ = object.__setattr__
+        if not isinstance(self.client_id, str) or not _SCOPE.fullmatch(self.client_id):
+            raise ConfigurationError("client_id must be your LWA client ID")
+        if self.client_secret is not None and (
+            not isinstance(self.client_secret, str) or not self.client_secret.strip()
+        ):
+            raise ConfigurationError("client_secret must be a non-empty string (or None)")
+        secret = self.secret_key
+        if (
+            not isinstance(secret, (str, bytes))
+            or len(secret.encode() if isinstance(secret, str) else secret) < MIN_SECRET_BYTES
+        ):
+            raise ConfigurationError(
+                f"secret_key must be a string or bytes of at least {MIN_SECRET_BYTES} bytes "
+                "(e.g. secrets.token_urlsafe(32)); it signs and encrypts every sign-in cookie"
+            )
+        if not isinstance(self.allow_insecure_http, bool):
+            raise ConfigurationError("allow_insecure_http must be True or False")
+        insecure = self.allow_insecure_http
+        _url("redirect_uri", self.redirect_uri, allow_insecure_http=insecure)
+        if urlsplit(self.redirect_uri).query:
+            raise ConfigurationError("redirect_uri must not have a query string")
+        _url("authorize_url", self.authorize_url, allow_insecure_http=insecure)
+        set_(self, "scopes", _scopes(self.scopes))
+        set_(self, "api_base_url", resolve_api_base_url(self.api_base_url or None, self.region))
+        _url("api_base_url", self.api_base_url, allow_insecure_http=insecure)
+        if not isinstance(self.cookie_name, str) or not _COOKIE_NAME.fullmatch(self.cookie_name):
+            raise ConfigurationError("cookie_name must be 1-64 characters of an HTTP token")
+        if self.cookie_name.startswith(("__Secure-", "__Host-")) and not self.secure:
+            raise ConfigurationError(
+                "a __Secure- or __Host- cookie_name needs an https redirect_uri"
+            )
+        if (
+            isinstance(self.refresh_max_age, bool)
+            or not isinstance(self.refresh_max_age, int)
+            or self.refresh_max_age < 60
+        ):
+            raise ConfigurationError("refresh_max_age must be a whole number of seconds ≥ 60")
+        if (
+            isinstance(self.timeout, bool)
+            or not isinstance(self.timeout, (int, float))
+            or not math.isfinite(self.timeout)
+            or self.timeout <= 0
+        ):
+            raise ConfigurationError("timeout must be a positive number of seconds")
+
+    @property
+    def secure(self) -> bool:
+        """Whether the cookies carry ``Secure`` (the site is served over https)."""
+        return urlsplit(self.redirect_uri).scheme == "https"
+
+    @property
+    def callback_path(self) -> str:
+        """The path the callback answers at: ``redirect_uri``'s, whatever the mount point."""
+        return urlsplit(self.redirect_uri).path or "/"
+
+    @property
+    def origin(self) -> str:
+        """``scheme://host[:port]`` of ``redirect_uri``: the site's own origin."""
+        parts = urlsplit(self.redirect_uri)
+        return f"{parts.scheme}://{parts.netloc}".lower()
+
+    @property
+    def secret_bytes(self) -> bytes:
+        secret = self.secret_key
+        return secret.encode() if isinstance(secret, str) else secret

@@ -1,0 +1,119 @@
+"""The sign-in cookies: names, attributes, and how each value is protected (no I/O).
+
+* ``cookie_name``, the session: the access token signed by
+  :func:`~lwa_middleware.tokens.cookie_signer` (what the middlewares read); ``Path=/``,
+  ``Max-Age=expires_in``.
+* ``cookie_name + "_refresh"``: the refresh token, Fernet-sealed; ``Path=/`` (every path
+  the middleware protects may need to refresh), ``Max-Age=refresh_max_age`` (30 days).
+* ``cookie_name + "_login"``: the sign-in in progress (nonce, PKCE verifier, ``next``),
+  Fernet-sealed; ``Path`` = the callback's, ``Max-Age=600``.
+
+All three are ``HttpOnly; SameSite=Lax`` (the callback is a top-level ``GET`` from
+Amazon: ``Lax`` cookies come along, ``Strict`` ones would not), plus ``Secure`` when
+``redirect_uri`` is https. Fernet (AES-128-CBC with HMAC-SHA256 over the whole token, and a
+timestamp) both encrypts and signs: a page script, a proxy log or the customer can neither
+read nor alter a sealed value. Each sealed cookie has its own key, derived from
+``secret_key`` by HKDF-SHA256 with a per-purpose ``info``, so a value sealed for one
+cookie never opens as another. ``cryptography`` is imported only when a sealer is built
+(``pip install 'lwa-middleware[login]'``).
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Sequence
+
+from lwa_middleware.errors import ConfigurationError
+
+#: A Fernet token longer than this is not opened (a cookie holds at most 4096 bytes).
+MAX_SEALED_CHARS = 4096
+_HKDF_SALT = b"lwa-middleware.login"
+_EXPIRED = "Thu, 01 Jan 1970 00:00:00 GMT"
+
+Header = tuple[str, str]
+
+
+def refresh_cookie_name(cookie_name: str) -> str:
+    """The refresh cookie's name for a session cookie name."""
+    return cookie_name + "_refresh"
+
+
+def login_cookie_name(cookie_name: str) -> str:
+    """The short-lived login cookie's name for a session cookie name."""
+    return cookie_name + "_login"
+
+
+def read_cookie(headers: Sequence[str], name: str) -> str | None:
+    """The value of the cookie ``name`` in ``Cookie`` headers; ``None`` when it is absent
+    or there more than once (a sibling domain can toss in a second one: trust neither)."""
+    found: str | None = None
+    seen = False
+    for header in headers:
+        if name not in header:
+            continue
+        for pair in header.split(";"):
+            key, sep, value = pair.partition("=")
+            if sep and key.strip() == name:
+                if seen:
+                    return None
+                seen = True
+                value = value.strip()
+                if len(value) >= 2 and value[0] == value[-1] == '"':
+                    value = value[1:-1]
+                found = value
+    return found
+
+
+def set_cookie(name: str, value: str, *, path: str, max_age: int, secure: bool) -> Header:
+    """A ``Set-Cookie`` header: ``HttpOnly``, ``SameSite=Lax``, ``Secure`` when asked."""
+    text = f"{name}={value}; Path={path}; Max-Age={max_age}; HttpOnly; SameSite=Lax"
+    return ("set-cookie", text + "; Secure" if secure else text)
+
+
+def clear_cookie(name: str, *, path: str, secure: bool) -> Header:
+    """A ``Set-Cookie`` header that makes the browser drop the cookie (same name and path)."""
+    text = f"{name}=; Path={path}; Max-Age=0; Expires={_EXPIRED}; HttpOnly; SameSite=Lax"
+    return ("set-cookie", text + "; Secure" if secure else text)
+
+
+class Sealer:
+    """Fernet sealing with a key derived from ``secret`` for one ``purpose``; every
+    timestamp is passed in (``now``), never read from a clock."""
+
+    __slots__ = ("_fernet", "_invalid")
+
+    def __init__(self, secret: bytes, purpose: str) -> None:
+        try:
+            from cryptography.fernet import Fernet, InvalidToken
+            from cryptography.hazmat.primitives import hashes
+            from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+        except ImportError:  # pragma: no cover - the extra is installed in the tests
+            raise ConfigurationError(
+                "website sign-in needs the cryptography package: "
+                "pip install 'lwa-middleware[login]'"
+            ) from None
+        key = HKDF(
+            algorithm=hashes.SHA256(), length=32, salt=_HKDF_SALT, info=purpose.encode()
+        ).derive(secret)
+        self._fernet = Fernet(base64.urlsafe_b64encode(key))
+        self._invalid = InvalidToken
+
+    def seal(self, data: bytes, now: float) -> str:
+        """``data`` encrypted and signed, stamped with ``now`` (URL-safe base64)."""
+        return self._fernet.encrypt_at_time(data, int(now)).decode("ascii")
+
+    def open(self, sealed: str, max_age: int, now: float) -> bytes | None:
+        """The data of a value sealed at most ``max_age`` seconds before ``now``; ``None``
+        when it is forged, altered, too old, from the future, or not a sealed value."""
+        if not sealed or len(sealed) > MAX_SEALED_CHARS or not sealed.isascii():
+            return None
+        try:
+            # Only the canonical encoding (base64 decoding skips junk after the padding).
+            if base64.urlsafe_b64encode(base64.urlsafe_b64decode(sealed)) != sealed.encode():
+                return None
+            return self._fernet.decrypt_at_time(sealed, max_age, int(now))
+        except (self._invalid, ValueError, TypeError):
+            return None
+
+    def __repr__(self) -> str:
+        return "Sealer(...)"

@@ -1,0 +1,326 @@
+"""The transparent refresh's I/O: one refresh grant per session at a time.
+
+:class:`AsyncRefresher` (``LWAMiddleware``) and :class:`Refresher` (``LWAWSGIMiddleware``)
+run what :class:`~lwa_middleware.login.session.SessionRules` decides: the refresh grant,
+then the middleware's own verifier on the new access token. Concurrent requests of one
+session (the same refresh token) share one flight, keyed by the plan's SHA-256 of the
+refresh token: an asyncio task per event loop that every waiter awaits shielded (a
+waiter that goes away never cancels it), or a leading thread the others wait for. All of
+them get the same outcome, and so the same ``Set-Cookie`` headers; a failure is shared
+only with the requests that waited on that flight. Outcomes are then kept a minute
+(:class:`~lwa_middleware.login.session.RecentRefreshes`) for requests that still carry
+the old cookies.
+
+:func:`send_with_headers` and :func:`start_response_with_headers` add the cookies to
+whatever the app (or the error answer) sends.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+import weakref
+from collections.abc import Awaitable, Callable, Sequence
+from functools import partial
+from typing import TYPE_CHECKING, Any
+
+from lwa_middleware.errors import ConfigurationError, LWAError, LWAUnavailable
+from lwa_middleware.grants import GrantError, InvalidGrant, TokenGrant
+from lwa_middleware.login.cookies import Header
+from lwa_middleware.login.core import LoginCore
+from lwa_middleware.login.session import Outcome, RefreshPlan, SessionRules
+from lwa_middleware.models import Identity
+from lwa_middleware.token_client import AsyncTokenClient, TokenClient
+from lwa_middleware.tokens import query_tokens
+
+if TYPE_CHECKING:
+    from _typeshed import OptExcInfo
+    from _typeshed.wsgi import StartResponse
+    from starlette.types import Message, Send
+
+Clock = Callable[[], float]
+#: ``(identity or None, error or None, Set-Cookie headers)``: see ``SessionRules.resolve``.
+Recovery = tuple[Identity | None, LWAError | None, tuple[Header, ...]]
+#: How long a thread waits, beyond the token client's own deadline, for another thread's
+#: flight (the leader's grant and verification are each held to a deadline of their own).
+WAIT_MARGIN = 30.0
+
+
+def _text(values: Sequence[bytes]) -> list[str]:
+    return [value.decode("latin-1") for value in values]
+
+
+def _copy(error: BaseException) -> BaseException:
+    """A fresh instance for each waiter (one exception object is never raised twice)."""
+    return type(error)(error.description) if isinstance(error, LWAError) else error
+
+
+def login_core(login: object) -> LoginCore:
+    """The :class:`LoginCore` of ``login=`` (an ``LWALogin``, an ``LWAWSGILogin`` or a core)."""
+    core = login if isinstance(login, LoginCore) else getattr(login, "core", None)
+    if not isinstance(core, LoginCore):
+        raise ConfigurationError(
+            f"login must be an LWALogin, an LWAWSGILogin or a LoginCore, got {type(login).__name__}"
+        )
+    return core
+
+
+class _RefresherBase:
+    """The plan and the grant's settlement, shared by both refreshers."""
+
+    def __init__(self, session: SessionRules, clock: Clock) -> None:
+        self.session = session
+        self.clock = clock
+
+    def _plan(
+        self,
+        error: LWAError | None,
+        authorization: Sequence[bytes],
+        amz_token: Sequence[bytes],
+        cookies: Sequence[bytes],
+        query_string: str,
+    ) -> RefreshPlan | None:
+        return self.session.plan(
+            error,
+            _text(authorization),
+            _text(amz_token),
+            _text(cookies),
+            bool(query_string) and bool(query_tokens(query_string)),
+            self.clock(),
+        )
+
+    def _grant_args(self) -> dict[str, Any]:
+        config = self.session.config
+        return {"client_id": config.client_id, "client_secret": config.client_secret}
+
+
+class AsyncRefresher(_RefresherBase):
+    """Refreshes cookie sessions for ``LWAMiddleware``: one task per session and loop."""
+
+    def __init__(self, session: SessionRules, client: AsyncTokenClient, clock: Clock) -> None:
+        super().__init__(session, clock)
+        self.client = client
+        self._loops: weakref.WeakKeyDictionary[
+            asyncio.AbstractEventLoop, dict[bytes, asyncio.Task[Outcome]]
+        ] = weakref.WeakKeyDictionary()
+
+    @classmethod
+    def of(cls, login: object, clock: Clock = time.time) -> AsyncRefresher:
+        """``login``'s own refresher (an ``LWALogin``'s), else a new one for its core."""
+        refresher = getattr(login, "refresher", None)
+        if isinstance(refresher, AsyncRefresher):
+            return refresher
+        config = login_core(login).config
+        client = AsyncTokenClient(
+            config.api_base_url,
+            timeout=config.timeout,
+            allow_insecure_http=config.allow_insecure_http,
+        )
+        return cls(login_core(login).session, client, clock)
+
+    async def recover(
+        self,
+        error: LWAError | None,
+        authorization: Sequence[bytes],
+        amz_token: Sequence[bytes],
+        cookies: Sequence[bytes],
+        query_string: str,
+        verify: Callable[[str], Awaitable[Identity]],
+        guard: Callable[[], None] | None = None,
+    ) -> Recovery:
+        """The request's identity after a refresh, the error to answer, and the cookies to
+        set; raises ``LWAError`` (``ServerError``: cookies kept) when LWA failed.
+
+        ``guard`` runs before a planned refresh, and may raise (the middleware's forgery
+        check, for a method that can change state: the refresh cookie authenticates too)."""
+        plan = self._plan(error, authorization, amz_token, cookies, query_string)
+        if plan is not None and guard is not None:
+            guard()
+        outcome = None if plan is None else await self._outcome(plan, verify)
+        return SessionRules.resolve(error, outcome)
+
+    async def _outcome(
+        self, plan: RefreshPlan, verify: Callable[[str], Awaitable[Identity]]
+    ) -> Outcome:
+        recent = self.session.recent.get(plan.key, self.clock())
+        if recent is not None:
+            return recent
+        loop = asyncio.get_running_loop()
+        flights = self._loops.get(loop)
+        if flights is None:
+            flights = self._loops[loop] = {}
+        task = flights.get(plan.key)
+        if task is None:
+            task = loop.create_task(self._refresh(plan, verify))
+            flights[plan.key] = task
+            task.add_done_callback(partial(_landed, flights, plan.key))
+        try:
+            return await asyncio.shield(task)
+        except LWAError as error:
+            raise _copy(error) from None
+
+    async def _refresh(
+        self, plan: RefreshPlan, verify: Callable[[str], Awaitable[Identity]]
+    ) -> Outcome:
+        session = self.session
+        answer: TokenGrant | GrantError
+        try:
+            answer = await self.client.refresh(plan.refresh_token, **self._grant_args())
+        except GrantError as error:
+            answer = error
+        except (TypeError, ValueError):  # a refresh token no grant can carry
+            answer = InvalidGrant()
+        settled = session.settle(answer, self.clock())
+        if isinstance(settled, TokenGrant):
+            identity = await verify(settled.access_token)
+            outcome: Outcome = session.refreshed(settled, identity, self.clock())
+        else:
+            outcome = settled
+        session.recent.put(plan.key, outcome)
+        return outcome
+
+    async def aclose(self) -> None:
+        """Close the token client's pool for the running loop."""
+        await self.client.aclose()
+
+
+def _landed(
+    flights: dict[bytes, asyncio.Task[Outcome]], key: bytes, task: asyncio.Task[Outcome]
+) -> None:
+    """A flight ended: forget it, and mark its failure retrieved (nobody may be waiting)."""
+    if flights.get(key) is task:
+        del flights[key]
+    if not task.cancelled():
+        task.exception()
+
+
+class _Flight:
+    __slots__ = ("done", "error", "outcome")
+
+    def __init__(self) -> None:
+        self.done = threading.Event()
+        self.outcome: Outcome | None = None
+        self.error: BaseException | None = None
+
+
+class Refresher(_RefresherBase):
+    """Refreshes cookie sessions for ``LWAWSGIMiddleware``: one leading thread per session."""
+
+    def __init__(self, session: SessionRules, client: TokenClient, clock: Clock) -> None:
+        super().__init__(session, clock)
+        self.client = client
+        self._flights: dict[bytes, _Flight] = {}
+        self._lock = threading.Lock()
+        self._wait = client.timeout + WAIT_MARGIN
+
+    @classmethod
+    def of(cls, login: object, clock: Clock = time.time) -> Refresher:
+        """``login``'s own refresher (an ``LWAWSGILogin``'s), else a new one for its core."""
+        refresher = getattr(login, "refresher", None)
+        if isinstance(refresher, Refresher):
+            return refresher
+        config = login_core(login).config
+        client = TokenClient(
+            config.api_base_url,
+            timeout=config.timeout,
+            allow_insecure_http=config.allow_insecure_http,
+        )
+        return cls(login_core(login).session, client, clock)
+
+    def recover(
+        self,
+        error: LWAError | None,
+        authorization: Sequence[bytes],
+        amz_token: Sequence[bytes],
+        cookies: Sequence[bytes],
+        query_string: str,
+        verify: Callable[[str], Identity],
+        guard: Callable[[], None] | None = None,
+    ) -> Recovery:
+        """As :meth:`AsyncRefresher.recover`, blocking."""
+        plan = self._plan(error, authorization, amz_token, cookies, query_string)
+        if plan is not None and guard is not None:
+            guard()
+        outcome = None if plan is None else self._outcome(plan, verify)
+        return SessionRules.resolve(error, outcome)
+
+    def _outcome(self, plan: RefreshPlan, verify: Callable[[str], Identity]) -> Outcome:
+        recent = self.session.recent
+        outcome = recent.get(plan.key, self.clock())
+        if outcome is not None:
+            return outcome
+        with self._lock:
+            flight = self._flights.get(plan.key)
+            leader = flight is None
+            if flight is None:
+                # A leader may have landed since the look above.
+                outcome = recent.get(plan.key, self.clock())
+                if outcome is not None:
+                    return outcome
+                flight = self._flights[plan.key] = _Flight()
+        if not leader:
+            if not flight.done.wait(self._wait):
+                raise LWAUnavailable("Login with Amazon timed out.")
+            if flight.error is not None:
+                raise _copy(flight.error) from None
+            assert flight.outcome is not None
+            return flight.outcome
+        try:
+            flight.outcome = self._refresh(plan, verify)
+            return flight.outcome
+        except BaseException as error:
+            flight.error = error
+            raise
+        finally:
+            with self._lock:
+                del self._flights[plan.key]
+            flight.done.set()
+
+    def _refresh(self, plan: RefreshPlan, verify: Callable[[str], Identity]) -> Outcome:
+        session = self.session
+        answer: TokenGrant | GrantError
+        try:
+            answer = self.client.refresh(plan.refresh_token, **self._grant_args())
+        except GrantError as error:
+            answer = error
+        except (TypeError, ValueError):  # a refresh token no grant can carry
+            answer = InvalidGrant()
+        settled = session.settle(answer, self.clock())
+        if isinstance(settled, TokenGrant):
+            outcome: Outcome = session.refreshed(
+                settled, verify(settled.access_token), self.clock()
+            )
+        else:
+            outcome = settled
+        session.recent.put(plan.key, outcome)
+        return outcome
+
+    def close(self) -> None:
+        """Close the token client's pool."""
+        self.client.close()
+
+
+def send_with_headers(send: Send, headers: Sequence[Header]) -> Send:
+    """ASGI ``send`` that adds ``headers`` to the response's start."""
+    extra = [(name.encode("latin-1"), value.encode("latin-1")) for name, value in headers]
+
+    async def wrapped(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            message = {**message, "headers": [*message.get("headers", ()), *extra]}
+        await send(message)
+
+    return wrapped
+
+
+def start_response_with_headers(
+    start_response: StartResponse, headers: Sequence[Header]
+) -> StartResponse:
+    """WSGI ``start_response`` that adds ``headers`` to the response's."""
+
+    def wrapped(
+        status: str, response_headers: list[tuple[str, str]], exc_info: OptExcInfo | None = None
+    ) -> Callable[[bytes], object]:
+        return start_response(status, [*response_headers, *headers], exc_info)
+
+    return wrapped

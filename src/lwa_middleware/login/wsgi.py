@@ -1,0 +1,120 @@
+"""``LWAWSGILogin``: the website sign-in as a WSGI app (Flask, Django, any WSGI server).
+
+The same core and options as :class:`~lwa_middleware.login.asgi.LWALogin`, on the
+blocking :class:`~lwa_middleware.token_client.TokenClient`. Mount it with Werkzeug's
+``DispatcherMiddleware`` (``{"/auth": login}``): ``/login`` and ``/logout`` are matched
+against ``PATH_INFO``, the callback against ``SCRIPT_NAME + PATH_INFO`` (``redirect_uri``'s
+path). Give it to ``LWAWSGIMiddleware(..., login=...)`` as well, for the refresh.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+from http import HTTPStatus
+from typing import TYPE_CHECKING
+
+import httpx
+
+from lwa_middleware.grants import GrantError, TokenGrant
+from lwa_middleware.login.config import DEFAULT_AUTHORIZE_URL, DEFAULT_REFRESH_MAX_AGE, LoginConfig
+from lwa_middleware.login.core import Exchange, LoginCore, LoginRequest
+from lwa_middleware.login.refresh import Clock, Refresher
+from lwa_middleware.token_client import TokenClient
+
+if TYPE_CHECKING:
+    from _typeshed.wsgi import StartResponse, WSGIEnvironment
+
+
+def wsgi_request(environ: WSGIEnvironment) -> LoginRequest:
+    """The core's view of a WSGI environ."""
+    get = environ.get
+    cookie = get("HTTP_COOKIE")
+    return LoginRequest(
+        method=get("REQUEST_METHOD", "GET"),
+        path=get("PATH_INFO") or "/",
+        root_path=get("SCRIPT_NAME", ""),
+        query_string=get("QUERY_STRING", ""),
+        cookies=() if cookie is None else (cookie,),
+        accept=get("HTTP_ACCEPT"),
+        origin=get("HTTP_ORIGIN"),
+        referer=get("HTTP_REFERER"),
+        host=get("HTTP_HOST"),
+        scheme=get("wsgi.url_scheme", "http"),
+    )
+
+
+class LWAWSGILogin:
+    """The WSGI twin of :class:`~lwa_middleware.login.asgi.LWALogin` (same arguments;
+    ``transport`` is a sync ``httpx.BaseTransport``)."""
+
+    def __init__(
+        self,
+        client_id: str,
+        client_secret: str | None = None,
+        *,
+        redirect_uri: str,
+        secret_key: str | bytes,
+        scopes: str | Iterable[str] = ("profile",),
+        authorize_url: str = DEFAULT_AUTHORIZE_URL,
+        api_base_url: str = "",
+        region: str | None = None,
+        cookie_name: str = "lwa_token",
+        refresh_max_age: int = DEFAULT_REFRESH_MAX_AGE,
+        timeout: float = 5.0,
+        allow_insecure_http: bool = False,
+        clock: Clock = time.time,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        config = LoginConfig(
+            client_id=client_id,
+            client_secret=client_secret,
+            redirect_uri=redirect_uri,
+            secret_key=secret_key,
+            scopes=tuple(scopes.split()) if isinstance(scopes, str) else tuple(scopes),
+            authorize_url=authorize_url,
+            api_base_url=api_base_url,
+            region=region,
+            cookie_name=cookie_name,
+            refresh_max_age=refresh_max_age,
+            timeout=timeout,
+            allow_insecure_http=allow_insecure_http,
+        )
+        self.core = LoginCore(config)
+        self.clock = clock
+        self.client = TokenClient(
+            config.api_base_url,
+            timeout=config.timeout,
+            transport=transport,
+            allow_insecure_http=config.allow_insecure_http,
+        )
+        #: What ``LWAWSGIMiddleware(login=self)`` refreshes sessions with (the same client).
+        self.refresher = Refresher(self.core.session, self.client, clock)
+
+    def __repr__(self) -> str:
+        config = self.core.config
+        return f"LWAWSGILogin({config.client_id!r}, redirect_uri={config.redirect_uri!r})"
+
+    def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        step = self.core.handle(wsgi_request(environ), self.clock())
+        if isinstance(step, Exchange):
+            step = self.core.exchanged(step, self._exchange(step), self.clock())
+        status, headers, body = step
+        start_response(f"{status} {HTTPStatus(status).phrase}", headers)
+        return [body]
+
+    def _exchange(self, step: Exchange) -> TokenGrant | GrantError:
+        try:
+            return self.client.exchange_code(
+                step.code,
+                redirect_uri=step.redirect_uri,
+                client_id=step.client_id,
+                client_secret=step.client_secret,
+                code_verifier=step.code_verifier,
+            )
+        except GrantError as error:
+            return error
+
+    def close(self) -> None:
+        """Close the token client's connection pool."""
+        self.client.close()
