@@ -539,8 +539,9 @@ def test_demo_once() -> None:
         check=False,
     )
     assert done.returncode == 0, done.stdout + done.stderr
-    assert "8/8 demo checks passed." in done.stdout
+    assert "15/15 demo checks passed." in done.stdout
     assert "FAIL" not in done.stdout
+    assert done.stdout.count("PASS  sign-in:") == 7
 
 
 def read_until(lines: queue.Queue[str], marker: str) -> list[str]:

@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import argparse
+import socket
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -16,6 +17,7 @@ from urllib.parse import urlsplit
 import httpx
 
 from lwa_middleware.cli.console import EXIT_OK, EXIT_REFUSED, fail, say
+from lwa_middleware.cli.demo_signin import sign_in_checks
 from lwa_middleware.cli.serving import (
     EMULATOR_PORT,
     TEST_LIFETIME,
@@ -166,22 +168,24 @@ def run_demo(args: argparse.Namespace) -> int:
     from lwa_middleware.demo import demo_app
     from lwa_middleware.emulator import serve
 
-    port = _port(args.port, DEMO_PORT, once=args.once)
+    # The sign-in's redirect_uri names the demo's port: pick a free one now when asked to.
+    port = _port(args.port, DEMO_PORT, once=args.once) or free_port(args.host)
     emulator_port = _port(args.emulator_port, EMULATOR_PORT, once=args.once)
     farewell = None if args.once else "Demo stopped."
     with (
         stop_signals() as stop,
         emulator_serving(args, emulator_port, farewell=farewell) as (emulator, server),
     ):
-        app = demo_app(_loopback_url(emulator.url), emulator.client_id)
+        base_url = _loopback_url(f"http://{_url_host(args.host)}:{port}")
+        app = demo_app(_loopback_url(emulator.url), emulator.client_id, base_url=base_url)
         with start_server(
             "demo app", args.host, port, lambda: serve(app, args.host, port, lifespan="on")
         ) as handle:
             tokens = demo_tokens(emulator)
             if args.once:
-                say(f"Demo app at {handle.url}, LWA emulator at {emulator.url}\n")
-                return run_checks(handle.url, tokens)
-            say(demo_banner(emulator, handle.url, tokens), flush=True)
+                say(f"Demo app at {base_url}, LWA emulator at {emulator.url}\n")
+                return run_checks(base_url, tokens)
+            say(demo_banner(emulator, base_url, tokens), flush=True)
             return wait(stop, [handle, server])
 
 
@@ -196,6 +200,20 @@ def _loopback_url(url: str) -> str:
         return url
     host = "[::1]" if parts.hostname == "::" else "127.0.0.1"
     return f"{parts.scheme}://{host}:{parts.port}"
+
+
+def _url_host(host: str) -> str:
+    """``host`` as it is written in a URL (an IPv6 address in brackets)."""
+    return f"[{host}]" if ":" in host else host
+
+
+def free_port(host: str) -> int:
+    """A port free on ``host`` now (the demo's sign-in must know its own address)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.bind((host, 0))
+        port: int = probe.getsockname()[1]
+    return port
 
 
 def _port(given: int | None, default: int, *, once: bool) -> int:
@@ -227,6 +245,9 @@ def demo_banner(emulator: Emulator, url: str, tokens: Mapping[str, str]) -> str:
 Demo app running at {url} (instructions: curl {url}/), behind LWAMiddleware.
 LWA emulator at {emulator.url}, tokens issued to {emulator.client_id}.  Ctrl-C to stop.
 
+In a browser: open {url}/ and click "Login with Amazon": the emulator's consent page
+stands in for Amazon's; approve, see your profile at {url}/profile, then sign out.
+
 Tokens for "{TEST_NAME}" (valid 1 h): TOKEN has profile and postal_code, TOKEN_NO_ZIP
 only profile, TOKEN_OTHER_APP was issued to another client ID:
 
@@ -256,6 +277,8 @@ def run_checks(base_url: str, tokens: Mapping[str, str]) -> int:
             say(f"      expected {check.expected()}; got {answer}")
             if problem is not None:
                 say(f"      {problem}")
-    total = len(DEMO_CHECKS)
+    steps, sign_in_failures = sign_in_checks(base_url)
+    failures += sign_in_failures
+    total = len(DEMO_CHECKS) + steps
     say(f"\n{total - failures}/{total} demo checks passed.", flush=True)
     return EXIT_OK if failures == 0 else EXIT_REFUSED
