@@ -117,8 +117,11 @@ class TestKeysAndValues:
     def test_not_shared(self, outcome: BaseException) -> None:
         assert authority().l2_write(KEY, outcome, NOW, NOW) is None
 
-    def test_no_rejection_with_negative_ttl_zero(self) -> None:
-        assert authority(negative_ttl=0).l2_write(KEY, InvalidToken(), NOW, NOW) is None
+    def test_negative_ttl_zero_deletes_instead_of_writing_a_rejection(self) -> None:
+        a = authority(negative_ttl=0)
+        write = a.l2_write(KEY, InvalidToken(), NOW, NOW)
+        assert write is not None and write.delete and write.key == a.l2.key(KEY)
+        assert repr(write) == "Write(delete)"
 
     def test_oversized_identity_not_written_and_counted(self) -> None:
         a = authority()

@@ -112,6 +112,27 @@ def test_rejection_shared_for_negative_ttl(
     assert 0 < ttl <= 30_000
 
 
+def test_a_rejection_without_negative_ttl_deletes_the_shared_identity(
+    shell: Shell,
+    emu: Emulator,
+    http: httpx.Client,
+    redis_server: RedisServer,
+    emu_url: str,
+    clock: FakeClock,
+) -> None:
+    """With ``negative_ttl=0`` no rejection is written over a revoked token's identity: it is
+    deleted instead, so no worker can serve it later (stale-if-error) once LWA rejected it."""
+    url, _ = shell(redis_url=redis_server.url, negative_ttl=0, cache_ttl=5, stale_if_error=600)
+    _, token = emu.mint_for(name="Ada")
+    assert http.get(url + "/me", headers=bearer(token)).status_code == 200
+    key = l2_key(emu_url, token)
+    assert redis_server.client().get(key) is not None
+    emu.revoke(token)
+    clock.advance(6)
+    assert_error(http.get(url + "/me", headers=bearer(token)), "invalid_token", 400)
+    assert redis_server.client().get(key) is None
+
+
 def test_foreign_audience_verdict_is_not_shared(
     shell: Shell, emu: Emulator, http: httpx.Client, redis_server: RedisServer, emu_url: str
 ) -> None:

@@ -26,8 +26,10 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from lwa_middleware.csrf import SAFE_METHODS, WEBSOCKET, OriginHeaders, request_origin
 from lwa_middleware.errors import LWAError
 from lwa_middleware.gate import Gate, check_on_error, is_cors_preflight
+from lwa_middleware.integrations.otel import Tracer
 from lwa_middleware.integrations.starlette import CredentialsMemo
 from lwa_middleware.login.refresh import AsyncRefresher, send_with_headers
+from lwa_middleware.metrics import Recorder, outcome_of
 from lwa_middleware.rules import Route
 from lwa_middleware.settings import LWAOptions, LWASettings
 from lwa_middleware.verification import authorize
@@ -95,6 +97,8 @@ class LWAMiddleware:
         clock: Clock = time.time,
         transport: httpx.AsyncBaseTransport | None = None,
         redis: Any = None,
+        recorder: Recorder | None = None,
+        tracer: Tracer | None = None,
         login: LWALogin | LoginCore | None = None,
         **options: Unpack[LWAOptions],
     ) -> None:
@@ -107,7 +111,19 @@ class LWAMiddleware:
         if self._refresh is not None:
             self.settings = self._refresh.session.adopt(self.settings)
         self.gate = Gate(self.settings)
-        self.verifier = AsyncVerifier(self.settings, clock=clock, transport=transport, redis=redis)
+        self.verifier = AsyncVerifier(
+            self.settings,
+            clock=clock,
+            transport=transport,
+            redis=redis,
+            recorder=recorder,
+            tracer=tracer,
+        )
+        #: Every event counted: the verifier's ``Stats`` and the ``recorder`` given, if any.
+        self.recorder = self.verifier.recorder
+        self._l1_hit = self.verifier.count_l1_hit  # bound once: the warm path counts hits
+        if self._refresh is not None and self._refresh.client.recorder is None:
+            self._refresh.client.recorder = self.recorder  # the sign-in's token calls
         self.on_error = on_error
         self._query = self.gate.finder.reads_query
         self._preflights = self.gate.passes_preflights
@@ -208,6 +224,7 @@ class LWAMiddleware:
                     and (not required or required <= hit.scopes)
                 ):
                     scope["lwa"] = hit
+                    self._l1_hit()
                     # The (user, auth) pair kept on the identity (CredentialsMemo's slot).
                     scope["user"], scope["auth"] = hit._derived or self._credentials(hit)
                     await self.app(scope, receive, send)
@@ -244,6 +261,8 @@ class LWAMiddleware:
                 scope, receive, send, route, None, authorization, amz, cookies, query
             )
             return
+        if identity is not None:
+            self.recorder.verification("stale" if identity.stale else "ok")
         scope["lwa"] = identity
         scope["user"], scope["auth"] = self._credentials(identity)
         await self.app(scope, receive, send)
@@ -286,6 +305,8 @@ class LWAMiddleware:
         if error is not None:
             await self._deny(scope, receive, send, error)
             return
+        if identity is not None:
+            self.recorder.verification("stale" if identity.stale else "ok")
         scope["lwa"] = identity
         scope["user"], scope["auth"] = self._credentials(identity)
         await self.app(scope, receive, send)
@@ -313,8 +334,17 @@ class LWAMiddleware:
                 method = value
         return is_cors_preflight("OPTIONS", origin, method)
 
+    def stats(self) -> dict[str, Any]:
+        """What the middleware counted, as a JSON-safe ``dict``: verifications by outcome,
+        L1/L2 hits and misses, LWA calls by endpoint and status with their latency, errors
+        answered, the circuit breaker, stale answers, ... (``AsyncVerifier.stats``)."""
+        return self.verifier.stats()
+
     async def _deny(self, scope: Scope, receive: Receive, send: Send, error: LWAError) -> None:
         """Answer ``error``: the app's ``on_error`` response, else the documented one."""
+        recorder = self.recorder
+        recorder.verification(outcome_of(error))
+        recorder.error(error.error)
         incoming = None
         for name, value in scope["headers"]:
             if name == b"x-request-id":

@@ -77,7 +77,7 @@ class MemoryCache(Generic[E]):
     since stays there until it reaches the old end, and is then skipped).
     """
 
-    __slots__ = ("_data", "_lock", "_order", "maxsize")
+    __slots__ = ("_data", "_lock", "_order", "grace", "maxsize")
 
     #: Expired or deleted entries dropped from the old end on each insert, at most.
     PURGE = 2
@@ -85,8 +85,11 @@ class MemoryCache(Generic[E]):
     #: dict's own order instead (a rare fallback that scans the dict's removed slots).
     SKIP = 64
 
-    def __init__(self, maxsize: int = 10_000) -> None:
+    def __init__(self, maxsize: int = 10_000, grace: float = 0.0) -> None:
         self.maxsize = maxsize
+        #: Seconds an entry is kept past its deadline (a miss, but ``peek`` still sees it:
+        #: stale-if-error); ``0`` drops it at its deadline.
+        self.grace = grace
         self._data: dict[bytes, tuple[float, E]] = {}
         self._order: deque[bytes] = deque()
         self._lock = threading.Lock()
@@ -97,7 +100,8 @@ class MemoryCache(Generic[E]):
         if item is None:
             return None
         if now >= item[0]:
-            self.delete(key)
+            if now >= item[0] + self.grace:
+                self.delete(key)
             return None
         return item[1]
 
@@ -106,8 +110,9 @@ class MemoryCache(Generic[E]):
         return self._data.get(key)
 
     def set(self, key: bytes, entry: E, deadline: float, now: float) -> None:
-        """Store ``entry`` until ``deadline`` (epoch seconds); a past deadline stores nothing."""
-        if deadline <= now:
+        """Store ``entry`` until ``deadline`` (epoch seconds, kept ``grace`` s more); an entry
+        past its deadline and grace stores nothing."""
+        if deadline + self.grace <= now:
             return
         with self._lock:
             data = self._data
@@ -147,7 +152,7 @@ class MemoryCache(Generic[E]):
             key = order[0]
             item = data.get(key)
             if item is not None:
-                if item[0] > now:
+                if item[0] + self.grace > now:
                     return  # the oldest entry is live: nothing more to purge cheaply
                 del data[key]
             order.popleft()

@@ -11,6 +11,10 @@ retries included, whatever the upstream does: the sync client's sockets are clam
 (:class:`~lwa_middleware.deadlines.DeadlineBackend`), the async client cancels the request
 (connect to last body byte) when it is spent. Missing it is
 ``LWAUnavailable("Login with Amazon timed out.")``.
+
+Given a ``recorder`` (:mod:`lwa_middleware.metrics`), each HTTP attempt (a retry is
+another) is counted with its status and duration (``time.perf_counter``); given a
+``tracer``, each call is an ``lwa.tokeninfo`` / ``lwa.profile`` span.
 """
 
 from __future__ import annotations
@@ -24,9 +28,12 @@ import httpx
 
 from lwa_middleware import transport
 from lwa_middleware.deadlines import deadline, hold_to_deadlines
+from lwa_middleware.integrations.otel import SPAN_PROFILE, SPAN_TOKENINFO, SpanHandle, Tracer
+from lwa_middleware.metrics import Endpoint, NullRecorder, Recorder, status_of
 from lwa_middleware.models import Profile, TokenInfo
 from lwa_middleware.protocol import (
     HTTPRequest,
+    HTTPResponse,
     Outcome,
     Steps,
     drive,
@@ -47,6 +54,9 @@ T = TypeVar("T")
 TransportT = TypeVar("TransportT")
 HTTPT = TypeVar("HTTPT")
 
+#: A client built without a tracer makes no spans.
+_NO_TRACING = Tracer(enabled=False)
+
 
 class _ClientBase(Generic[TransportT, HTTPT]):
     """Options, the pooled HTTP client and request building, shared by both clients."""
@@ -59,14 +69,26 @@ class _ClientBase(Generic[TransportT, HTTPT]):
         timeout: float = 5.0,
         retries: int = 1,
         transport: TransportT | None = None,
+        recorder: Recorder | None = None,
+        tracer: Tracer | None = None,
     ) -> None:
         self.api_base_url = resolve_api_base_url(api_base_url, region)
         self.timeout = timeout
         self.retries = retries
+        self._recorder: Recorder = recorder if recorder is not None else NullRecorder()
+        self._tracer = tracer if tracer is not None else _NO_TRACING
         self._http: HTTPT = self._open(transport)
 
     def _open(self, transport: TransportT | None) -> HTTPT:
         raise NotImplementedError
+
+    def _observe(
+        self, endpoint: Endpoint, outcome: Outcome, started: float, span: SpanHandle
+    ) -> None:
+        """Record one HTTP attempt: its status and duration, on the span too."""
+        self._recorder.lwa_call(endpoint, status_of(outcome), time.perf_counter() - started)
+        if isinstance(outcome, HTTPResponse):
+            span.set_status_code(outcome.status)
 
     def _budget(self, timeout: float | None) -> transport.Budget:
         return transport.Budget(self.timeout if timeout is None else timeout)
@@ -102,27 +124,37 @@ class LWAClient(_ClientBase[httpx.BaseTransport, httpx.Client]):
     ) -> TokenInfo:
         """Ask LWA what the token is (``now``, epoch seconds, anchors ``expires_at``;
         ``timeout`` overrides the client's for this call, retry included)."""
-        return drive(self._tokeninfo_steps(token, now), self._sender(timeout))
+        with self._tracer.span(SPAN_TOKENINFO) as span:
+            steps = self._tokeninfo_steps(token, now)
+            return drive(steps, self._sender(timeout, "tokeninfo", span))
 
     def profile(self, token: str, *, timeout: float | None = None) -> Profile:
         """Fetch the customer profile the token grants."""
-        return drive(self._profile_steps(token), self._sender(timeout))
+        with self._tracer.span(SPAN_PROFILE) as span:
+            return drive(self._profile_steps(token), self._sender(timeout, "profile", span))
 
-    def _sender(self, timeout: float | None) -> Callable[[HTTPRequest], Outcome]:
+    def _sender(
+        self, timeout: float | None, endpoint: Endpoint, span: SpanHandle
+    ) -> Callable[[HTTPRequest], Outcome]:
         budget = self._budget(timeout)
 
         def send(request: HTTPRequest) -> Outcome:
             left = budget.remaining()
             if left is None:
                 return transport.SPENT
+            started = time.perf_counter()
+            outcome: Outcome
             try:
                 with deadline(budget.deadline):
                     r = self._http.request(
                         request.method, request.url, headers=request.headers, timeout=left
                     )
             except httpx.HTTPError as exc:
-                return transport.failure(exc)
-            return transport.response(r)
+                outcome = transport.failure(exc)
+            else:
+                outcome = transport.response(r)
+            self._observe(endpoint, outcome, started, span)
+            return outcome
 
         return send
 
@@ -161,13 +193,17 @@ class AsyncLWAClient(_ClientBase[httpx.AsyncBaseTransport, AsyncSender]):
     ) -> TokenInfo:
         """Ask LWA what the token is (``now``, epoch seconds, anchors ``expires_at``;
         ``timeout`` overrides the client's for this call, retry included)."""
-        return await self._drive(self._tokeninfo_steps(token, now), timeout)
+        with self._tracer.span(SPAN_TOKENINFO) as span:
+            return await self._drive(self._tokeninfo_steps(token, now), timeout, "tokeninfo", span)
 
     async def profile(self, token: str, *, timeout: float | None = None) -> Profile:
         """Fetch the customer profile the token grants."""
-        return await self._drive(self._profile_steps(token), timeout)
+        with self._tracer.span(SPAN_PROFILE) as span:
+            return await self._drive(self._profile_steps(token), timeout, "profile", span)
 
-    async def _drive(self, steps: Steps[T], timeout: float | None) -> T:
+    async def _drive(
+        self, steps: Steps[T], timeout: float | None, endpoint: Endpoint, span: SpanHandle
+    ) -> T:
         budget = self._budget(timeout)
         send = self._http.send
         request = next(steps)
@@ -175,7 +211,13 @@ class AsyncLWAClient(_ClientBase[httpx.AsyncBaseTransport, AsyncSender]):
             # Each attempt gets what is left of the budget, as a hard deadline (the sender
             # cancels the request when it is spent).
             left = budget.remaining()
-            outcome: Outcome = transport.SPENT if left is None else await send(request, left)
+            outcome: Outcome
+            if left is None:
+                outcome = transport.SPENT
+            else:
+                started = time.perf_counter()
+                outcome = await send(request, left)
+                self._observe(endpoint, outcome, started, span)
             try:
                 request = steps.send(outcome)
             except StopIteration as done:

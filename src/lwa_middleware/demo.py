@@ -11,7 +11,9 @@ The whole story of a site that trusts Login with Amazon, against the emulator:
 * ``/public``: JSON anyone may read (excluded);
 * ``/me``: protected; the customer's profile and granted scopes as JSON;
 * ``/zip``: protected and requires the ``postal_code`` scope;
-* ``/hello``: optional; greets the customer, or "anonymous" without a token.
+* ``/hello``: optional; greets the customer, or "anonymous" without a token;
+* ``/metrics``: the middleware's Prometheus metrics (excluded; when ``prometheus_client``
+  is installed: ``pip install 'lwa-middleware[prometheus]'``), ``/stats`` the same as JSON.
 
 The API routes take the token as ``Authorization: Bearer``, ``x-amz-access-token`` or the
 session cookie the sign-in sets.
@@ -23,7 +25,6 @@ import secrets
 from html import escape
 
 from starlette.applications import Starlette
-from starlette.middleware import Middleware
 from starlette.requests import HTTPConnection, Request
 from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
 from starlette.routing import Mount, Route
@@ -32,11 +33,12 @@ from lwa_middleware.asgi import LWAMiddleware
 from lwa_middleware.errors import LWAError
 from lwa_middleware.integrations.starlette import LWAUser
 from lwa_middleware.login import LWALogin
+from lwa_middleware.metrics import Recorder
 from lwa_middleware.models import Identity
 
 __all__ = ["demo_app"]
 
-EXCLUDE = ("/public", "/favicon.ico", "/auth/*")
+EXCLUDE = ("/public", "/favicon.ico", "/auth/*", "/metrics", "/stats")
 OPTIONAL = ("/", "/hello")
 REQUIRE_SCOPES = {"/zip": "postal_code"}
 #: The scopes the demo's sign-in asks for (the consent page lets the customer untick some).
@@ -54,6 +56,7 @@ with Login with Amazon ({api}) and accepts tokens issued to {client_id}.
   GET /zip       needs a token with the postal_code scope
   GET /hello     a token is optional: greets you, or "anonymous"
   GET /profile   needs a token: your profile as a page (the browser's sign-in)
+  GET /metrics   the middleware's Prometheus metrics; GET /stats the same as JSON
 
 Send the token as "Authorization: Bearer <token>" or "x-amz-access-token: <token>", or
 sign in with a browser at /auth/login (the session cookie then carries it).
@@ -65,6 +68,7 @@ padding:0 1rem;color:#0f1111;line-height:1.5}
 h1{font-size:1.6rem}code{background:#f3f3f3;padding:.1rem .3rem;border-radius:3px}
 .button{display:inline-block;background:#ffd814;border:1px solid #fcd200;border-radius:8px;
 padding:.5rem 1.2rem;color:#0f1111;text-decoration:none;font-weight:600;cursor:pointer;
+font-family:inherit;line-height:1.5;
 font-size:1rem}
 table{border-collapse:collapse}td,th{text-align:left;padding:.3rem 1rem .3rem 0;
 border-bottom:1px solid #ddd;vertical-align:top}.muted{color:#565959}
@@ -119,7 +123,7 @@ def demo_app(
     secret_key: str | None = None,
     authorize_url: str | None = None,
     client_secret: str | None = None,
-) -> Starlette:
+) -> LWAMiddleware:
     """The demo app, verifying tokens issued to ``client_id`` with the LWA at ``api_base_url``.
 
     ``base_url`` (the demo's own address, e.g. ``http://127.0.0.1:8000``) turns on the
@@ -235,6 +239,18 @@ def demo_app(
         )
         return _page("Not signed in", body, status=status)
 
+    recorder: Recorder | None = None
+    try:
+        from lwa_middleware.integrations.prometheus import PrometheusRecorder, metrics_app
+    except ImportError:  # the prometheus extra is not installed: no /metrics
+        metrics: Mount | None = None
+    else:
+        recorder = PrometheusRecorder()
+        metrics = Mount("/metrics", app=metrics_app())
+
+    async def stats(request: Request) -> Response:
+        return JSONResponse(protected.stats())
+
     routes: list[Route | Mount] = [
         Route("/", home),
         Route("/public", public),
@@ -242,20 +258,22 @@ def demo_app(
         Route("/zip", zip_code),
         Route("/hello", hello),
         Route("/profile", profile_page),
+        Route("/stats", stats),
     ]
     if login is not None:
         routes.append(Mount("/auth", app=login))
-    middleware = [
-        Middleware(
-            LWAMiddleware,
-            client_ids=[client_id],
-            api_base_url=api_base_url,
-            exclude=EXCLUDE,
-            optional=OPTIONAL,
-            require_scopes=REQUIRE_SCOPES,
-            secret_key=key,
-            login=login,
-            on_error=refused_page,
-        )
-    ]
-    return Starlette(routes=routes, middleware=middleware)
+    if metrics is not None:
+        routes.append(metrics)
+    protected = LWAMiddleware(
+        Starlette(routes=routes),
+        client_ids=[client_id],
+        api_base_url=api_base_url,
+        exclude=EXCLUDE,
+        optional=OPTIONAL,
+        require_scopes=REQUIRE_SCOPES,
+        secret_key=key,
+        login=login,
+        on_error=refused_page,
+        recorder=recorder,
+    )
+    return protected

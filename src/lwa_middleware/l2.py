@@ -18,7 +18,9 @@ rules (no redis import, no clock read: ``now`` is passed in); the Redis I/O is
   answered, never the token), a rejection ``e`` (its description).
 - **TTL**: Redis expires a key at the entry's end, in whole milliseconds rounded *down*
   (``SET ... PX``): an identity at min(``at + cache_ttl``, the token's expiry -
-  ``expiry_leeway``), a rejection ``negative_ttl`` after ``at``. An identity is written with
+  ``expiry_leeway``) — with ``stale_if_error``, up to that many seconds later (never past
+  the token's expiry) while ``d`` keeps the fresh end —, a rejection ``negative_ttl``
+  after ``at``. An identity is written with
   ``NX``, so a re-write never extends it; a rejection overwrites (a revoked token's
   identity, still held for a worker with a longer ``cache_ttl``, is replaced).
 - **Reading**: what comes back is decoded strictly; anything malformed, oversized or of
@@ -89,14 +91,17 @@ class L2Stats:
 
 @dataclass(frozen=True, slots=True)
 class Write:
-    """One ``SET key value PX px [NX]`` to make."""
+    """One ``SET key value PX px [NX]`` to make, or (``delete``) one ``DEL key``."""
 
     key: bytes
     value: bytes
     px: int
     nx: bool
+    delete: bool = False
 
     def __repr__(self) -> str:
+        if self.delete:
+            return "Write(delete)"
         return f"Write(px={self.px}, nx={self.nx}, {len(self.value)} bytes)"
 
 
@@ -179,11 +184,24 @@ class L2Codec:
         return Write(self.key(digest), value, px, nx)
 
     def identity(
-        self, digest: bytes, identity: Identity, at: float, deadline: float, now: float
+        self,
+        digest: bytes,
+        identity: Identity,
+        at: float,
+        deadline: float,
+        now: float,
+        *,
+        keep_until: float | None = None,
     ) -> Write | None:
         """The write of a verified identity (asked of LWA at ``at``, cached until
-        ``deadline``), or ``None`` when nothing is left of its time or it is too big."""
+        ``deadline``), or ``None`` when nothing is left of its time or it is too big.
+
+        ``keep_until`` (stale-if-error: :meth:`StalePolicy.retain_until
+        <lwa_middleware.stale.StalePolicy.retain_until>`) makes Redis keep the key until
+        then, while the value still says ``deadline``: a reader takes it as a miss past
+        ``deadline``, but may answer it stale while LWA fails."""
         deadline = _floor_ms(deadline)
+        expires = deadline if keep_until is None else max(deadline, _floor_ms(keep_until))
         body = {
             "v": FORMAT_VERSION,
             "k": "i",
@@ -191,7 +209,9 @@ class L2Codec:
             "d": deadline,
             **identity.to_json(),
         }
-        return self._write(digest, body, deadline, now, nx=True)
+        if math.floor((deadline - now) * 1000) < 1:  # nothing left of its fresh time
+            return None
+        return self._write(digest, body, expires, now, nx=True)
 
     def rejection(
         self, digest: bytes, description: str, at: float, ttl: float, now: float
@@ -201,6 +221,11 @@ class L2Codec:
         body = {"v": FORMAT_VERSION, "k": "r", "at": _floor_ms(at), "d": deadline}
         body["e"] = description[:MAX_DESCRIPTION]
         return self._write(digest, body, deadline, now, nx=False)
+
+    def forget(self, digest: bytes) -> Write:
+        """The ``DEL`` of a key whose identity must not outlive LWA's rejection of the token
+        (when ``negative_ttl`` is 0 and so no rejection is written over it)."""
+        return Write(self.key(digest), b"", 0, False, delete=True)
 
     # Reading -----------------------------------------------------------------------------
 

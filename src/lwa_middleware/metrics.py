@@ -124,6 +124,8 @@ def outcome_of(error: BaseException | None) -> Outcome:
         return "insufficient_scope"
     if isinstance(error, InvalidRequest):
         return "invalid_request"
+    if isinstance(error, LWAError) and error.error == "invalid_request":
+        return "invalid_request"  # CrossSiteRequest: the forgery check's 403
     return "server_error"
 
 
@@ -245,6 +247,11 @@ class Stats:
     Plain counters are ``itertools.count`` objects: ``next()`` on one is a single C call
     under the GIL, atomic without a lock (~50 ns, so an L1 hit can be counted on the warm
     path). The LWA call table and histograms, off the warm path, take a lock.
+
+    A warm-path answer is one count (``_warm``), added to both the L1 hits and the ``ok``
+    verifications when read; :attr:`count_l1_hit` is that count's own ``__next__`` (no
+    Python frame: ~45 ns against ~115 ns for calling :meth:`l1_hit`), which the shells bind
+    when ``Stats`` is their only recorder.
     """
 
     __slots__ = (
@@ -253,16 +260,16 @@ class Stats:
         "_calls",
         "_errors",
         "_hits",
-        "_l1_hits",
         "_latency",
         "_lock",
         "_misses",
-        "_ok",
         "_other_error",
         "_other_outcome",
         "_totals",
         "_verifications",
+        "_warm",
         "buckets",
+        "count_l1_hit",
     )
 
     def __init__(self, buckets: Iterable[float] = LATENCY_BUCKETS) -> None:
@@ -271,8 +278,9 @@ class Stats:
         self._verifications = _counters((*OUTCOMES, OTHER))
         self._other_outcome = self._verifications[OTHER]
         self._hits = _counters(CACHE_LEVELS)
-        self._l1_hits = self._hits["l1"]
-        self._ok = self._verifications["ok"]
+        self._warm = itertools.count()
+        #: :meth:`l1_hit` as a C-level callable (what the warm path binds).
+        self.count_l1_hit = self._warm.__next__
         self._misses = _counters(CACHE_LEVELS)
         self._calls: dict[str, dict[str, int]] = {endpoint: {} for endpoint in ENDPOINTS}
         self._latency = {endpoint: _Histogram(self.buckets) for endpoint in ENDPOINTS}
@@ -296,8 +304,7 @@ class Stats:
 
     def l1_hit(self) -> None:
         """Count a warm-path answer: an L1 hit and an ``ok`` verification."""
-        next(self._l1_hits)
-        next(self._ok)
+        next(self._warm)
 
     def lwa_call(self, endpoint: Endpoint, status: str, seconds: float) -> None:
         """Count an LWA call by endpoint and status; add its duration to the histogram
@@ -352,12 +359,17 @@ class Stats:
             calls = {endpoint: dict(sorted(c.items())) for endpoint, c in self._calls.items()}
             latency = {endpoint: h.view() for endpoint, h in self._latency.items()}
             breaker = {"state": self._breaker_state, "changes": self._breaker_changes}
+        warm = _read(self._warm)
+        verifications = {name: _read(c) for name, c in self._verifications.items()}
+        verifications["ok"] += warm
+        cache = {
+            level: {"hit": _read(self._hits[level]), "miss": _read(self._misses[level])}
+            for level in CACHE_LEVELS
+        }
+        cache["l1"]["hit"] += warm
         return {
-            "verifications": {name: _read(c) for name, c in self._verifications.items()},
-            "cache": {
-                level: {"hit": _read(self._hits[level]), "miss": _read(self._misses[level])}
-                for level in CACHE_LEVELS
-            },
+            "verifications": verifications,
+            "cache": cache,
             "lwa_calls": calls,
             "lwa_latency_seconds": latency,
             "errors": {name: _read(c) for name, c in self._errors.items()},

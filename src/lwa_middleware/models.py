@@ -15,7 +15,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable, Hashable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, TypeVar, overload
+from typing import Any, ClassVar, TypeVar, overload
 
 #: ``profile`` (name, email) includes ``profile:user_id``.
 SCOPE_PROFILE = "profile"
@@ -215,6 +215,9 @@ class Identity:
     #: What an integration derives from this identity, built once and kept with it (the
     #: Starlette integration's ``(user, credentials)`` pair); not part of the value.
     _derived: Any = field(default=None, init=False, repr=False, compare=False)
+    #: ``True`` only for an identity answered stale while LWA fails (stale-if-error: a
+    #: :class:`~lwa_middleware.stale.StaleIdentity`); not a field.
+    stale: ClassVar[bool] = False
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "scopes", shared_scopes(self.scopes))

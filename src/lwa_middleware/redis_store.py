@@ -39,6 +39,7 @@ from types import ModuleType
 from typing import Any, Final
 
 from lwa_middleware.errors import ConfigurationError
+from lwa_middleware.integrations.otel import SPAN_REDIS, Tracer
 from lwa_middleware.l2 import Backoff, Write
 from lwa_middleware.models import Identity
 from lwa_middleware.settings import LWASettings
@@ -66,6 +67,7 @@ class _Down:
 
 
 DOWN: Final = _Down()
+_NO_TRACING: Final = Tracer(enabled=False)
 
 
 def load_redis() -> ModuleType:
@@ -148,6 +150,7 @@ class _StoreBase:
         backoff: Backoff,
         clock: Clock,
         lock: bool | None = None,
+        tracer: Tracer | None = None,
     ) -> None:
         self.client = client
         #: Whether we built the client (and so close it).
@@ -158,6 +161,8 @@ class _StoreBase:
         #: Whether a worker missing L2 takes the cold token's lock (default: :data:`LOCK`).
         self.lock = LOCK if lock is None else lock
         self._stats = authority.l2.stats
+        #: Each Redis call is an ``lwa.redis`` span (nothing when tracing is off).
+        self.tracer = tracer if tracer is not None else _NO_TRACING
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(owned={self.owned}, down={self.backoff.down})"
@@ -176,6 +181,7 @@ class _StoreBase:
 
     def _failed(self, error: Exception) -> None:
         self._stats.errors += 1
+        self.authority.recorder.redis_error()
         backoff = self.backoff
         if backoff.failed(self.clock()) == "new":
             logger.warning(
@@ -197,7 +203,9 @@ class _StoreBase:
 
 
 def _commands(pipe: Any, write: Write | None, lock: bytes | None) -> Any:
-    if write is not None:
+    if write is not None and write.delete:
+        pipe.delete(write.key)
+    elif write is not None:
         pipe.set(write.key, write.value, px=write.px, nx=write.nx)
     if lock is not None:
         pipe.delete(lock)
@@ -213,7 +221,8 @@ class RedisStore(_StoreBase):
         if started is None:
             return DOWN
         try:
-            result = call(self.client)
+            with self.tracer.span(SPAN_REDIS):
+                result = call(self.client)
         except Exception as error:  # any Redis failure: go on without it
             self._failed(error)
             return DOWN
@@ -275,7 +284,8 @@ class AsyncRedisStore(_StoreBase):
         if started is None:
             return DOWN
         try:
-            result = await call(self.client)
+            with self.tracer.span(SPAN_REDIS):
+                result = await call(self.client)
         except Exception as error:  # any Redis failure: go on without it
             self._failed(error)
             return DOWN

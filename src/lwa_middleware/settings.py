@@ -239,6 +239,10 @@ class LWAOptions(TypedDict, total=False):
     csrf_protection: bool
     csrf_trusted_origins: str | Iterable[str]
     realm: str
+    breaker_failures: int
+    breaker_open_seconds: float
+    stale_if_error: float
+    trace_user_id: bool
 
 
 def resolve_api_base_url(api_base_url: str | None, region: str | None) -> str:
@@ -288,6 +292,10 @@ class LWASettings:
     csrf_protection: bool = True
     csrf_trusted_origins: Sequence[str] = ()
     realm: str = "lwa"
+    breaker_failures: int = 5
+    breaker_open_seconds: float = 10.0
+    stale_if_error: float = 0
+    trace_user_id: bool = False
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__
@@ -330,12 +338,10 @@ class LWASettings:
             integer=True,
         )
         _number("max_queued_verifications", self.max_queued_verifications, minimum=0, integer=True)
-        for name in (
-            "check_token_prefix",
-            "verify_preflight",
-            "allow_insecure_http",
-            "csrf_protection",
-        ):
+        _number("breaker_failures", self.breaker_failures, minimum=0, integer=True)
+        _number("breaker_open_seconds", self.breaker_open_seconds, minimum=0.001)
+        _number("stale_if_error", self.stale_if_error, minimum=0)
+        for name in _BOOLEANS:
             if not isinstance(getattr(self, name), bool):
                 raise ConfigurationError(
                     f"{name} must be True or False, got {getattr(self, name)!r}"
@@ -450,14 +456,23 @@ _FLOATS = {
     "timeout",
     "redis_timeout",
     "redis_backoff",
+    "breaker_open_seconds",
+    "stale_if_error",
 }
 _INTEGERS = {
     "cache_maxsize",
     "negative_maxsize",
     "max_concurrent_verifications",
     "max_queued_verifications",
+    "breaker_failures",
 }
-_BOOLEANS = {"check_token_prefix", "verify_preflight", "allow_insecure_http", "csrf_protection"}
+_BOOLEANS = (
+    "check_token_prefix",
+    "verify_preflight",
+    "allow_insecure_http",
+    "csrf_protection",
+    "trace_user_id",
+)
 _BOOLEAN_WORDS = {
     **dict.fromkeys(("true", "1", "yes", "on"), True),
     **dict.fromkeys(("false", "0", "no", "off"), False),
@@ -465,7 +480,9 @@ _BOOLEAN_WORDS = {
 _SECRETS = {"secret_key", "redis_url"}  # may hold quotes; never shown in an error
 
 #: ``LWA_*`` names (without the prefix) other tools and features use: never "did you mean".
-RESERVED_VARIABLES = frozenset({"CLIENT_SECRET", "REDIRECT_URI", "LIVE_TOKEN", "LIVE_CLIENT_ID"})
+RESERVED_VARIABLES = frozenset(
+    {"CLIENT_SECRET", "REDIRECT_URI", "LIVE_TOKEN", "LIVE_CLIENT_ID", "MIDDLEWARE_TOKEN_STORE"}
+)
 
 
 def _refuse_misspelt(env: Mapping[str, str], prefix: str, names: Sequence[str]) -> None:

@@ -97,7 +97,7 @@ class StaleIdentity(Identity):
 
     __slots__ = ()
 
-    #: Marks a stale answer (``Identity.stale`` is ``False`` once models.py declares it).
+    #: Marks a stale answer (``Identity.stale`` is ``False``).
     stale: ClassVar[bool] = True
 
     @classmethod

@@ -17,6 +17,13 @@ LWA answer (audience against this app's ``client_ids``/``app_ids``, expiry) and 
 with the entry's remaining time; :meth:`Authority.l2_write` says what an outcome leaves in
 Redis (an identity, or LWA's ``invalid_token``; never a transport error, never a verdict
 about this app's audience, which another app sharing the Redis may not share).
+
+stale-if-error (``stale_if_error`` seconds, :mod:`lwa_middleware.stale`): L1 keeps an
+identity that long past its deadline (a miss for every normal lookup), Redis keeps it that
+long past its fresh deadline (never past the token's expiry; the value keeps the fresh
+deadline, so a reader still sees it end on time), and :meth:`Authority.fallback` answers it,
+marked stale, only for a verification that failed because LWA is failing (or the circuit
+breaker is open), never for a token LWA rejected, never past the token's own expiry.
 """
 
 from __future__ import annotations
@@ -26,8 +33,10 @@ import logging
 from lwa_middleware.cache import KeyMaker, MemoryCache, Rejected, RejectionCache
 from lwa_middleware.errors import InsufficientScope, InvalidToken, LWAError, LWAUnavailable
 from lwa_middleware.l2 import L2Codec, Write, rejected
+from lwa_middleware.metrics import NullRecorder, Recorder
 from lwa_middleware.models import Identity, Profile, TokenInfo
 from lwa_middleware.settings import LWASettings
+from lwa_middleware.stale import StalePolicy
 from lwa_middleware.tokens import validate_token
 
 logger = logging.getLogger("lwa_middleware")
@@ -69,8 +78,10 @@ class Authority:
         "cache",
         "key",
         "l2",
+        "recorder",
         "rejections",
         "settings",
+        "stale",
     )
 
     def __init__(
@@ -78,10 +89,17 @@ class Authority:
         settings: LWASettings,
         cache: MemoryCache[Identity] | None = None,
         rejections: RejectionCache | None = None,
+        recorder: Recorder | None = None,
     ) -> None:
         self.settings = settings
+        #: stale-if-error: how long past its deadline an identity may still be answered.
+        self.stale = StalePolicy(settings.stale_if_error)
+        #: Where the core reports what it does (metrics); the verifiers pass theirs.
+        self.recorder: Recorder = recorder if recorder is not None else NullRecorder()
         self.cache: MemoryCache[Identity] = (
-            cache if cache is not None else MemoryCache(settings.cache_maxsize)
+            cache
+            if cache is not None
+            else MemoryCache(settings.cache_maxsize, grace=self.stale.window)
         )
         self.rejections = (
             rejections
@@ -108,7 +126,8 @@ class Authority:
                     self.cache.delete(key)
                     raise InvalidToken(EXPIRED)
                 return entry
-            self.cache.delete(key)
+            if now >= deadline + self.cache.grace:  # kept within grace: stale-if-error
+                self.cache.delete(key)
         rejected = self.rejections.get(key, now)
         if rejected is not None:
             raise InvalidToken(rejected.description)
@@ -188,18 +207,24 @@ class Authority:
         ``InvalidToken`` for a rejection (now also in L1) or an identity that fails the
         checks an LWA answer must pass (not issued to this app, expired)."""
         l2 = self.l2
+        recorder = self.recorder
         found = l2.decode(raw)
         if found is None:
+            if raw is not None:  # malformed, oversized, another format: counted by decode
+                recorder.l2_malformed()
+            recorder.cache("l2", False)
             return None
         settings = self.settings
         if found.identity is None:
             until = min(found.deadline, found.at + settings.negative_ttl)
             if until <= now:
                 l2.stats.stale += 1
+                recorder.cache("l2", False)
                 return None
             rejection = rejected(found, until)
             self.rejections.set(key, rejection, now)
             l2.stats.negative_hits += 1
+            recorder.cache("l2", True)
             raise InvalidToken(rejection.description)
         identity = found.identity
         info = identity.token_info
@@ -208,14 +233,20 @@ class Authority:
             refusal = EXPIRED
         if refusal is not None:
             l2.stats.refused += 1
+            recorder.cache("l2", True)  # Redis answered the request (with a refusal)
             logger.info("shared cache entry refused: %s (cache key %s)", refusal, fingerprint(key))
             raise InvalidToken(refusal)
         deadline = min(found.deadline, self.deadline(info, found.at))
+        # Past its deadline the entry is a miss, never a hit; with stale-if-error it goes to
+        # L1 all the same, kept only within the window, so fallback() can answer it stale
+        # if LWA fails now (set() stores nothing past deadline + window).
+        self.cache.set(key, identity, deadline, now)
         if deadline <= now:
             l2.stats.stale += 1
+            recorder.cache("l2", False)
             return None
-        self.cache.set(key, identity, deadline, now)
         l2.stats.hits += 1
+        recorder.cache("l2", True)
         return identity
 
     def l2_write(
@@ -227,14 +258,29 @@ class Authority:
         about this app only)."""
         if isinstance(outcome, Identity):
             info = outcome.token_info
-            return self.l2.identity(key, outcome, at, self.deadline(info, at), now)
-        if (
-            isinstance(outcome, InvalidToken)
-            and outcome.description != WRONG_AUDIENCE
-            and self.settings.negative_ttl
-        ):
-            return self.l2.rejection(key, outcome.description, at, self.settings.negative_ttl, now)
+            deadline = self.deadline(info, at)
+            # Redis keeps it past its (fresh) deadline for stale-if-error, never past expiry.
+            keep = self.stale.retain_until(deadline, info.expires_at)
+            return self.l2.identity(key, outcome, at, deadline, now, keep_until=keep)
+        if isinstance(outcome, InvalidToken) and outcome.description != WRONG_AUDIENCE:
+            if self.settings.negative_ttl:
+                return self.l2.rejection(
+                    key, outcome.description, at, self.settings.negative_ttl, now
+                )
+            # Nothing to remember the rejection by: at least forget the identity, so no
+            # worker serves it stale (stale-if-error) once LWA has rejected the token.
+            return self.l2.forget(key)
         return None
+
+    def fallback(self, key: bytes, error: BaseException, now: float) -> Identity | None:
+        """stale-if-error: the identity to answer instead of ``error`` (LWA failing, or the
+        breaker open), marked stale; ``None`` when ``error`` must be answered (off, not a
+        failure it covers, nothing held, too old, the token expired or rejected)."""
+        stale = self.stale.from_cache(self.cache, self.rejections, key, now, error)
+        if stale is not None:
+            self.recorder.stale_served()
+            logger.info("answering a stale identity (cache key %s)", fingerprint(key))
+        return stale
 
     def fail(self, key: bytes, error: BaseException, now: float) -> BaseException:
         """The error to raise for a failed verification; ``invalid_token`` is cached."""

@@ -16,6 +16,14 @@ client (and one in-flight table, and one Redis client) per event loop.
 With a shared cache (``redis_url``, or a client passed as ``redis=``), a cold token is
 looked up in Redis by the single flight's leader before LWA is asked, and LWA's verdict is
 written back (:mod:`lwa_middleware.redis_store`); Redis failing only skips that step.
+
+Operations: one :class:`~lwa_middleware.breaker.CircuitBreaker` per verifier (one
+``api_base_url``, one host; off with ``breaker_failures=0``) is asked before a slot is
+taken and told every call's outcome; a verification that fails because LWA is failing (or
+the breaker is open) is answered stale when :meth:`Authority.fallback
+<lwa_middleware.verification.Authority.fallback>` allows it (``stale_if_error``). Every
+event goes to a :class:`~lwa_middleware.metrics.Stats` (what :meth:`stats` shows) and to
+the ``recorder`` passed in; a cold verification is an ``lwa.verify`` span.
 """
 
 from __future__ import annotations
@@ -31,9 +39,12 @@ from typing import Any
 import httpx
 
 from lwa_middleware.admission import Admission
+from lwa_middleware.breaker import CircuitBreaker, host_of
 from lwa_middleware.client import AsyncLWAClient, LWAClient
 from lwa_middleware.errors import ConfigurationError, LWAError, LWAUnavailable, Overloaded
+from lwa_middleware.integrations.otel import SPAN_VERIFY, SpanHandle, Tracer
 from lwa_middleware.l2 import Backoff
+from lwa_middleware.metrics import FanOut, Recorder, Stats
 from lwa_middleware.models import Identity
 from lwa_middleware.redis_store import (
     AsyncRedisStore,
@@ -55,7 +66,9 @@ TIMED_OUT = "Login with Amazon timed out."
 def _copy(error: BaseException) -> BaseException:
     """A fresh instance for a waiter, so one exception object is never raised twice."""
     if isinstance(error, LWAError):
-        return type(error)(error.description)
+        copy = type(error)(error.description)
+        copy.retry_after = error.retry_after  # CircuitOpen's countdown, for every waiter
+        return copy
     return error
 
 
@@ -71,12 +84,47 @@ class _VerifierBase:
     """What both verifiers share: the settings, the :class:`Authority`, the clock, and the
     first step of every verification (a cache hit, or a token fit to send to LWA)."""
 
-    def __init__(self, settings: LWASettings, clock: Clock) -> None:
+    def __init__(
+        self,
+        settings: LWASettings,
+        clock: Clock,
+        recorder: Recorder | None = None,
+        tracer: Tracer | None = None,
+    ) -> None:
         self.settings = settings
-        self.authority = Authority(settings)
+        #: The counters :meth:`stats` shows; a ``recorder`` passed in gets every event too.
+        self.counters = Stats()
+        self.recorder: Recorder = (
+            self.counters if recorder is None else FanOut(self.counters, recorder)
+        )
+        #: What the shells' warm path calls for each hit (bound once): the counters' own
+        #: C-level count when they are the only recorder.
+        self.count_l1_hit: Callable[[], object] = (
+            self.counters.count_l1_hit if recorder is None else self.recorder.l1_hit
+        )
+        self.authority = Authority(settings, recorder=self.recorder)
         self.clock = clock
+        #: Spans (``lwa.verify``, ``lwa.tokeninfo``, ...): OpenTelemetry's global provider
+        #: unless a tracer is given; no-ops while none is set.
+        self.tracer = (
+            tracer if tracer is not None else Tracer(record_user_id=settings.trace_user_id)
+        )
+        #: One breaker per verifier: one Authority talks to one api_base_url (one host).
+        self.breaker: CircuitBreaker | None = (
+            CircuitBreaker(
+                settings.breaker_failures,
+                settings.breaker_open_seconds,
+                on_change=self._breaker_changed,
+                name=host_of(settings.api_base_url),
+            )
+            if settings.breaker_failures
+            else None
+        )
         #: When Redis may be called (shared by every loop's client).
         self.redis_backoff = Backoff(settings.redis_backoff)
+
+    def _breaker_changed(self, old: str, new: str) -> None:
+        self.recorder.breaker_state(new)
 
     def _shared_cache(self, client: Any, *, asynchronous: bool) -> bool:
         """Whether a shared cache is configured (``redis_url`` or a client passed in);
@@ -99,15 +147,62 @@ class _VerifierBase:
     def _overloaded(self) -> Overloaded:
         """The error for a request that found no slot in time (logged, rate-limited)."""
         error = Overloaded()
+        self.recorder.fanout_rejected()
         self.authority.outage(error, self.clock())
         return error
+
+    def _guard(self, now: float) -> None:
+        """Before calling LWA: :class:`~lwa_middleware.breaker.CircuitOpen` while the
+        breaker is open (or another request is its half-open probe)."""
+        if self.breaker is not None:
+            self.breaker.before_call(now)
+
+    def _report(self, error: BaseException | None) -> None:
+        """After a call let through by :meth:`_guard`: its outcome, for the breaker."""
+        if self.breaker is not None:
+            self.breaker.record(self.clock(), error)
+
+    def _rescue(self, key: bytes, error: LWAUnavailable) -> Identity:
+        """stale-if-error: the stale identity for a verification LWA failed (or the breaker
+        refused), else ``error`` raised. ``Overloaded`` (our own cap) never gets here."""
+        identity = self.authority.fallback(key, error, self.clock())
+        if identity is None:
+            raise error
+        return identity
+
+    def _settled(self, span: SpanHandle, identity: Identity) -> Identity:
+        span.set_outcome("stale" if identity.stale else "ok")
+        span.set_user_id(identity.user_id)  # dropped unless the tracer records user ids
+        return identity
+
+    def stats(self) -> dict[str, Any]:
+        """What this verifier counted, JSON-safe: :meth:`Stats.snapshot
+        <lwa_middleware.metrics.Stats.snapshot>`, the breaker's state (``enabled``,
+        ``consecutive_failures``, ``opens``, ``retry_after``, ...), ``l1_entries`` (held in
+        memory, stale-if-error's included) and the shared cache's counts (``l2``)."""
+        view = self.counters.snapshot()
+        breaker = self.breaker
+        if breaker is None:
+            view["breaker"] = {**view["breaker"], "enabled": False}
+        else:
+            view["breaker"] = {
+                **view["breaker"],
+                **breaker.snapshot(self.clock()),
+                "enabled": True,
+            }
+        view["l1_entries"] = len(self.authority.cache)
+        view["l2"] = self.authority.l2.stats.as_dict()
+        return view
 
     def cached_raw(self, token: bytes) -> Identity | None:
         """The cached identity for a token's bytes (no I/O, no await); ``None`` on a miss.
 
         Raises ``InvalidToken`` for a cached rejection or a token that expired while cached.
         """
-        return self.authority.lookup_raw(token, self.clock())
+        identity = self.authority.lookup_raw(token, self.clock())
+        if identity is not None:
+            self.recorder.cache("l1", True)
+        return identity
 
     def _lookup(self, token: str) -> tuple[bytes, float, Identity | None]:
         """``(key, now, cached identity or None)``; on a miss the token passed the local check."""
@@ -115,6 +210,7 @@ class _VerifierBase:
         now = self.clock()
         key = authority.key(token)
         identity = authority.cached(key, now)
+        self.recorder.cache("l1", identity is not None)
         if identity is None:
             authority.admit(token)
         return key, now, identity
@@ -130,8 +226,10 @@ class AsyncVerifier(_VerifierBase):
         clock: Clock = time.time,
         transport: httpx.AsyncBaseTransport | None = None,
         redis: Any = None,
+        recorder: Recorder | None = None,
+        tracer: Tracer | None = None,
     ) -> None:
-        super().__init__(settings, clock)
+        super().__init__(settings, clock, recorder, tracer)
         self._transport = transport
         #: A ``redis.asyncio`` client passed in (the caller's: never closed here).
         self._redis_client = redis
@@ -152,6 +250,8 @@ class AsyncVerifier(_VerifierBase):
                 self.settings.api_base_url,
                 timeout=self.settings.timeout,
                 transport=self._transport,
+                recorder=self.recorder,
+                tracer=self.tracer,
             )
             state = self._loops[loop] = _LoopState(client, self._admission())
             if self._redis:
@@ -162,6 +262,7 @@ class AsyncVerifier(_VerifierBase):
                     authority=self.authority,
                     backoff=self.redis_backoff,
                     clock=self.clock,
+                    tracer=self.tracer,
                 )
         return state
 
@@ -175,6 +276,17 @@ class AsyncVerifier(_VerifierBase):
         key, now, identity = self._lookup(token)
         if identity is not None:
             return identity
+        with self.tracer.span(SPAN_VERIFY, {"lwa.cache": "none"}) as span:
+            try:
+                identity = await self._miss(key, token, now, budget, span)
+            except LWAUnavailable as error:  # LWA failing, or the breaker open
+                identity = self._rescue(key, error)
+            return self._settled(span, identity)
+
+    async def _miss(
+        self, key: bytes, token: str, now: float, budget: Budget | None, span: SpanHandle
+    ) -> Identity:
+        """An L1 miss: follow the token's flight, or lead it (L2, then LWA)."""
         if budget is None:
             budget = Budget(self.settings.timeout)
         state = self._state()
@@ -184,7 +296,7 @@ class AsyncVerifier(_VerifierBase):
         flight = asyncio.get_running_loop().create_future()
         state.flights[key] = flight
         try:
-            identity = await self._cold(state, key, token, now, budget)
+            identity = await self._cold(state, key, token, now, budget, span)
         except asyncio.CancelledError:
             flight.cancel()
             raise
@@ -199,7 +311,13 @@ class AsyncVerifier(_VerifierBase):
             del state.flights[key]
 
     async def _cold(
-        self, state: _LoopState, key: bytes, token: str, now: float, budget: Budget
+        self,
+        state: _LoopState,
+        key: bytes,
+        token: str,
+        now: float,
+        budget: Budget,
+        span: SpanHandle,
     ) -> Identity:
         """The leader's verification of a cold token: the shared cache, else LWA (whose
         verdict is then shared)."""
@@ -208,6 +326,7 @@ class AsyncVerifier(_VerifierBase):
             return await self._at_lwa(state, key, token, now, budget)
         identity, locked = await store.consult(key, budget)
         if identity is not None:
+            span.set_cache("l2")
             return identity
         now = self.clock()
         authority = self.authority
@@ -224,20 +343,28 @@ class AsyncVerifier(_VerifierBase):
     async def _at_lwa(
         self, state: _LoopState, key: bytes, token: str, now: float, budget: Budget
     ) -> Identity:
-        """Token-info ∥ profile in a slot, within the deadline; the verdict is Authority's."""
-        await self._take_slot(state.admission, budget)
+        """Token-info ∥ profile in a slot, within the deadline; the verdict is Authority's
+        (the breaker is asked first, and told the outcome on every way out)."""
+        self._guard(now)
         try:
-            left = budget.remaining()
-            if left is None:
-                raise LWAUnavailable(TIMED_OUT)
-            info, profile = await asyncio.gather(
-                state.client.tokeninfo(token, now=now, timeout=left),
-                state.client.profile(token, timeout=left),
-                return_exceptions=True,
-            )
-        finally:
-            self._give_slot(state.admission)
-        return self.authority.settle(key, info, profile, now)
+            await self._take_slot(state.admission, budget)
+            try:
+                left = budget.remaining()
+                if left is None:
+                    raise LWAUnavailable(TIMED_OUT)
+                info, profile = await asyncio.gather(
+                    state.client.tokeninfo(token, now=now, timeout=left),
+                    state.client.profile(token, timeout=left),
+                    return_exceptions=True,
+                )
+            finally:
+                self._give_slot(state.admission)
+            identity = self.authority.settle(key, info, profile, now)
+        except BaseException as error:  # a verdict, a failure, a cancellation: the breaker
+            self._report(error)  # counts a failure, a success, or frees the probe
+            raise
+        self._report(None)
+        return identity
 
     async def _follow(
         self, flight: asyncio.Future[Identity], token: str, budget: Budget
@@ -333,8 +460,10 @@ class Verifier(_VerifierBase):
         clock: Clock = time.time,
         transport: httpx.BaseTransport | None = None,
         redis: Any = None,
+        recorder: Recorder | None = None,
+        tracer: Tracer | None = None,
     ) -> None:
-        super().__init__(settings, clock)
+        super().__init__(settings, clock, recorder, tracer)
         self.redis: RedisStore | None = None
         if self._shared_cache(redis, asynchronous=False):
             self.redis = RedisStore(
@@ -343,9 +472,14 @@ class Verifier(_VerifierBase):
                 authority=self.authority,
                 backoff=self.redis_backoff,
                 clock=clock,
+                tracer=self.tracer,
             )
         self.client = LWAClient(
-            settings.api_base_url, timeout=settings.timeout, transport=transport
+            settings.api_base_url,
+            timeout=settings.timeout,
+            transport=transport,
+            recorder=self.recorder,
+            tracer=self.tracer,
         )
         self._flights: dict[bytes, _Flight] = {}
         self._lock = threading.Lock()
@@ -356,6 +490,15 @@ class Verifier(_VerifierBase):
         key, now, identity = self._lookup(token)
         if identity is not None:
             return identity
+        with self.tracer.span(SPAN_VERIFY, {"lwa.cache": "none"}) as span:
+            try:
+                identity = self._miss(key, token, now, span)
+            except LWAUnavailable as error:  # LWA failing, or the breaker open
+                identity = self._rescue(key, error)
+            return self._settled(span, identity)
+
+    def _miss(self, key: bytes, token: str, now: float, span: SpanHandle) -> Identity:
+        """An L1 miss: wait for the token's flight, or lead it (L2, then LWA)."""
         budget = Budget(self.settings.timeout)
         authority = self.authority
         with self._lock:
@@ -376,7 +519,7 @@ class Verifier(_VerifierBase):
             assert flight.identity is not None
             return flight.identity
         try:
-            flight.identity = self._cold(key, token, now, budget)
+            flight.identity = self._cold(key, token, now, budget, span)
             return flight.identity
         except BaseException as error:
             flight.error = error
@@ -386,7 +529,9 @@ class Verifier(_VerifierBase):
                 del self._flights[key]
             flight.done.set()
 
-    def _cold(self, key: bytes, token: str, now: float, budget: Budget) -> Identity:
+    def _cold(
+        self, key: bytes, token: str, now: float, budget: Budget, span: SpanHandle
+    ) -> Identity:
         """The leader's verification of a cold token: the shared cache, else LWA (whose
         verdict is then shared)."""
         store = self.redis
@@ -394,6 +539,7 @@ class Verifier(_VerifierBase):
             return self._at_lwa(key, token, now, budget)
         identity, locked = store.consult(key, budget)
         if identity is not None:
+            span.set_cache("l2")
             return identity
         now = self.clock()
         authority = self.authority
@@ -406,12 +552,20 @@ class Verifier(_VerifierBase):
         return identity
 
     def _at_lwa(self, key: bytes, token: str, now: float, budget: Budget) -> Identity:
-        """Token-info, then profile, in a slot, within the deadline."""
-        self._take_slot(budget)
+        """Token-info, then profile, in a slot, within the deadline (the breaker is asked
+        first, and told the outcome on every way out)."""
+        self._guard(now)
         try:
-            return self._fetch(key, token, now, budget)
-        finally:
-            self._give_slot()
+            self._take_slot(budget)
+            try:
+                identity = self._fetch(key, token, now, budget)
+            finally:
+                self._give_slot()
+        except BaseException as error:
+            self._report(error)
+            raise
+        self._report(None)
+        return identity
 
     def _take_slot(self, budget: Budget) -> None:
         """A slot to call LWA, waited for (newest first) only while the deadline allows."""

@@ -21,7 +21,9 @@ import httpx
 from lwa_middleware.csrf import OriginHeaders, request_origin
 from lwa_middleware.errors import LWAError
 from lwa_middleware.gate import Gate, check_on_error, is_cors_preflight
+from lwa_middleware.integrations.otel import Tracer
 from lwa_middleware.login.refresh import Refresher, start_response_with_headers
+from lwa_middleware.metrics import Recorder, outcome_of
 from lwa_middleware.models import Identity
 from lwa_middleware.rules import Route
 from lwa_middleware.settings import LWAOptions, LWASettings
@@ -77,6 +79,8 @@ class LWAWSGIMiddleware:
         clock: Clock = time.time,
         transport: httpx.BaseTransport | None = None,
         redis: Any = None,
+        recorder: Recorder | None = None,
+        tracer: Tracer | None = None,
         login: LWAWSGILogin | LoginCore | None = None,
         **options: Unpack[LWAOptions],
     ) -> None:
@@ -88,7 +92,19 @@ class LWAWSGIMiddleware:
         if self._refresh is not None:
             self.settings = self._refresh.session.adopt(self.settings)
         self.gate = Gate(self.settings)
-        self.verifier = Verifier(self.settings, clock=clock, transport=transport, redis=redis)
+        self.verifier = Verifier(
+            self.settings,
+            clock=clock,
+            transport=transport,
+            redis=redis,
+            recorder=recorder,
+            tracer=tracer,
+        )
+        #: Every event counted: the verifier's ``Stats`` and the ``recorder`` given, if any.
+        self.recorder = self.verifier.recorder
+        self._l1_hit = self.verifier.count_l1_hit  # bound once: the warm path counts hits
+        if self._refresh is not None and self._refresh.client.recorder is None:
+            self._refresh.client.recorder = self.recorder  # the sign-in's token calls
         self.on_error = on_error
         self._query = self.gate.finder.reads_query
         self._preflights = self.gate.passes_preflights
@@ -133,6 +149,7 @@ class LWAWSGIMiddleware:
                 ):
                     environ["lwa"] = hit
                     environ["REMOTE_USER"] = hit.user_id
+                    self._l1_hit()
                     return self.app(environ, start_response)
         try:
             found = self.gate.resolve(
@@ -163,6 +180,7 @@ class LWAWSGIMiddleware:
         if identity is None:
             environ.pop("REMOTE_USER", None)
         else:
+            self.recorder.verification("stale" if identity.stale else "ok")
             environ["REMOTE_USER"] = identity.user_id
         return self.app(environ, start_response)
 
@@ -208,6 +226,9 @@ class LWAWSGIMiddleware:
     def _deny(
         self, environ: WSGIEnvironment, start_response: StartResponse, error: LWAError
     ) -> Iterable[bytes]:
+        recorder = self.recorder
+        recorder.verification(outcome_of(error))
+        recorder.error(error.error)
         if self.on_error is not None:
             custom = self.on_error(environ, error)
             if custom is not None:
@@ -215,6 +236,10 @@ class LWAWSGIMiddleware:
         status, headers, body = self.gate.deny(error, environ.get("HTTP_X_REQUEST_ID"))
         start_response(f"{status} {HTTPStatus(status).phrase}", headers)
         return [body]
+
+    def stats(self) -> dict[str, Any]:
+        """What the middleware counted, as a JSON-safe ``dict`` (see ``LWAMiddleware.stats``)."""
+        return self.verifier.stats()
 
     def close(self) -> None:
         """Close the HTTP client's connection pool (and the Redis client, if it built one:
