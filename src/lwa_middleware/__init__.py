@@ -4,14 +4,19 @@
 prove it was issued to this app (token-info's ``aud``), fetch the customer's profile,
 cache both, attach an :class:`Identity` to the request and answer bad or missing tokens
 with LWA's documented errors. ``LWALogin`` (ASGI) and ``LWAWSGILogin`` (WSGI) sign a
-website's customers in and set the session cookie the middlewares read.
+website's customers in and set the session cookie the middlewares read. ``LWAAuth`` (an
+``httpx.Auth``) calls protected routes with the tokens of ``lwa-middleware login`` or a
+service's refresh token; ``DeviceFlow`` signs a person in with a code pair.
 """
 
 from lwa_middleware._version import __version__
 from lwa_middleware.asgi import LWAMiddleware
+from lwa_middleware.auth import LWAAuth
 from lwa_middleware.breaker import CircuitBreaker, CircuitOpen
 from lwa_middleware.cache import MemoryCache
 from lwa_middleware.client import AsyncLWAClient, LWAClient
+from lwa_middleware.device import CodePair
+from lwa_middleware.device_flow import AsyncDeviceFlow, DeviceFlow
 from lwa_middleware.errors import (
     ConfigurationError,
     CrossSiteRequest,
@@ -24,12 +29,15 @@ from lwa_middleware.errors import (
     ServerError,
 )
 from lwa_middleware.grants import (
+    AuthorizationPending,
     GrantError,
     GrantUnavailable,
     InvalidClient,
+    InvalidCodePair,
     InvalidGrant,
     InvalidGrantRequest,
     InvalidScope,
+    SlowDown,
     TokenGrant,
     UnauthorizedClient,
     UnsupportedGrantType,
@@ -41,28 +49,35 @@ from lwa_middleware.models import Identity, Profile, TokenInfo
 from lwa_middleware.settings import LWAOptions, LWASettings
 from lwa_middleware.stale import StaleIdentity
 from lwa_middleware.token_client import AsyncTokenClient, TokenClient
+from lwa_middleware.token_store import TokenStore
 from lwa_middleware.verifier import AsyncVerifier, Verifier
 from lwa_middleware.wsgi import LWAWSGIMiddleware
 
 __all__ = [
+    "AsyncDeviceFlow",
     "AsyncLWAClient",
     "AsyncTokenClient",
     "AsyncVerifier",
+    "AuthorizationPending",
     "CircuitBreaker",
     "CircuitOpen",
+    "CodePair",
     "ConfigurationError",
     "CrossSiteRequest",
+    "DeviceFlow",
     "FanOut",
     "GrantError",
     "GrantUnavailable",
     "Identity",
     "InsufficientScope",
     "InvalidClient",
+    "InvalidCodePair",
     "InvalidGrant",
     "InvalidGrantRequest",
     "InvalidRequest",
     "InvalidScope",
     "InvalidToken",
+    "LWAAuth",
     "LWAClient",
     "LWAError",
     "LWALogin",
@@ -81,11 +96,13 @@ __all__ = [
     "Profile",
     "Recorder",
     "ServerError",
+    "SlowDown",
     "StaleIdentity",
     "Stats",
     "TokenClient",
     "TokenGrant",
     "TokenInfo",
+    "TokenStore",
     "UnauthorizedClient",
     "UnsupportedGrantType",
     "Verifier",

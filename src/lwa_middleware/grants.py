@@ -12,6 +12,9 @@ or LWA's error body ``{"error", "error_description"}``.
 * :func:`parse_grant` turns ``(status, content type, body)`` into a :class:`TokenGrant` or
   raises a :class:`GrantError`, strictly: an answer it cannot fully vouch for is
   :class:`GrantUnavailable`.
+* :func:`device_grant` (``grant_type=device_code``: ``device_code`` and ``user_code`` of a
+  code pair, see :mod:`lwa_middleware.device`); its polling answers are parsed with
+  ``errors=DEVICE_GRANT_ERRORS``.
 * :func:`new_code_verifier` and :func:`code_challenge_s256`: PKCE (RFC 7636, ``S256``).
 
 The grant errors (raised to the caller of a token client, never answered by the
@@ -24,6 +27,9 @@ middlewares, so not :class:`~lwa_middleware.errors.LWAError`)::
     ├── UnauthorizedClient      unauthorized_client     client may not use this grant
     ├── UnsupportedGrantType    unsupported_grant_type
     ├── InvalidScope            invalid_scope
+    ├── AuthorizationPending    authorization_pending   code pair not approved yet: poll again
+    ├── SlowDown                slow_down               poll again, less often
+    ├── InvalidCodePair         invalid_code_pair       code pair expired: start again
     └── GrantUnavailable        ServerError             5xx, 429, unusable answer, transport
 
 ``status`` is the HTTP status to relay: LWA's own for its documented codes, LWA's for a
@@ -51,24 +57,32 @@ from lwa_middleware.protocol import USER_AGENT, echoes
 from lwa_middleware.settings import resolve_api_base_url
 
 __all__ = [
+    "DEVICE_GRANT_ERRORS",
+    "DEVICE_GRANT_TYPE",
     "GRANT_ERRORS",
     "MAX_EXPIRES_IN",
     "MAX_GRANT_BODY",
     "MAX_GRANT_TOKEN_BYTES",
     "SENSITIVE_FIELDS",
     "TOKEN_PATH",
+    "AuthorizationPending",
     "GrantError",
     "GrantRequest",
     "GrantUnavailable",
     "InvalidClient",
+    "InvalidCodePair",
     "InvalidGrant",
     "InvalidGrantRequest",
     "InvalidScope",
+    "SlowDown",
     "TokenGrant",
     "UnauthorizedClient",
     "UnsupportedGrantType",
     "code_challenge_s256",
     "code_grant",
+    "device_grant",
+    "form_fields",
+    "grant_error",
     "grant_request",
     "new_code_verifier",
     "parse_grant",
@@ -76,6 +90,8 @@ __all__ = [
 ]
 
 TOKEN_PATH = "/auth/o2/token"
+#: Amazon's grant type for a code pair (not RFC 8628's URN).
+DEVICE_GRANT_TYPE = "device_code"
 FORM_CONTENT_TYPE = "application/x-www-form-urlencoded;charset=UTF-8"
 #: The largest token answer read: LWA's is about 1 KiB.
 MAX_GRANT_BODY = 16 * 1024
@@ -163,6 +179,16 @@ def _field(name: str, value: object) -> str:
     return value
 
 
+def form_fields(fields: Mapping[str, str | None]) -> dict[str, str]:
+    """The form of ``fields`` without those whose value is ``None``; ``TypeError`` or
+    ``ValueError`` (naming the field, never its value) for a bad one."""
+    return {
+        _field("field name", name): _field(name, value)
+        for name, value in fields.items()
+        if value is not None
+    }
+
+
 def grant_request(
     api_base_url: str, grant_type: str, fields: Mapping[str, str | None]
 ) -> GrantRequest:
@@ -171,10 +197,7 @@ def grant_request(
     Raises ``ConfigurationError`` for a bad base URL, ``TypeError``/``ValueError`` (naming
     the field, never its value) for a bad field.
     """
-    form = {"grant_type": _field("grant_type", grant_type)}
-    for name, value in fields.items():
-        if value is not None:
-            form[_field("field name", name)] = _field(name, value)
+    form = {"grant_type": _field("grant_type", grant_type), **form_fields(fields)}
     return GrantRequest(
         url=resolve_api_base_url(api_base_url, None) + TOKEN_PATH,
         form=MappingProxyType(form),
@@ -223,6 +246,14 @@ def refresh_grant(
         api_base_url,
         "refresh_token",
         {"refresh_token": refresh_token, "client_id": client_id, "client_secret": client_secret},
+    )
+
+
+def device_grant(api_base_url: str, *, device_code: str, user_code: str) -> GrantRequest:
+    """``grant_type=device_code``: poll for the tokens of a code pair (both of its codes, as
+    Amazon asks); parse the answer with ``errors=DEVICE_GRANT_ERRORS``."""
+    return grant_request(
+        api_base_url, DEVICE_GRANT_TYPE, {"device_code": device_code, "user_code": user_code}
     )
 
 
@@ -304,6 +335,27 @@ class GrantUnavailable(GrantError):
     default_description = "Login with Amazon could not answer the token request right now."
 
 
+class AuthorizationPending(GrantError):
+    """A code pair's user has not approved it yet: poll again after the interval."""
+
+    error = "authorization_pending"
+    default_description = "The user has not yet approved the code pair."
+
+
+class SlowDown(GrantError):
+    """Polling too fast: poll again, with a longer interval."""
+
+    error = "slow_down"
+    default_description = "The code pair is polled too often; poll less often."
+
+
+class InvalidCodePair(GrantError):
+    """The code pair expired (or is unknown): start again with a new one."""
+
+    error = "invalid_code_pair"
+    default_description = "The code pair expired or is not known; start again."
+
+
 #: LWA's documented codes → their classes (``ServerError`` is :class:`GrantUnavailable`).
 GRANT_ERRORS: Mapping[str, type[GrantError]] = MappingProxyType(
     {
@@ -317,6 +369,15 @@ GRANT_ERRORS: Mapping[str, type[GrantError]] = MappingProxyType(
             InvalidScope,
             GrantUnavailable,
         )
+    }
+)
+
+
+#: :data:`GRANT_ERRORS` and the answers of a code pair's poll (``grant_type=device_code``).
+DEVICE_GRANT_ERRORS: Mapping[str, type[GrantError]] = MappingProxyType(
+    {
+        **GRANT_ERRORS,
+        **{cls.error: cls for cls in (AuthorizationPending, SlowDown, InvalidCodePair)},
     }
 )
 

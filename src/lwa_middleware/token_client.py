@@ -14,14 +14,19 @@ authorization code is good for one exchange only.
 
 A plain ``http://`` base URL to a host that is not loopback is refused unless
 ``allow_insecure_http=True`` (the rule of :class:`~lwa_middleware.settings.LWASettings`).
+
+Given a ``recorder`` (:mod:`lwa_middleware.metrics`; a middleware's ``login=`` sets its own
+on a client that has none), each request is counted as ``lwa_call("token", status,
+seconds)``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import math
+import time
 import weakref
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from types import TracebackType
 
 import anyio
@@ -29,16 +34,22 @@ import httpx
 
 from lwa_middleware import transport
 from lwa_middleware.deadlines import deadline, hold_to_deadlines
+from lwa_middleware.device import CodePair, CodePairRequest, code_pair_request, parse_code_pair
 from lwa_middleware.errors import ConfigurationError
 from lwa_middleware.grants import (
+    DEVICE_GRANT_ERRORS,
+    GRANT_ERRORS,
     MAX_GRANT_BODY,
+    GrantError,
     GrantRequest,
     GrantUnavailable,
     TokenGrant,
     code_grant,
+    device_grant,
     parse_grant,
     refresh_grant,
 )
+from lwa_middleware.metrics import Recorder
 from lwa_middleware.settings import is_insecure_http, resolve_api_base_url
 from lwa_middleware.transport import HTTPX_OPTIONS
 
@@ -77,12 +88,26 @@ async def _acapped(chunks: AsyncIterator[bytes]) -> bytes | None:
     return bytes(body)
 
 
+def _status(status: int, failure: str | None) -> str:
+    """The ``lwa_call`` status of a token request: its HTTP code, ``timeout`` or ``error``."""
+    if failure is None:
+        return str(status)
+    return "timeout" if failure == _TIMED_OUT else "error"
+
+
 class _TokenClientBase:
     """Options and request building, shared by both clients."""
 
     def __init__(
-        self, api_base_url: str, *, timeout: float = 5.0, allow_insecure_http: bool = False
+        self,
+        api_base_url: str,
+        *,
+        timeout: float = 5.0,
+        allow_insecure_http: bool = False,
+        recorder: Recorder | None = None,
     ) -> None:
+        #: Where each token request is counted (``None``: nowhere).
+        self.recorder = recorder
         self.api_base_url = resolve_api_base_url(api_base_url, None)
         if is_insecure_http(self.api_base_url) and not allow_insecure_http:
             raise ConfigurationError(
@@ -98,6 +123,11 @@ class _TokenClientBase:
         ):
             raise ConfigurationError(f"timeout must be a positive number, got {timeout!r}")
         self.timeout = float(timeout)
+
+    def _observe(self, status: int, failure: str | None, started: float) -> None:
+        recorder = self.recorder
+        if recorder is not None:
+            recorder.lwa_call("token", _status(status, failure), time.perf_counter() - started)
 
     def _code(
         self,
@@ -144,8 +174,14 @@ class TokenClient(_TokenClientBase):
         timeout: float = 5.0,
         transport: httpx.BaseTransport | None = None,
         allow_insecure_http: bool = False,
+        recorder: Recorder | None = None,
     ) -> None:
-        super().__init__(api_base_url, timeout=timeout, allow_insecure_http=allow_insecure_http)
+        super().__init__(
+            api_base_url,
+            timeout=timeout,
+            allow_insecure_http=allow_insecure_http,
+            recorder=recorder,
+        )
         if transport is not None:
             self._http = httpx.Client(transport=transport, **HTTPX_OPTIONS)
         else:
@@ -169,10 +205,40 @@ class TokenClient(_TokenClientBase):
         """A new access token for a refresh token (a new refresh token only with the secret)."""
         return self.grant(self._refresh(refresh_token, client_id, client_secret))
 
-    def grant(self, request: GrantRequest) -> TokenGrant:
-        """Send any grant request; the :class:`TokenGrant` or a ``GrantError``."""
+    def grant(
+        self, request: GrantRequest, *, errors: Mapping[str, type[GrantError]] = GRANT_ERRORS
+    ) -> TokenGrant:
+        """Send any grant request; the :class:`TokenGrant` or a ``GrantError`` (``errors``
+        maps LWA's error codes to classes, as in :func:`~lwa_middleware.grants.parse_grant`)."""
+        status, content_type, body = self._send(request)
+        return parse_grant(
+            status, content_type, body, sensitive=request.sensitive_values, errors=errors
+        )
+
+    def create_code_pair(
+        self, client_id: str, *, scope: str = "profile", clock: Callable[[], float] = time.time
+    ) -> CodePair:
+        """``POST /auth/o2/create/codepair``: a :class:`~lwa_middleware.device.CodePair`
+        (received at ``clock()``) or a ``GrantError``."""
+        request = code_pair_request(self.api_base_url, client_id=client_id, scope=scope)
+        status, content_type, body = self._send(request)
+        return parse_code_pair(status, content_type, body, now=clock())
+
+    def poll_code_pair(self, pair: CodePair) -> TokenGrant:
+        """One ``grant_type=device_code`` poll: the tokens, or ``AuthorizationPending``,
+        ``SlowDown``, ``InvalidCodePair``, ``InvalidGrant``, … (see
+        :class:`~lwa_middleware.device_flow.DeviceFlow` for the whole polling)."""
+        request = device_grant(
+            self.api_base_url, device_code=pair.device_code, user_code=pair.user_code
+        )
+        return self.grant(request, errors=DEVICE_GRANT_ERRORS)
+
+    def _send(self, request: GrantRequest | CodePairRequest) -> tuple[int, str | None, bytes]:
+        """Post the form; ``(status, content type, body)`` or ``GrantUnavailable``."""
         budget = transport.Budget(self.timeout)
         failure: str | None = None
+        status = 0
+        started = time.perf_counter()
         try:
             with (
                 deadline(budget.deadline),
@@ -188,11 +254,12 @@ class TokenClient(_TokenClientBase):
                 status, content_type = r.status_code, r.headers.get("content-type")
         except httpx.HTTPError as exc:
             failure = _failure(exc)
+        self._observe(status, failure, started)
         if failure is not None:  # raised here: the httpx exception is not kept as a context
             raise GrantUnavailable(failure)
         if body is None:
             raise GrantUnavailable(_TOO_LARGE)
-        return parse_grant(status, content_type, body, sensitive=request.sensitive_values)
+        return status, content_type, body
 
     def close(self) -> None:
         """Close the connection pool."""
@@ -224,8 +291,14 @@ class AsyncTokenClient(_TokenClientBase):
         timeout: float = 5.0,
         transport: httpx.AsyncBaseTransport | None = None,
         allow_insecure_http: bool = False,
+        recorder: Recorder | None = None,
     ) -> None:
-        super().__init__(api_base_url, timeout=timeout, allow_insecure_http=allow_insecure_http)
+        super().__init__(
+            api_base_url,
+            timeout=timeout,
+            allow_insecure_http=allow_insecure_http,
+            recorder=recorder,
+        )
         self._transport = transport
         self._loops: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, httpx.AsyncClient] = (
             weakref.WeakKeyDictionary()
@@ -276,12 +349,39 @@ class AsyncTokenClient(_TokenClientBase):
         """A new access token for a refresh token (a new refresh token only with the secret)."""
         return await self.grant(self._refresh(refresh_token, client_id, client_secret))
 
-    async def grant(self, request: GrantRequest) -> TokenGrant:
-        """Send any grant request; the :class:`TokenGrant` or a ``GrantError``."""
+    async def grant(
+        self, request: GrantRequest, *, errors: Mapping[str, type[GrantError]] = GRANT_ERRORS
+    ) -> TokenGrant:
+        """Send any grant request; the :class:`TokenGrant` or a ``GrantError`` (``errors``
+        maps LWA's error codes to classes, as in :func:`~lwa_middleware.grants.parse_grant`)."""
+        status, content_type, body = await self._send(request)
+        return parse_grant(
+            status, content_type, body, sensitive=request.sensitive_values, errors=errors
+        )
+
+    async def create_code_pair(
+        self, client_id: str, *, scope: str = "profile", clock: Callable[[], float] = time.time
+    ) -> CodePair:
+        """``POST /auth/o2/create/codepair``: a :class:`~lwa_middleware.device.CodePair`
+        (received at ``clock()``) or a ``GrantError``."""
+        request = code_pair_request(self.api_base_url, client_id=client_id, scope=scope)
+        status, content_type, body = await self._send(request)
+        return parse_code_pair(status, content_type, body, now=clock())
+
+    async def poll_code_pair(self, pair: CodePair) -> TokenGrant:
+        """One ``grant_type=device_code`` poll (see :meth:`TokenClient.poll_code_pair`)."""
+        request = device_grant(
+            self.api_base_url, device_code=pair.device_code, user_code=pair.user_code
+        )
+        return await self.grant(request, errors=DEVICE_GRANT_ERRORS)
+
+    async def _send(self, request: GrantRequest | CodePairRequest) -> tuple[int, str | None, bytes]:
+        """Post the form; ``(status, content type, body)`` or ``GrantUnavailable``."""
         client = self._client()
         failure: str | None = _TIMED_OUT
         body: bytes | None = None
         status, content_type = 0, None
+        started = time.perf_counter()
         # httpx's timeouts are per phase and per read: the deadline is a cancel scope around
         # the whole request (anyio: asyncio or trio).
         with anyio.move_on_after(self.timeout):
@@ -298,11 +398,12 @@ class AsyncTokenClient(_TokenClientBase):
                 failure = None
             except httpx.HTTPError as exc:
                 failure = _failure(exc)
+        self._observe(status, failure, started)
         if failure is not None:  # raised here: the httpx exception is not kept as a context
             raise GrantUnavailable(failure)
         if body is None:
             raise GrantUnavailable(_TOO_LARGE)
-        return parse_grant(status, content_type, body, sensitive=request.sensitive_values)
+        return status, content_type, body
 
     async def aclose(self) -> None:
         """Close the running loop's connection pool (and forget those of closed loops)."""

@@ -1,4 +1,5 @@
-"""The ``lwa-middleware`` command: ``emulator``, ``demo`` and ``inspect``.
+"""The ``lwa-middleware`` command: ``emulator``, ``demo``, ``inspect``, ``login``, ``token``
+and ``logout``.
 
 * ``lwa-middleware emulator``: serve the LWA emulator in the foreground and print a ready
   test token; point an app at it with ``LWA_API_BASE_URL``.
@@ -8,11 +9,16 @@
 * ``lwa-middleware inspect --client-id ID < token.txt``: ask LWA about a token (read from
   standard input, never from the command line, where ``ps`` and shell history would see
   it) and say whether ``LWAMiddleware`` with these options would accept it.
+* ``lwa-middleware login --client-id ID``: sign in with a code pair (open the printed page,
+  enter the printed code) and store the tokens; ``lwa-middleware token`` prints a valid
+  access token (refreshed when it expires soon) for ``curl -H "Authorization: Bearer
+  $(lwa-middleware token)"``; ``lwa-middleware logout`` forgets them.
 
 This module builds the parser and runs the subcommand. The rest, one job a module:
 ``serving`` (starting, watching and stopping servers; the ``emulator`` subcommand),
 ``demo`` (the ``demo`` subcommand and its checks), ``inspection`` (the ``inspect``
-subcommand) and ``console`` (exit statuses and output). Serving needs uvicorn
+subcommand), ``device_login`` (``login``), ``stored_tokens`` (``token``, ``logout``)
+and ``console`` (exit statuses and output). Serving needs uvicorn
 (``pip install 'lwa-middleware[emulator]'``), imported only then.
 """
 
@@ -24,8 +30,10 @@ from collections.abc import Callable, Sequence
 from lwa_middleware._version import __version__
 from lwa_middleware.cli.console import EXIT_ERROR, EXIT_INTERRUPTED, CommandFailed
 from lwa_middleware.cli.demo import add_demo_command
+from lwa_middleware.cli.device_login import add_login_command
 from lwa_middleware.cli.inspection import Inspection, add_inspect_command, inspect_token
 from lwa_middleware.cli.serving import add_emulator_command
+from lwa_middleware.cli.stored_tokens import add_logout_command, add_token_command
 
 __all__ = ["Inspection", "build_parser", "inspect_token", "main"]
 
@@ -35,11 +43,18 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="lwa-middleware",
         description="Login with Amazon middleware tools: a local LWA emulator, a demo, "
-        "and a token inspector.",
+        "a token inspector, and sign-in for calling protected routes (login, token, logout).",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for add_command in (add_emulator_command, add_demo_command, add_inspect_command):
+    for add_command in (
+        add_emulator_command,
+        add_demo_command,
+        add_inspect_command,
+        add_login_command,
+        add_token_command,
+        add_logout_command,
+    ):
         add_command(commands)
     for command in commands.choices.values():  # its usage errors show its own usage
         command.set_defaults(command_parser=command)

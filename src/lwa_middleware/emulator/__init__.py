@@ -3,18 +3,23 @@
 ``Emulator`` holds users, tokens and injected faults and exposes a Starlette
 app answering ``/auth/o2/tokeninfo`` and ``/user/profile`` as Amazon documents, and
 the authorization-code grant of Login with Amazon for websites (``/ap/oa`` with its
-consent page, ``/auth/o2/token``: see :mod:`.oauth` and :mod:`.oauth_state`).
+consent page, ``/auth/o2/token``: see :mod:`.oauth` and :mod:`.oauth_state`), and
+code-based linking of Login with Amazon for TVs and other devices
+(``/auth/o2/create/codepair``, the ``/activate`` page, the ``device_code`` grant: see
+:mod:`.codepair` and :mod:`.codepair_state`).
 ``serve``/``serve_wsgi`` run any ASGI/WSGI app on a local port in a thread
 (``serve`` needs uvicorn: ``pip install 'lwa-middleware[emulator]'``).
 """
 
 from lwa_middleware.emulator.app import EmulatedConnectionReset, Emulator, build_app
+from lwa_middleware.emulator.codepair import CodePairError, CodePairInfo, PairStatus
 from lwa_middleware.emulator.local import LOCAL_EMULATOR_URL, local_settings
 from lwa_middleware.emulator.oauth import (
     DEFAULT_CLIENT_SECRET,
     DEFAULT_REDIRECT_URI,
     AuthorizationError,
     OAuthClient,
+    TokenError,
 )
 from lwa_middleware.emulator.server import ServerHandle, ServerStartError, serve, serve_wsgi
 from lwa_middleware.emulator.state import (
@@ -30,6 +35,8 @@ __all__ = [
     "DEFAULT_REDIRECT_URI",
     "LOCAL_EMULATOR_URL",
     "AuthorizationError",
+    "CodePairError",
+    "CodePairInfo",
     "EmulatedConnectionReset",
     "Emulator",
     "EmulatorState",
@@ -37,8 +44,10 @@ __all__ = [
     "FaultKind",
     "IssuedToken",
     "OAuthClient",
+    "PairStatus",
     "ServerHandle",
     "ServerStartError",
+    "TokenError",
     "ValidToken",
     "build_app",
     "local_settings",

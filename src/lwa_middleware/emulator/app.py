@@ -4,7 +4,9 @@
 ``GET /user/profile`` as documented (bodies, errors, ``x-amzn-RequestId``,
 ``application/json;charset=UTF-8``), the authorization-code grant of
 :mod:`.oauth_endpoints` (``GET /ap/oa``, ``POST /ap/oa/decision``,
-``POST /auth/o2/token``), applies injected latency and faults (to the token endpoint
+``POST /auth/o2/token``), code-based linking of :mod:`.codepair_endpoints`
+(``POST /auth/o2/create/codepair``, ``GET``/``POST /activate``, the ``device_code``
+grant), applies injected latency and faults (to the token and code pair endpoints
 too), and mounts the JSON control endpoints of :mod:`.controls` under ``/_emulator/``.
 ``Emulator`` is the state plus its app, and can serve itself on a local port.
 
@@ -40,11 +42,14 @@ from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
+from lwa_middleware.emulator.codepair import ACTIVATE_PATH, CODEPAIR_PATH
+from lwa_middleware.emulator.codepair_endpoints import CodePairEndpoints, verification_uri
 from lwa_middleware.emulator.controls import CONTROL_ERROR_HANDLERS, ControlEndpoints
 from lwa_middleware.emulator.oauth import grant_type_of
 from lwa_middleware.emulator.oauth_endpoints import DECISION_PATH, OAuthEndpoints
 from lwa_middleware.emulator.server import ServerHandle, serve
 from lwa_middleware.emulator.state import (
+    CODEPAIR_ENDPOINT,
     TOKEN_ENDPOINT,
     TOKEN_PREFIX,
     EmulatorState,
@@ -304,6 +309,7 @@ class LwaEndpoints:
     def __init__(self, state: EmulatorState) -> None:
         self._state = state
         self._oauth = OAuthEndpoints(state)
+        self._codepair = CodePairEndpoints(state)
 
     async def tokeninfo(self, request: Request) -> Response:
         """``GET /auth/o2/tokeninfo``."""
@@ -322,6 +328,19 @@ class LwaEndpoints:
         def respond() -> Response:
             authorization = request.headers.get("authorization")
             answer = self._oauth.token_answer(content_type, body, authorization)
+            return lwa_response(answer.status, answer.body, request_id, answer.headers)
+
+        return await planned(request, plan, request_id, respond)
+
+    async def codepair(self, request: Request) -> Response:
+        """``POST /auth/o2/create/codepair`` (form): a code pair for code-based linking."""
+        request_id = str(uuid.uuid4())
+        content_type, body = request.headers.get("content-type"), await request.body()
+        plan = self._state.begin_request(CODEPAIR_ENDPOINT)
+
+        def respond() -> Response:
+            uri = verification_uri(request)
+            answer = self._codepair.codepair_answer(content_type, body, uri)
             return lwa_response(answer.status, answer.body, request_id, answer.headers)
 
         return await planned(request, plan, request_id, respond)
@@ -358,6 +377,7 @@ def build_app(state: EmulatorState) -> Starlette:
     """Return the emulator's Starlette app, serving ``state``."""
     lwa = LwaEndpoints(state)
     oauth = OAuthEndpoints(state)
+    codepair = CodePairEndpoints(state)
     control = ControlEndpoints(state)
     routes = [
         Route("/auth/o2/tokeninfo", lwa.tokeninfo, methods=["GET"]),
@@ -365,6 +385,9 @@ def build_app(state: EmulatorState) -> Starlette:
         Route("/auth/o2/token", lwa.token, methods=["POST"]),
         Route("/ap/oa", oauth.authorize, methods=["GET"]),
         Route(DECISION_PATH, oauth.decision, methods=["POST"]),
+        Route(CODEPAIR_PATH, lwa.codepair, methods=["POST"]),
+        Route(ACTIVATE_PATH, codepair.page, methods=["GET"]),
+        Route(ACTIVATE_PATH, codepair.decision, methods=["POST"]),
         Route("/_emulator", control.info, methods=["GET"]),
         Route("/_emulator/users", control.add_user, methods=["POST"]),
         Route("/_emulator/tokens", control.mint, methods=["POST"]),
@@ -373,6 +396,10 @@ def build_app(state: EmulatorState) -> Starlette:
         Route("/_emulator/clients", control.clients, methods=["GET"]),
         Route("/_emulator/clients", control.register_client, methods=["POST"]),
         Route("/_emulator/authorize", control.authorize, methods=["POST"]),
+        Route("/_emulator/codepair", control.code_pairs, methods=["GET"]),
+        Route("/_emulator/codepair/approve", control.approve_code_pair, methods=["POST"]),
+        Route("/_emulator/codepair/deny", control.deny_code_pair, methods=["POST"]),
+        Route("/_emulator/codepair/settings", control.code_pair_settings, methods=["POST"]),
         Route("/_emulator/faults", control.add_fault, methods=["POST"]),
         Route("/_emulator/faults", control.clear_faults, methods=["DELETE"]),
         Route("/_emulator/latency", control.set_latency, methods=["POST"]),
@@ -420,6 +447,11 @@ class Emulator(EmulatorState):
         if self._server is None:
             raise RuntimeError("emulator is not serving: call start() first")
         return self._server.url
+
+    def public_url(self) -> str:
+        """``url`` while ``start()`` serves the emulator, else ``""`` (the
+        ``verification_uri`` of ``create_code_pair`` is then the bare path)."""
+        return "" if self._server is None else self._server.url
 
     def __enter__(self: _E) -> _E:
         self.start()

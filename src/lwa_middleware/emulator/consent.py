@@ -1,11 +1,14 @@
-"""The emulator's HTML pages for ``/ap/oa``: the consent page and the error page.
+"""The emulator's HTML pages: for ``/ap/oa`` the consent page and the error page, for
+``/activate`` (code-based linking) the code entry page and its result page.
 
 Self-contained (inline CSS, no script, no external asset) and with stable hooks for
 browser tests: ``form#consent``, ``select#user`` (one ``option`` per user, its value the
 user id), one checkbox per requested scope (``#scope-profile``, ``#scope-profile_user_id``,
 ``#scope-postal_code``, each with its ``label``), buttons ``#approve`` ("Allow") and
 ``#deny`` ("Cancel"); the error page shows ``#error`` (the OAuth error code) and
-``#error-description``.
+``#error-description``. The activation page: ``form#activate``, ``input#user_code``,
+``select#user``, ``#approve``, ``#deny``; its result page: ``#result`` (``approved``,
+``denied`` or ``error``), and for an error ``#error`` and ``#error-description``.
 """
 
 from __future__ import annotations
@@ -57,6 +60,10 @@ border:1px solid #d5d9d9;background:#fff}
 #approve{background:#ffd814;border-color:#fcd200}
 .small{font-size:12px;color:#565959}
 .error{color:#b12704;font-weight:600}
+input.code{width:100%;padding:8px 10px;border:1px solid #888c8c;border-radius:6px;
+font:600 20px ui-monospace,SFMono-Regular,Menlo,Consolas,monospace;letter-spacing:.2em;
+text-transform:uppercase}
+#result{font-size:18px;font-weight:600}
 """
 
 
@@ -83,11 +90,7 @@ def consent_page(
     """The page asking a user to let ``request.client_id`` see the requested scopes;
     the form posts ``consent_id``, ``user``, ``scope`` (checked ones) and ``decision``
     (``approve`` or ``deny``) to ``action``."""
-    options = "".join(
-        f'<option value="{escape(user.user_id)}">{escape(user.name)} '
-        f"&lt;{escape(user.email)}&gt;</option>"
-        for user in users
-    )
+    options = _user_options(users)
     scopes = "".join(
         f'<div class="scope"><input type="checkbox" id="{scope_id(scope)}" name="scope" '
         f'value="{escape(scope)}" checked><label for="{scope_id(scope)}">'
@@ -124,3 +127,65 @@ def error_page(error: str, description: str) -> str:
         '<p class="small">The app sent an invalid request. You were not redirected.</p>'
     )
     return _page("Amazon Sign-In error (LWA emulator)", body)
+
+
+def _user_options(users: Sequence[EmulatorUser]) -> str:
+    return "".join(
+        f'<option value="{escape(user.user_id)}">{escape(user.name)} '
+        f"&lt;{escape(user.email)}&gt;</option>"
+        for user in users
+    )
+
+
+def activate_page(users: Sequence[EmulatorUser], action: str, user_code: str = "") -> str:
+    """The page where a user enters a device's code (``verification_uri``); the form posts
+    ``user_code``, ``user`` and ``decision`` (``approve`` or ``deny``) to ``action``."""
+    body = (
+        '<h1>Register your device <span class="tag">emulator</span></h1>'
+        "<p>Enter the code shown on your device to let it use your Amazon account.</p>"
+        f'<form id="activate" method="post" action="{escape(action)}">'
+        '<label class="field" for="user_code">Code</label>'
+        f'<input class="code" type="text" id="user_code" name="user_code" '
+        f'value="{escape(user_code)}" autocomplete="off" autocapitalize="characters" '
+        'spellcheck="false" maxlength="32" required>'
+        '<label class="field" for="user">Sign in as</label><select id="user" name="user">'
+        f"{_user_options(users)}</select>"
+        '<div class="actions">'
+        '<button type="submit" id="approve" name="decision" value="approve">Allow</button>'
+        '<button type="submit" id="deny" name="decision" value="deny">Cancel</button>'
+        "</div></form>"
+    )
+    return _page("Register your device (LWA emulator)", body)
+
+
+def activate_result_page(
+    result: str,
+    *,
+    client_id: str | None = None,
+    error: str | None = None,
+    description: str = "",
+    action: str = "",
+) -> str:
+    """The answer to the activation form: ``result`` is ``approved``, ``denied`` or
+    ``error`` (then ``error`` and ``description`` say why, and ``action`` links back to
+    the entry page)."""
+    if result == "error":
+        body = (
+            '<h1>Register your device <span class="tag">emulator</span></h1>'
+            '<p id="result" class="error">error</p>'
+            f'<p>Error: <code id="error">{escape(error or "invalid_request")}</code></p>'
+            f'<p id="error-description">{escape(description)}</p>'
+            f'<p class="small"><a id="retry" href="{escape(action)}">Enter a code again</a></p>'
+        )
+        return _page("Register your device: error (LWA emulator)", body)
+    told = (
+        "You can go back to your device: it is signed in."
+        if result == "approved"
+        else "The device was not given access to your account."
+    )
+    client = f'<p>App: <code id="client">{escape(client_id)}</code></p>' if client_id else ""
+    body = (
+        '<h1>Register your device <span class="tag">emulator</span></h1>'
+        f'<p id="result">{escape(result)}</p>{client}<p>{escape(told)}</p>'
+    )
+    return _page(f"Register your device: {result} (LWA emulator)", body)

@@ -3,8 +3,9 @@
 They drive :class:`~lwa_middleware.emulator.state.EmulatorState` over HTTP for users of
 ``lwa-middleware emulator`` running out of process: add users, mint, revoke and expire
 tokens, register OAuth clients, approve or deny an authorization request without the
-consent page, inject faults and latency, read and reset call counts. Control requests
-are not counted.
+consent page, approve or deny a code pair without the ``/activate`` page and set the
+device interval and pair lifetime, inject faults and latency, read and reset call
+counts. Control requests are not counted.
 """
 
 from __future__ import annotations
@@ -16,6 +17,11 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from lwa_middleware.emulator.codepair import (
+    CodePairError,
+    check_code_pair_lifetime,
+    check_device_interval,
+)
 from lwa_middleware.emulator.oauth import DEFAULT_REDIRECT_URI, AuthorizationError
 from lwa_middleware.emulator.state import ANY_ENDPOINT, EmulatorState, check_interval
 
@@ -87,6 +93,10 @@ def _strings_field(body: Mapping[str, Any], key: str) -> str | list[str] | None:
     if isinstance(value, list) and all(isinstance(item, str) for item in value):
         return value
     raise ControlError(400, f"{key!r} must be a string or a list of strings")
+
+
+def _missing(exc: KeyError) -> str:
+    return str(exc.args[0]) if exc.args else "not found"
 
 
 def _user_fields(body: Mapping[str, Any]) -> dict[str, str]:
@@ -208,6 +218,70 @@ class ControlEndpoints:
             raise ControlError(404, f"unknown user id: {user_id}") from exc
         code = self._state.oauth.issue_code(checked, user.user_id)
         return JSONResponse({"code": code, "redirect": checked.approved(code, checked.scopes)})
+
+    def _code_pair_settings(self) -> dict[str, int]:
+        return {"interval": self._state.device_interval, "lifetime": self._state.code_pair_lifetime}
+
+    async def code_pairs(self, request: Request) -> Response:
+        """``GET /_emulator/codepair``: the settings and every code pair (no device code):
+        ``{"interval", "lifetime", "code_pairs": [...]}``."""
+        pairs = [info.to_json() for info in self._state.code_pairs.values()]
+        return JSONResponse({**self._code_pair_settings(), "code_pairs": pairs})
+
+    async def approve_code_pair(self, request: Request) -> Response:
+        """``POST /_emulator/codepair/approve`` ``{"user_code", "user_id", "scope"}``
+        (``user_id`` default: the first user; ``scope``, a string or a list, default: every
+        requested scope): as ``approve_code_pair``; answers the pair. 404 for an unknown code
+        or user, 400 for a pair no longer pending or a scope not requested."""
+        body = await _json_object(request)
+        user_code = _str_field(body, "user_code")
+        if user_code is None:
+            raise ControlError(400, "'user_code' is required")
+        user_id, scope = _str_field(body, "user_id"), _strings_field(body, "scope")
+        try:
+            self._state.approve_code_pair(user_code, user_id, scope)
+        except KeyError as exc:
+            raise ControlError(404, _missing(exc)) from exc
+        except ValueError as exc:  # CodePairError included
+            raise ControlError(400, str(exc)) from exc
+        return self._pair(user_code)
+
+    async def deny_code_pair(self, request: Request) -> Response:
+        """``POST /_emulator/codepair/deny`` ``{"user_code"}``: as ``deny_code_pair``;
+        answers the pair. 404 for an unknown code, 400 for a pair no longer pending."""
+        user_code = _str_field(await _json_object(request), "user_code")
+        if user_code is None:
+            raise ControlError(400, "'user_code' is required")
+        try:
+            self._state.deny_code_pair(user_code)
+        except KeyError as exc:
+            raise ControlError(404, _missing(exc)) from exc
+        except CodePairError as exc:
+            raise ControlError(400, str(exc)) from exc
+        return self._pair(user_code)
+
+    def _pair(self, user_code: str) -> Response:
+        info = self._state.device.find(user_code)
+        if info is None:  # forgotten meanwhile (reset)
+            raise ControlError(404, f"unknown user code: {user_code!r}")
+        return JSONResponse(info.to_json())
+
+    async def code_pair_settings(self, request: Request) -> Response:
+        """``POST /_emulator/codepair/settings`` ``{"interval", "lifetime"}`` (each
+        optional, whole seconds): the device interval (>= 0) and the lifetime of new pairs
+        (>= 1); answers both."""
+        body = await _json_object(request)
+        interval, lifetime = _int_field(body, "interval"), _int_field(body, "lifetime")
+        try:  # both checked before either is set
+            interval = None if interval is None else check_device_interval(interval)
+            lifetime = None if lifetime is None else check_code_pair_lifetime(lifetime)
+        except ValueError as exc:
+            raise ControlError(400, str(exc)) from exc
+        if interval is not None:
+            self._state.device_interval = interval
+        if lifetime is not None:
+            self._state.code_pair_lifetime = lifetime
+        return JSONResponse(self._code_pair_settings())
 
     async def add_fault(self, request: Request) -> Response:
         """``POST /_emulator/faults`` ``{"kind": ..., "endpoint": "*", "times": null}``.

@@ -7,7 +7,8 @@ client or an unregistered redirect URI gets a 400 error page, any other bad para
 ``consent_id`` stands for the checked request (the form cannot change where the user is
 sent). The decision redirects with ``code``, ``scope`` and ``state``, or with
 ``error=access_denied``. The token endpoint's latency and faults are applied by
-:mod:`.app`; here is only its answer.
+:mod:`.app`; here is only its answer (``grant_type`` ``authorization_code``,
+``refresh_token``, and code-based linking's ``device_code``, see :mod:`.codepair_state`).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from urllib.parse import parse_qsl
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
+from lwa_middleware.emulator.codepair import DEVICE_GRANT
 from lwa_middleware.emulator.consent import PAGE_HEADERS, consent_page, error_page
 from lwa_middleware.emulator.oauth import (
     AuthorizationError,
@@ -115,6 +117,8 @@ class OAuthEndpoints:
                 answer = oauth.exchange_code(client_credentials(form, authorization), form)
             elif grant_type == "refresh_token":
                 answer = oauth.refresh(client_credentials(form, authorization), form)
+            elif grant_type == DEVICE_GRANT:
+                answer = self._state.device.poll(form, authorization)
             else:
                 raise TokenError(
                     "unsupported_grant_type",

@@ -13,7 +13,9 @@ Replaying a redeemed code is ``invalid_grant`` **and revokes every token issued 
 it** (access and refresh tokens, those from later refreshes included; RFC 6749 §4.1.2).
 A failed redemption does not use the code up. Refresh tokens do not expire and stay valid
 after use; a refresh with the client secret also returns a new refresh token, one without
-it returns none.
+it returns none. An approved code pair (code-based linking, :mod:`.codepair_state`) gets
+its tokens here too (:meth:`OAuthState.issue_device_tokens`): they refresh like the code
+grant's.
 """
 
 from __future__ import annotations
@@ -73,6 +75,8 @@ class OAuthState:
         self._pending: OrderedDict[str, tuple[AuthorizationRequest, float]] = OrderedDict()
         self._codes: dict[str, AuthorizationCode] = {}
         self._refresh: dict[str, RefreshGrant] = {}
+        self._device_grants: dict[str, AuthorizationCode] = {}
+        """The origins (revocation families) of code-pair tokens, never redeemable codes."""
 
     # Clients ----------------------------------------------------------------------
 
@@ -256,7 +260,25 @@ class OAuthState:
                     )
             if self._issuer.get_user(grant.user_id) is None:
                 raise _invalid_grant("The user of this grant no longer exists")
-            return self._issue(client, self._codes[grant.code], scopes, refresh=with_secret)
+            return self._issue(client, self._origin(grant.code), scopes, refresh=with_secret)
+
+    def _origin(self, key: str) -> AuthorizationCode:
+        found = self._codes.get(key)
+        return self._device_grants[key] if found is None else found
+
+    def issue_device_tokens(
+        self, client: OAuthClient, user_id: str, scopes: Sequence[str]
+    ) -> dict[str, object]:
+        """The token answer of an approved code pair: an access and a refresh token for
+        ``user_id`` and ``scopes``, issued to ``client`` (the refresh token works with the
+        ``refresh_token`` grant, without or with the secret, like the code grant's)."""
+        approved = tuple(scopes)
+        key = "CBL" + secrets.token_urlsafe(24)  # never an "AN…" authorization code
+        request = AuthorizationRequest(client.client_id, "", approved)
+        origin = AuthorizationCode(key, request, user_id, approved, expires_at=0.0, used=True)
+        with self._lock:
+            self._device_grants[key] = origin
+            return self._issue(client, origin, approved, refresh=True)
 
     def _issue(
         self,
@@ -298,10 +320,11 @@ class OAuthState:
             return self._refresh.pop(token, None) is not None
 
     def reset(self) -> None:
-        """Forget clients (the emulator's own is back to its defaults), consents, codes and
-        refresh tokens."""
+        """Forget clients (the emulator's own is back to its defaults), consents, codes,
+        code-pair grants and refresh tokens."""
         with self._lock:
             self._clients.clear()
             self._pending.clear()
             self._codes.clear()
             self._refresh.clear()
+            self._device_grants.clear()

@@ -1,8 +1,9 @@
 """Pure, thread-safe state of the Login with Amazon (LWA) emulator.
 
 It holds users, issued access tokens, injected faults, per-endpoint latency
-and call counters, and (in ``oauth``, see :mod:`.oauth_state`) the OAuth clients,
-authorization codes and refresh tokens. Nothing here does I/O: time comes from an injectable
+and call counters, (in ``oauth``, see :mod:`.oauth_state`) the OAuth clients,
+authorization codes and refresh tokens, and (in ``device``, see :mod:`.codepair_state`) the
+code pairs of code-based linking. Nothing here does I/O: time comes from an injectable
 ``clock`` so tests can move it forward, and a ``threading.Lock`` guards every
 access because tests drive the state from another thread than the server's.
 """
@@ -15,15 +16,25 @@ import secrets
 import string
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
 
+from lwa_middleware.emulator.codepair import (
+    ACTIVATE_PATH,
+    DEFAULT_CODE_PAIR_LIFETIME,
+    DEFAULT_DEVICE_INTERVAL,
+    DEVICE_GRANT,
+    RESPONSE_TYPE,
+    CodePairInfo,
+)
+from lwa_middleware.emulator.codepair_state import CodePairState
 from lwa_middleware.emulator.oauth import (
     DEFAULT_REDIRECT_URI,
     GRANT_TYPES,
     REFRESH_TOKEN_PREFIX,
     AuthorizationRequest,
     OAuthClient,
+    parse_scopes,
 )
 from lwa_middleware.emulator.oauth_state import OAuthState
 
@@ -42,10 +53,16 @@ ENDPOINTS = ("tokeninfo", "profile")
 """The emulated LWA endpoints counted in ``calls`` (and named in ``fault`` and ``latency``)."""
 TOKEN_ENDPOINT = "oauth_token"
 """``POST /auth/o2/token`` in ``fault`` and ``latency`` (its calls are in ``token_calls``)."""
-FAULT_ENDPOINTS = (*ENDPOINTS, TOKEN_ENDPOINT)
+CODEPAIR_ENDPOINT = "codepair"
+"""``POST /auth/o2/create/codepair`` in ``fault``, ``latency`` and ``calls``."""
+FAULT_ENDPOINTS = (*ENDPOINTS, TOKEN_ENDPOINT, CODEPAIR_ENDPOINT)
 ANY_ENDPOINT = "*"
 OTHER_GRANT = "other"
 """``token_calls`` key of token requests without a supported ``grant_type``."""
+LATE_KEYS = frozenset({CODEPAIR_ENDPOINT, DEVICE_GRANT})
+"""Counter keys that appear in ``calls`` (``codepair``) and ``token_calls``
+(``device_code``) only once counted, so the counters keep the shapes they had before
+code-based linking; reading one that is not there gives 0."""
 
 
 class FaultKind(str, enum.Enum):
@@ -71,6 +88,16 @@ class FaultKind(str, enum.Enum):
     TRICKLE_BODY = "trickle_body"
     """The normal answer's status and headers at once, then its body one byte every
     ``trickle_interval`` seconds."""
+
+
+class CallCounts(dict[str, int]):
+    """Call counts by endpoint or grant type: a plain ``dict`` (it compares, copies and
+    serializes as one) whose :data:`LATE_KEYS` read 0 until counted."""
+
+    def __missing__(self, key: str) -> int:
+        if key in LATE_KEYS:
+            return 0
+        raise KeyError(key)
 
 
 @dataclass(frozen=True)
@@ -193,6 +220,8 @@ class EmulatorState:
         *,
         hang_seconds: float = DEFAULT_HANG_SECONDS,
         trickle_interval: float = DEFAULT_TRICKLE_INTERVAL,
+        device_interval: int = DEFAULT_DEVICE_INTERVAL,
+        code_pair_lifetime: int = DEFAULT_CODE_PAIR_LIFETIME,
     ) -> None:
         self.client_id = client_id
         self.app_id = app_id
@@ -210,6 +239,8 @@ class EmulatorState:
         self._token_calls = _no_token_calls()
         self.oauth = OAuthState(self)
         """OAuth clients, consents, codes and refresh tokens (``/ap/oa``, ``/auth/o2/token``)."""
+        self.device = CodePairState(self, interval=device_interval, lifetime=code_pair_lifetime)
+        """Code pairs (``/auth/o2/create/codepair``, ``/activate``, the device grant)."""
 
     # Users and tokens -----------------------------------------------------
 
@@ -324,7 +355,8 @@ class EmulatorState:
         endpoint: str = ANY_ENDPOINT,
         times: int | None = None,
     ) -> None:
-        """Inject a fault on ``endpoint`` ("tokeninfo", "profile", "oauth_token" or "*").
+        """Inject a fault on ``endpoint`` ("tokeninfo", "profile", "oauth_token", "codepair"
+        or "*").
 
         ``times=None`` keeps it until ``clear_faults()``; otherwise it hits the
         next ``times`` requests to that endpoint. Faults queue in the order
@@ -361,16 +393,20 @@ class EmulatorState:
 
     @property
     def calls(self) -> dict[str, int]:
-        """Snapshot of requests that reached each endpoint (faults and errors included)."""
+        """Snapshot of requests that reached each endpoint (faults and errors included):
+        ``{"tokeninfo": n, "profile": n}``, plus ``"codepair"`` once
+        ``/auth/o2/create/codepair`` was called (``calls["codepair"]`` reads 0 before)."""
         with self._lock:
-            return dict(self._calls)
+            return CallCounts(self._calls)
 
     @property
     def token_calls(self) -> dict[str, int]:
         """Requests that reached ``/auth/o2/token``, by ``grant_type`` (faults and errors
-        included): ``{"authorization_code": n, "refresh_token": n, "other": n}``."""
+        included): ``{"authorization_code": n, "refresh_token": n, "other": n}``, plus
+        ``"device_code"`` once a device polled (``token_calls["device_code"]`` reads 0
+        before)."""
         with self._lock:
-            return dict(self._token_calls)
+            return CallCounts(self._token_calls)
 
     def reset_counts(self) -> None:
         """Set every endpoint's call count (``calls`` and ``token_calls``) back to zero."""
@@ -379,9 +415,10 @@ class EmulatorState:
             self._token_calls = _no_token_calls()
 
     def reset(self) -> None:
-        """Forget users, tokens, faults, latency and counters, and the OAuth state
+        """Forget users, tokens, faults, latency and counters, the OAuth state
         (registered clients, codes, refresh tokens; the emulator's client is back to its
-        defaults).
+        defaults) and the code pairs (``device_interval`` and ``code_pair_lifetime`` are
+        back to the constructor's).
 
         ``client_id``, ``app_id``, ``clock``, ``hang_seconds`` and ``trickle_interval``
         are kept.
@@ -394,6 +431,7 @@ class EmulatorState:
             self._calls = dict.fromkeys(ENDPOINTS, 0)
             self._token_calls = _no_token_calls()
         self.oauth.reset()
+        self.device.reset()
 
     def begin_request(self, endpoint: str, grant_type: str | None = None) -> RequestPlan:
         """Count a request to ``endpoint`` and decide its latency and fault.
@@ -404,10 +442,11 @@ class EmulatorState:
             raise ValueError(f"unknown endpoint {endpoint!r}")
         with self._lock:
             if endpoint == TOKEN_ENDPOINT:
-                grant = grant_type if grant_type in GRANT_TYPES else OTHER_GRANT
-                self._token_calls[grant] += 1
+                known = grant_type in GRANT_TYPES or grant_type == DEVICE_GRANT
+                grant = grant_type if grant_type is not None and known else OTHER_GRANT
+                self._token_calls[grant] = self._token_calls.get(grant, 0) + 1
             else:
-                self._calls[endpoint] += 1
+                self._calls[endpoint] = self._calls.get(endpoint, 0) + 1
             latency = self._latency.get(endpoint, self._latency.get(ANY_ENDPOINT, 0.0))
             kind: FaultKind | None = None
             for fault in self._faults:
@@ -525,3 +564,84 @@ class EmulatorState:
         """Revoke a refresh token (the refresh grant then answers ``invalid_grant``);
         return whether it was known."""
         return self.oauth.revoke_refresh_token(token)
+
+    # Code-based linking (LWA for TVs and other devices) ----------------------------
+
+    @property
+    def device_interval(self) -> int:
+        """Seconds a device must wait between two polls of a pair (default 5; 0 turns
+        ``slow_down`` off). A pair keeps the interval it was created with."""
+        return self.device.interval
+
+    @device_interval.setter
+    def device_interval(self, seconds: int) -> None:
+        self.device.interval = seconds
+
+    @property
+    def code_pair_lifetime(self) -> int:
+        """Seconds a new code pair lives, its ``expires_in`` (default 600)."""
+        return self.device.lifetime
+
+    @code_pair_lifetime.setter
+    def code_pair_lifetime(self, seconds: int) -> None:
+        self.device.lifetime = seconds
+
+    def public_url(self) -> str:
+        """The emulator's base URL when known (``Emulator`` serving itself), else ``""``:
+        the ``verification_uri`` of ``create_code_pair`` is then the bare path."""
+        return ""
+
+    def create_code_pair(
+        self,
+        client_id: str | None = None,
+        scope: str | Iterable[str] = "profile",
+        *,
+        scope_data: str | None = None,
+        base_url: str | None = None,
+    ) -> dict[str, object]:
+        """Create a code pair as ``POST /auth/o2/create/codepair`` would; return its answer
+        ``{"user_code", "device_code", "verification_uri", "expires_in", "interval"}``.
+
+        ``verification_uri`` is ``base_url`` (default: ``public_url()``) + ``/activate``.
+        Raises ``TokenError`` (``.error``, ``.description``) for a bad request.
+        """
+        form = {
+            "response_type": RESPONSE_TYPE,
+            "client_id": client_id or self.client_id,
+            "scope": scope if isinstance(scope, str) else " ".join(scope),
+            "scope_data": scope_data,
+        }
+        base = (self.public_url() if base_url is None else base_url).rstrip("/")
+        checked = {key: value for key, value in form.items() if value}
+        return self.device.create(checked, base + ACTIVATE_PATH)
+
+    def approve_code_pair(
+        self,
+        user_code: str,
+        user: EmulatorUser | str | None = None,
+        scope: str | Iterable[str] | None = None,
+    ) -> None:
+        """Approve a pending code pair as the ``/activate`` page would.
+
+        ``user`` (an ``EmulatorUser`` or a user id; default: the first user, or a new
+        default user) approves ``scope`` (default: every requested scope; a narrower
+        set is allowed). Raises ``KeyError`` for an unknown user code or user,
+        ``CodePairError`` (``.error``) for a pair that expired or was already answered,
+        ``ValueError`` for scopes that were not requested.
+        """
+        if self.device.find(user_code) is None:
+            raise KeyError(f"unknown user code: {user_code!r}")
+        scopes = None if scope is None else parse_scopes(scope)
+        self.device.approve(user_code, self.consenting_user(user).user_id, scopes)
+
+    def deny_code_pair(self, user_code: str) -> None:
+        """Deny a pending code pair as the ``/activate`` page would (its polls then answer
+        ``invalid_grant``). Raises ``KeyError`` for an unknown user code, ``CodePairError``
+        for a pair that expired or was already answered."""
+        self.device.deny(user_code)
+
+    @property
+    def code_pairs(self) -> Mapping[str, CodePairInfo]:
+        """Read-only snapshot of the code pairs by user code, oldest first (status, client,
+        scopes, approver, polls; no ``device_code``)."""
+        return self.device.pairs

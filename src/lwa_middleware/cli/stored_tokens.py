@@ -1,0 +1,299 @@
+"""The ``token`` and ``logout`` subcommands, and what ``login`` shares with them.
+
+* ``lwa-middleware token [--client-id ID] [--api-base-url URL | --region R]``: print the
+  stored login's access token on standard output (only the token and a newline), refreshed
+  first when it expires within ``--min-valid`` seconds, so
+  ``curl -H "Authorization: Bearer $(lwa-middleware token)" …`` works. With no
+  ``--client-id`` (or ``--api-base-url``), the only stored login that matches is used.
+* ``lwa-middleware logout [--client-id ID] [--api-base-url URL | --region R] [--all]``:
+  forget a stored login (the file entry and the keyring's password).
+
+Where the tokens are kept: :mod:`lwa_middleware.token_store`. ``clock`` is the seam tests
+move time with (the command runs in-process there).
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import time
+from collections.abc import Callable
+
+from lwa_middleware.cli.console import EXIT_OK, EXIT_REFUSED, CommandFailed, error, fail, say
+from lwa_middleware.cli.serving import identifier
+from lwa_middleware.errors import ConfigurationError
+from lwa_middleware.grants import (
+    GrantError,
+    GrantUnavailable,
+    InvalidClient,
+    InvalidGrant,
+    UnauthorizedClient,
+)
+from lwa_middleware.settings import (
+    DEFAULT_API_BASE_URL,
+    REGIONS,
+    is_insecure_http,
+    resolve_api_base_url,
+)
+from lwa_middleware.token_client import TokenClient
+from lwa_middleware.token_store import (
+    STORE_VARIABLE,
+    AmbiguousLogin,
+    NotLoggedIn,
+    StoredTokens,
+    TokenStore,
+    TokenStoreError,
+)
+
+__all__ = [
+    "add_logout_command",
+    "add_token_command",
+    "run_logout",
+    "run_token",
+]
+
+#: The clock of ``token`` (epoch seconds); tests replace it.
+clock: Callable[[], float] = time.time
+
+DEFAULT_MIN_VALID = 60.0
+_LOGIN_AGAIN = "run `lwa-middleware login --client-id {client_id}`"
+
+
+# Options the three commands share ---------------------------------------------------------
+
+
+def seconds(text: str) -> float:
+    """A positive, finite number of seconds (``--timeout``)."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"expected a positive number of seconds, got {text!r}")
+    return value
+
+
+def non_negative_seconds(text: str) -> float:
+    """A finite number of seconds, zero or more (``--min-valid``)."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value >= 0):
+        raise argparse.ArgumentTypeError(f"expected a number of seconds >= 0, got {text!r}")
+    return value
+
+
+def add_where_options(parser: argparse.ArgumentParser, *, login: bool) -> None:
+    """``--api-base-url`` / ``--region`` (and, for ``login``, ``--allow-insecure-http``)."""
+    where = parser.add_mutually_exclusive_group()
+    if login:
+        url_help = (
+            f"LWA's API base URL, e.g. the emulator's (default: {DEFAULT_API_BASE_URL}, the "
+            "NA region's)"
+        )
+    else:
+        url_help = (
+            "the API base URL of the stored login to use (default: any; needed only when "
+            "several logins of one client ID are stored)"
+        )
+    where.add_argument("--api-base-url", metavar="URL", help=url_help)
+    where.add_argument(
+        "--region",
+        choices=sorted(REGIONS),
+        help="LWA's region, instead of --api-base-url (default: none)",
+    )
+    if login:
+        parser.add_argument(
+            "--allow-insecure-http",
+            action="store_true",
+            help="allow a plain http:// --api-base-url to a host that is not loopback "
+            "(default: off; http to 127.0.0.1, ::1 or localhost, e.g. the emulator, is "
+            "always allowed)",
+        )
+    parser.add_argument(
+        "--timeout",
+        type=seconds,
+        default=5.0,
+        metavar="SECONDS",
+        help="time budget per call to LWA (default: %(default)s)",
+    )
+
+
+def api_base_url_of(args: argparse.Namespace, *, default: str | None) -> str | None:
+    """The API base URL of ``--api-base-url``/``--region`` (``default`` when neither)."""
+    if args.api_base_url is None and args.region is None:
+        return default
+    try:
+        return resolve_api_base_url(args.api_base_url, args.region)
+    except ConfigurationError as exc:
+        fail(f"--api-base-url: {exc}")
+
+
+def open_store(*, keyring: bool | None = None) -> TokenStore:
+    """The token store (gives up with status 2 when it cannot be used)."""
+    try:
+        return TokenStore(keyring=keyring)
+    except TokenStoreError as exc:
+        fail(str(exc))
+
+
+def refused(message: str) -> CommandFailed:
+    """Say ``message`` as an error; the failure (status 1) to raise."""
+    error(message)
+    return CommandFailed(EXIT_REFUSED)
+
+
+def find_login(store: TokenStore, client_id: str | None, api_base_url: str | None) -> StoredTokens:
+    """The one stored login matching; not logged in is status 1, several matches 2."""
+    try:
+        return store.find(client_id, api_base_url)
+    except NotLoggedIn as exc:
+        raise refused(str(exc)) from None
+    except AmbiguousLogin as exc:
+        fail(str(exc))
+    except TokenStoreError as exc:
+        fail(str(exc))
+
+
+# token -------------------------------------------------------------------------------------
+
+
+def add_token_command(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Register ``lwa-middleware token``."""
+    parser = commands.add_parser(
+        "token",
+        help="print a valid access token of the stored login",
+        description="Print the access token stored by `lwa-middleware login` on standard "
+        "output (only the token, then a newline), refreshing it first when it expires "
+        'soon; e.g. curl -H "Authorization: Bearer $(lwa-middleware token)" URL. '
+        f"{STORE_VARIABLE}=file keeps the tokens out of the OS keyring.",
+        epilog="Exit status: 0 the token was printed, 1 not logged in or the refresh token "
+        "was refused (run lwa-middleware login), 2 usage error, several logins match, or "
+        "LWA could not be asked.",
+    )
+    parser.add_argument(
+        "--client-id",
+        type=identifier,
+        metavar="ID",
+        help="the client ID of the stored login (default: the only stored login)",
+    )
+    add_where_options(parser, login=False)
+    parser.add_argument(
+        "--min-valid",
+        type=non_negative_seconds,
+        default=DEFAULT_MIN_VALID,
+        metavar="SECONDS",
+        help="refresh the token first when it expires within this many seconds "
+        "(default: %(default)s)",
+    )
+    parser.set_defaults(run=run_token)
+
+
+def run_token(args: argparse.Namespace) -> int:
+    """Print a valid access token (refreshed and stored back when it expires soon)."""
+    api_base_url = api_base_url_of(args, default=None)
+    store = open_store()
+    try:
+        with store.lock():
+            login = find_login(store, args.client_id, api_base_url)
+            if login.expires_within(args.min_valid, clock()):
+                login = _refresh(store, login, args.timeout)
+    except TokenStoreError as exc:
+        fail(str(exc))
+    say(login.access_token)
+    return EXIT_OK
+
+
+def _refresh(store: TokenStore, login: StoredTokens, timeout: float) -> StoredTokens:
+    """``login`` refreshed and stored (the caller holds the store's lock)."""
+    again = _LOGIN_AGAIN.format(client_id=login.client_id)
+    if is_insecure_http(login.api_base_url) and not login.allow_insecure_http:
+        fail(f"the stored login's API base URL is plain http beyond loopback; {again}")
+    try:
+        with TokenClient(
+            login.api_base_url, timeout=timeout, allow_insecure_http=login.allow_insecure_http
+        ) as client:
+            grant = client.refresh(login.refresh_token, client_id=login.client_id)
+    except (InvalidGrant, InvalidClient, UnauthorizedClient) as exc:
+        raise refused(
+            f"Login with Amazon refused the stored refresh token ({exc.error}: revoked, "
+            f"expired, or the client changed); {again}"
+        ) from None
+    except GrantUnavailable as exc:
+        fail(f"could not refresh the access token: {exc.description} Try again.")
+    except GrantError as exc:
+        fail(f"could not refresh the access token: {exc.error}: {exc.description}")
+    except ConfigurationError as exc:
+        fail(str(exc))
+    refreshed = login.refreshed(grant, clock())
+    store.save(refreshed)
+    return refreshed
+
+
+# logout ------------------------------------------------------------------------------------
+
+
+def add_logout_command(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Register ``lwa-middleware logout``."""
+    parser = commands.add_parser(
+        "logout",
+        help="forget the stored tokens of a login",
+        description="Forget the tokens `lwa-middleware login` stored (the file entry and "
+        "the OS keyring's password). LWA has no endpoint to revoke a refresh token: to "
+        "revoke it at Amazon, remove the app's access in your Amazon account.",
+        epilog="Exit status: 0 forgotten (or nothing was stored), 2 usage error or several "
+        "logins match (pass --client-id, or --all).",
+    )
+    parser.add_argument(
+        "--client-id",
+        type=identifier,
+        metavar="ID",
+        help="the client ID of the login to forget (default: the only stored login)",
+    )
+    where = parser.add_mutually_exclusive_group()
+    where.add_argument(
+        "--api-base-url",
+        metavar="URL",
+        help="the API base URL of the login to forget (default: any)",
+    )
+    where.add_argument(
+        "--region",
+        choices=sorted(REGIONS),
+        help="LWA's region, instead of --api-base-url (default: none)",
+    )
+    parser.add_argument(
+        "--all",
+        action="store_true",
+        help="forget every stored login (default: off)",
+    )
+    parser.set_defaults(run=run_logout)
+
+
+def run_logout(args: argparse.Namespace) -> int:
+    """Forget the matching login (every matching login with ``--all``)."""
+    api_base_url = api_base_url_of(args, default=None)
+    store = open_store()
+    try:
+        with store.lock():
+            logins = [
+                (api, client)
+                for api, client in store.logins()
+                if (args.client_id is None or client == args.client_id)
+                and (api_base_url is None or api == api_base_url)
+            ]
+            if len(logins) > 1 and not args.all:
+                listed = "; ".join(f"{client} at {api}" for api, client in logins)
+                fail(
+                    f"several logins are stored ({listed}): pass --client-id (and "
+                    "--api-base-url), or --all"
+                )
+            for api, client in logins:
+                store.delete(api, client)
+    except TokenStoreError as exc:
+        fail(str(exc))
+    if not logins:
+        say("No stored login matched: nothing to forget.", err=True)
+    for api, client in logins:
+        say(f"Logged out: forgot the tokens of {client} at {api}.", err=True)
+    return EXIT_OK

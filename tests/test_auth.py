@@ -1,0 +1,453 @@
+"""``LWAAuth`` over real HTTP: a protected app (``LWAMiddleware`` under uvicorn) in front of
+the emulator. The bearer header, the refresh before a token expires, the retry (once) after
+a 400/401 ``invalid_token`` (either error style, the header or the JSON body), one refresh
+for 20 concurrent requests (threads, and asyncio), the stored login written back (and
+another process's refresh adopted), a revoked refresh token, plain http refused, and no
+token in a ``repr`` or a log record."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+import pytest
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from lwa_middleware import DeviceFlow, InvalidGrant, LWAAuth, TokenGrant
+from lwa_middleware.emulator import Emulator, serve
+from lwa_middleware.errors import ConfigurationError
+from lwa_middleware.token_store import NotLoggedIn, StoredTokens, TokenStore, TokenStoreError
+
+from conftest import FakeClock, ServeProtected
+
+CONCURRENCY = 20
+
+
+def device_tokens(emu: Emulator, emu_url: str, clock: FakeClock) -> TokenGrant:
+    """Tokens of the emulator's client for a new user, through the code-pair flow."""
+    emu.device_interval = 0
+    with DeviceFlow(emu.client_id, api_base_url=emu_url, clock=clock, sleep=clock.advance) as flow:
+        pair = flow.start()
+        emu.approve_code_pair(pair.user_code, emu.add_user())
+        return flow.wait(pair)
+
+
+def refresh_calls(emu: Emulator) -> int:
+    return emu.token_calls["refresh_token"]
+
+
+@pytest.fixture
+def grant(emu: Emulator, emu_url: str, clock: FakeClock) -> TokenGrant:
+    return device_tokens(emu, emu_url, clock)
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> TokenStore:
+    return TokenStore(tmp_path / "lwa-middleware" / "tokens.json", keyring=False)
+
+
+def service_auth(
+    grant: TokenGrant, emu: Emulator, emu_url: str, clock: FakeClock, *, access: bool = True
+) -> LWAAuth:
+    assert grant.refresh_token is not None
+    return LWAAuth(
+        refresh_token=grant.refresh_token,
+        client_id=emu.client_id,
+        api_base_url=emu_url,
+        access_token=grant.access_token if access else None,
+        expires_at=clock() + grant.expires_in if access else None,
+        clock=clock,
+    )
+
+
+# A small app for the answers LWAMiddleware does not give --------------------------------
+
+
+@pytest.fixture
+def answering() -> Iterator[Callable[[Callable[[Request], Response]], tuple[str, list[str]]]]:
+    """``answering(answer) -> (url, authorization headers seen)``: an app under uvicorn
+    whose every request is answered by ``answer(request)``."""
+    stops: list[Callable[[], None]] = []
+
+    def start(answer: Callable[[Request], Response]) -> tuple[str, list[str]]:
+        seen: list[str] = []
+
+        async def endpoint(request: Request) -> Response:
+            seen.append(request.headers.get("authorization", ""))
+            return answer(request)
+
+        routes = [Route("/{path:path}", endpoint, methods=["GET", "POST"])]
+        handle = serve(Starlette(routes=routes))
+        stops.append(handle.stop)
+        return handle.url, seen
+
+    yield start
+    for stop in stops:
+        stop()
+
+
+# The header and when to refresh ---------------------------------------------------------
+
+
+def test_bearer_and_refresh_before_expiry(
+    emu: Emulator, emu_url: str, clock: FakeClock, grant: TokenGrant, protected: ServeProtected
+) -> None:
+    url = protected()
+    auth = service_auth(grant, emu, emu_url, clock, access=False)
+    with httpx.Client(auth=auth) as http:
+        first = http.get(f"{url}/whoami")  # no access token yet: refresh first
+        assert first.status_code == 200, first.text
+        assert refresh_calls(emu) == 1
+        assert http.get(f"{url}/whoami").status_code == 200
+        assert refresh_calls(emu) == 1  # still fresh
+        clock.advance(3600 - 30)  # expires within the 60 s margin
+        assert http.get(f"{url}/whoami").status_code == 200
+        assert refresh_calls(emu) == 2
+    assert auth.refreshes == 2
+    assert first.json()["user"] is not None
+    auth.close()
+
+
+@pytest.mark.parametrize("error_style", ["lwa", "rfc6750"])
+def test_retry_once_after_invalid_token(
+    emu: Emulator,
+    emu_url: str,
+    clock: FakeClock,
+    grant: TokenGrant,
+    protected: ServeProtected,
+    error_style: str,
+) -> None:
+    url = protected(error_style=error_style)
+    emu.expire(grant.access_token)  # LWA says invalid_token; the auth still thinks it fresh
+    auth = service_auth(grant, emu, emu_url, clock)
+    with httpx.Client(auth=auth) as http:
+        response = http.get(f"{url}/whoami")
+    assert response.status_code == 200, response.text
+    assert refresh_calls(emu) == 1
+    assert response.request.headers["authorization"] != f"Bearer {grant.access_token}"
+
+
+@pytest.mark.parametrize("status", [400, 401])
+def test_only_one_retry(
+    emu: Emulator,
+    emu_url: str,
+    clock: FakeClock,
+    grant: TokenGrant,
+    answering: Callable[[Callable[[Request], Response]], tuple[str, list[str]]],
+    status: int,
+) -> None:
+    challenge = {"www-authenticate": 'Bearer realm="api", error="invalid_token"'}
+    url, seen = answering(lambda request: Response(status_code=status, headers=challenge))
+    with httpx.Client(auth=service_auth(grant, emu, emu_url, clock)) as http:
+        response = http.get(f"{url}/x")
+    assert response.status_code == status
+    assert len(seen) == 2  # the request, then once more with the new token
+    assert seen[0] != seen[1]
+    assert refresh_calls(emu) == 1
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "retried"),
+    [
+        (400, {"error": "invalid_token", "error_description": "expired"}, True),
+        (401, {"error": "invalid_token"}, True),
+        (400, {"error": "invalid_request"}, False),
+        (403, {"error": "invalid_token"}, False),
+        (401, {"error": "insufficient_scope"}, False),
+    ],
+)
+def test_the_json_body_decides_without_a_challenge(
+    emu: Emulator,
+    emu_url: str,
+    clock: FakeClock,
+    grant: TokenGrant,
+    answering: Callable[[Callable[[Request], Response]], tuple[str, list[str]]],
+    status: int,
+    body: dict[str, str],
+    retried: bool,
+) -> None:
+    url, seen = answering(lambda request: JSONResponse(body, status_code=status))
+    with httpx.Client(auth=service_auth(grant, emu, emu_url, clock)) as http:
+        assert http.get(f"{url}/x").status_code == status
+    assert len(seen) == (2 if retried else 1)
+    assert refresh_calls(emu) == (1 if retried else 0)
+
+
+def test_a_streamed_request_body_is_sent_again(
+    emu: Emulator,
+    emu_url: str,
+    clock: FakeClock,
+    grant: TokenGrant,
+    answering: Callable[[Callable[[Request], Response]], tuple[str, list[str]]],
+) -> None:
+    first = [True]
+
+    def answer(request: Request) -> Response:
+        if first.pop() if first else False:
+            return JSONResponse({"error": "invalid_token"}, status_code=401)
+        return Response(status_code=200)
+
+    url, seen = answering(answer)
+
+    def chunks() -> Iterator[bytes]:
+        yield b"part one, "
+        yield b"part two"
+
+    with httpx.Client(auth=service_auth(grant, emu, emu_url, clock)) as http:
+        response = http.post(f"{url}/upload", content=chunks())
+    assert response.status_code == 200
+    assert len(seen) == 2
+    assert response.request.content == b"part one, part two"  # read once, sent twice
+
+
+# One refresh for many requests ----------------------------------------------------------
+
+
+@pytest.mark.parametrize("stale", ["expired at LWA", "expired locally"])
+def test_one_refresh_for_concurrent_threads(
+    emu: Emulator,
+    emu_url: str,
+    clock: FakeClock,
+    grant: TokenGrant,
+    protected: ServeProtected,
+    stale: str,
+) -> None:
+    url = protected()
+    auth = service_auth(grant, emu, emu_url, clock)
+    if stale == "expired at LWA":
+        emu.expire(grant.access_token)  # every request is answered 400, then retried
+    else:
+        clock.advance(grant.expires_in)  # every request needs a new token first
+    emu.latency(0.3, "oauth_token")  # a slow refresh: the others queue behind it
+    with httpx.Client(auth=auth) as http, ThreadPoolExecutor(CONCURRENCY) as pool:
+        responses = list(pool.map(lambda _: http.get(f"{url}/whoami"), range(CONCURRENCY)))
+    assert [r.status_code for r in responses] == [200] * CONCURRENCY
+    assert refresh_calls(emu) == 1
+    assert auth.refreshes == 1
+    sent = {r.request.headers["authorization"] for r in responses}  # the last one sent
+    assert len(sent) == 1
+    assert sent != {f"Bearer {grant.access_token}"}
+
+
+@pytest.mark.parametrize("stale", ["expired at LWA", "expired locally"])
+def test_one_refresh_for_concurrent_tasks(
+    emu: Emulator,
+    emu_url: str,
+    clock: FakeClock,
+    grant: TokenGrant,
+    protected: ServeProtected,
+    stale: str,
+) -> None:
+    url = protected()
+    auth = service_auth(grant, emu, emu_url, clock)
+    if stale == "expired at LWA":
+        emu.expire(grant.access_token)
+    else:
+        clock.advance(grant.expires_in)
+    emu.latency(0.3, "oauth_token")
+
+    async def main() -> list[httpx.Response]:
+        async with httpx.AsyncClient(auth=auth, timeout=10) as http:
+            return await asyncio.gather(*(http.get(f"{url}/whoami") for _ in range(CONCURRENCY)))
+
+    responses = asyncio.run(main())
+    assert [r.status_code for r in responses] == [200] * CONCURRENCY
+    assert refresh_calls(emu) == 1
+    # a second event loop gets its own lock (and reuses the token)
+    assert asyncio.run(main())[0].status_code == 200
+    assert refresh_calls(emu) == 1
+
+
+# The stored login ---------------------------------------------------------------------------
+
+
+def stored(grant: TokenGrant, emu: Emulator, emu_url: str, clock: FakeClock) -> StoredTokens:
+    return StoredTokens.from_grant(
+        grant, api_base_url=emu_url, client_id=emu.client_id, now=clock()
+    )
+
+
+def test_from_store_writes_refreshed_tokens_back(
+    emu: Emulator,
+    emu_url: str,
+    clock: FakeClock,
+    grant: TokenGrant,
+    protected: ServeProtected,
+    store: TokenStore,
+) -> None:
+    url = protected()
+    store.save(stored(grant, emu, emu_url, clock))
+    auth = LWAAuth.from_store(store=store, clock=clock)
+    assert repr(auth).endswith("store)")
+    with httpx.Client(auth=auth) as http:
+        assert http.get(f"{url}/whoami").status_code == 200
+        assert refresh_calls(emu) == 0
+        clock.advance(3600)
+        assert http.get(f"{url}/whoami").status_code == 200
+    assert refresh_calls(emu) == 1
+    after = store.find()
+    assert after.access_token != grant.access_token
+    assert after.refresh_token == grant.refresh_token  # none came back: the old one kept
+    assert after.expires_at == pytest.approx(clock() + 3600, abs=5)
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+def test_a_token_another_process_refreshed_is_used(
+    emu: Emulator,
+    emu_url: str,
+    clock: FakeClock,
+    grant: TokenGrant,
+    protected: ServeProtected,
+    store: TokenStore,
+    mode: str,
+) -> None:
+    url = protected()
+    store.save(stored(grant, emu, emu_url, clock))
+    auth = LWAAuth.from_store(emu.client_id, emu_url, store=store, clock=clock)
+    # another process (lwa-middleware token) refreshes and stores a new token
+    other = LWAAuth.from_store(store=store, clock=clock, refresh_margin=4000)
+    with httpx.Client(auth=other) as http:
+        assert http.get(f"{url}/whoami").status_code == 200
+    assert refresh_calls(emu) == 1
+    emu.expire(grant.access_token)  # our in-memory token is now refused
+    if mode == "sync":
+        with httpx.Client(auth=auth) as http:
+            assert http.get(f"{url}/whoami").status_code == 200
+    else:
+
+        async def main() -> int:
+            async with httpx.AsyncClient(auth=auth) as http:
+                return (await http.get(f"{url}/whoami")).status_code
+
+        assert asyncio.run(main()) == 200
+    assert refresh_calls(emu) == 1  # taken from the store, not refreshed again
+
+
+def test_a_revoked_refresh_token_says_login_again(
+    emu: Emulator,
+    emu_url: str,
+    clock: FakeClock,
+    grant: TokenGrant,
+    protected: ServeProtected,
+    store: TokenStore,
+) -> None:
+    url = protected()
+    store.save(stored(grant, emu, emu_url, clock))
+    assert grant.refresh_token is not None
+    emu.revoke_refresh_token(grant.refresh_token)
+    clock.advance(3600)
+    auth = LWAAuth.from_store(store=store, clock=clock)
+    with (
+        httpx.Client(auth=auth) as http,
+        pytest.raises(InvalidGrant, match="lwa-middleware login") as caught,
+    ):
+        http.get(f"{url}/whoami")
+    assert grant.refresh_token not in str(caught.value)
+    service = service_auth(grant, emu, emu_url, clock)
+    with httpx.Client(auth=service) as http, pytest.raises(InvalidGrant):
+        http.get(f"{url}/whoami")
+
+
+def test_a_store_that_cannot_be_written_is_logged(
+    emu: Emulator,
+    emu_url: str,
+    clock: FakeClock,
+    grant: TokenGrant,
+    protected: ServeProtected,
+    store: TokenStore,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    url = protected()
+    store.save(stored(grant, emu, emu_url, clock))
+    auth = LWAAuth.from_store(store=store, clock=clock)
+
+    def full(tokens: StoredTokens) -> str:
+        raise TokenStoreError("cannot write tokens.json: No space left on device")
+
+    monkeypatch.setattr(store, "save", full)
+    clock.advance(3600)
+    with httpx.Client(auth=auth) as http:
+        assert http.get(f"{url}/whoami").status_code == 200
+        assert http.get(f"{url}/whoami").status_code == 200
+    assert refresh_calls(emu) == 1  # the new token is used from memory
+    assert "could not store the refreshed LWA access token" in caplog.text
+
+
+def test_logged_out_meanwhile(
+    emu: Emulator,
+    emu_url: str,
+    clock: FakeClock,
+    grant: TokenGrant,
+    protected: ServeProtected,
+    store: TokenStore,
+) -> None:
+    url = protected()
+    store.save(stored(grant, emu, emu_url, clock))
+    auth = LWAAuth.from_store(store=store, clock=clock)
+    store.delete(emu_url, emu.client_id)
+    clock.advance(3600)
+    with httpx.Client(auth=auth) as http, pytest.raises(NotLoggedIn, match="login"):
+        http.get(f"{url}/whoami")
+    with pytest.raises(NotLoggedIn):
+        LWAAuth.from_store(store=store)
+
+
+# Safety ---------------------------------------------------------------------------------------
+
+
+def test_plain_http_beyond_loopback_is_refused(
+    emu: Emulator, emu_url: str, clock: FakeClock, grant: TokenGrant
+) -> None:
+    auth = service_auth(grant, emu, emu_url, clock)
+    never = httpx.MockTransport(lambda request: pytest.fail("sent"))
+    with httpx.Client(auth=auth, transport=never) as http, pytest.raises(ConfigurationError):
+        http.get("http://internal.example.com/reports")
+    with pytest.raises(ConfigurationError, match="plain http"):
+        LWAAuth(refresh_token="Atzr|x", client_id="c", api_base_url="http://lwa.example.com")
+    LWAAuth(
+        refresh_token="Atzr|x",
+        client_id="c",
+        api_base_url="http://lwa.example.com",
+        allow_insecure_http=True,
+    )
+    with pytest.raises(ConfigurationError):
+        LWAAuth(refresh_token=" ", client_id="c")
+    with pytest.raises(ConfigurationError):
+        LWAAuth(refresh_token="Atzr|x", client_id="c", refresh_margin=-1)
+
+
+def test_no_token_in_repr_or_logs(
+    emu: Emulator,
+    emu_url: str,
+    clock: FakeClock,
+    grant: TokenGrant,
+    protected: ServeProtected,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    url = protected()
+    caplog.set_level(logging.DEBUG)
+    for name in ("httpx", "httpcore", "lwa_middleware", "uvicorn", "uvicorn.access"):
+        caplog.set_level(logging.DEBUG, logger=name)
+    auth = service_auth(grant, emu, emu_url, clock, access=False)
+    with httpx.Client(auth=auth) as http:
+        assert http.get(f"{url}/whoami").status_code == 200
+        new_token = http.get(f"{url}/whoami").request.headers["authorization"].split()[1]
+        clock.advance(3600)
+        assert http.get(f"{url}/whoami").status_code == 200
+    assert refresh_calls(emu) == 2
+    assert any("refreshed the LWA access token" in r.getMessage() for r in caplog.records)
+    assert any(r.name.startswith("httpx") for r in caplog.records)
+    logged = caplog.text + " ".join(repr(r.args) for r in caplog.records)
+    assert grant.refresh_token is not None
+    for token in (grant.access_token, grant.refresh_token, new_token):
+        for piece in (token, token[5:21], token[-16:]):
+            assert piece not in logged
+            assert piece not in repr(auth)
