@@ -85,7 +85,26 @@ class LWAMiddleware:
     """Verify LWA access tokens in front of any ASGI app.
 
     ``LWAMiddleware(app, client_ids=[...], ...)`` or ``LWAMiddleware(app, settings=...)``;
-    ``Starlette.add_middleware(LWAMiddleware, client_ids=[...])`` works too.
+    ``Starlette.add_middleware(LWAMiddleware, client_ids=[...])`` works too. The options
+    are those of :class:`~lwa_middleware.settings.LWASettings` (typed as
+    :class:`~lwa_middleware.settings.LWAOptions`); given together with ``settings``, they
+    override its values. A bad option raises
+    :class:`~lwa_middleware.errors.ConfigurationError` here, never at a request.
+
+    On a verified request the app gets ``scope["lwa"]`` (an
+    :class:`~lwa_middleware.models.Identity`), ``scope["user"]`` (an
+    :class:`~lwa_middleware.integrations.starlette.LWAUser`) and ``scope["auth"]``; a
+    refused one never reaches it (LWA's JSON error, or close code 1008 for a WebSocket).
+
+    The other arguments: ``on_error(conn, error)`` returns an ASGI app to answer a refusal
+    with, or ``None`` for the documented error (it may be async); ``clock`` returns epoch
+    seconds (tests); ``transport`` is an ``httpx.AsyncBaseTransport`` for the LWA calls
+    (tests: ``httpx.MockTransport``); ``redis`` a ``redis.asyncio`` client for the shared
+    cache, instead of ``redis_url``; ``recorder`` a
+    :class:`~lwa_middleware.metrics.Recorder` that gets every event besides the built-in
+    counters; ``tracer`` an :class:`~lwa_middleware.integrations.otel.Tracer`; ``login``
+    the :class:`~lwa_middleware.login.LWALogin` whose session cookies are read and
+    refreshed.
     """
 
     def __init__(

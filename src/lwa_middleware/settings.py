@@ -258,7 +258,17 @@ def resolve_api_base_url(api_base_url: str | None, region: str | None) -> str:
 
 @dataclass(frozen=True)
 class LWASettings:
-    """All options; see the options reference in the docs for each one's meaning."""
+    """Every option of both middlewares, validated once, when it is built.
+
+    Frozen: build it directly (``LWASettings(client_ids=[...], region="EU")``), from
+    keyword options with a clear error for a misspelt name (:meth:`build`, what the
+    middlewares do), or from ``LWA_*`` environment variables (:meth:`from_env`). Lists are
+    stored as tuples, ``require_scopes`` as a read-only mapping of frozensets, and
+    ``api_base_url`` is resolved from ``region`` when one is given. Any bad value raises
+    :class:`~lwa_middleware.errors.ConfigurationError`. ``secret_key`` and ``redis_url``
+    are left out of ``repr``. Each option's meaning and default: the Options page of the
+    documentation.
+    """
 
     # Sequences are stored as tuples, scopes as frozensets (normalized in __post_init__).
     client_ids: Sequence[str] = ()

@@ -67,7 +67,18 @@ def _origin_headers(environ: WSGIEnvironment) -> OriginHeaders:
 class LWAWSGIMiddleware:
     """Verify LWA access tokens in front of any WSGI app.
 
-    ``LWAWSGIMiddleware(flask_app.wsgi_app, client_ids=[...])`` or ``settings=...``.
+    ``LWAWSGIMiddleware(flask_app.wsgi_app, client_ids=[...])`` or ``settings=...``: the
+    same options, path rules and errors as :class:`~lwa_middleware.asgi.LWAMiddleware`,
+    with blocking I/O and no event loop. One instance serves every thread of a process
+    (one cache, one pooled ``httpx.Client``); :meth:`close` closes the pool.
+
+    On a verified request the app gets ``environ["lwa"]`` (an
+    :class:`~lwa_middleware.models.Identity`) and ``REMOTE_USER`` (its user id); on an
+    optional path without a token, ``environ["lwa"]`` is ``None`` and ``REMOTE_USER`` is
+    removed. The other arguments are the ASGI middleware's, for WSGI: ``on_error(environ,
+    error)`` returns a WSGI app or ``None``; ``transport`` is an ``httpx.BaseTransport``;
+    ``redis`` a blocking redis-py client; ``login`` an
+    :class:`~lwa_middleware.login.LWAWSGILogin`.
     """
 
     def __init__(

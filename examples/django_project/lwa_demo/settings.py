@@ -4,8 +4,10 @@ Run it against the local LWA emulator, from ``examples/django_project/``::
 
     lwa-middleware emulator        # in another terminal; prints: export TOKEN='Atza|…'
     python manage.py migrate
-    python manage.py runserver 8000                      # WSGI (lwa_demo/wsgi.py)
-    uvicorn lwa_demo.asgi:application --port 8000        # or ASGI (lwa_demo/asgi.py)
+    python manage.py runserver 8000                                # WSGI (lwa_demo/wsgi.py)
+    uvicorn lwa_demo.asgi:application --port 8000 --lifespan off   # or ASGI (lwa_demo/asgi.py)
+
+(``--lifespan off``: Django does not speak the ASGI lifespan protocol.)
 
     curl -H "Authorization: Bearer $TOKEN" http://127.0.0.1:8000/me
     curl http://127.0.0.1:8000/me        # 400 {"error": "invalid_request", ...}
