@@ -243,10 +243,10 @@ def demo_app(
     try:
         from lwa_middleware.integrations.prometheus import PrometheusRecorder, metrics_app
     except ImportError:  # the prometheus extra is not installed: no /metrics
-        metrics: Mount | None = None
+        metrics: Route | None = None
     else:
         recorder = PrometheusRecorder()
-        metrics = Mount("/metrics", app=metrics_app())
+        metrics = Route("/metrics", metrics_app())
 
     async def stats(request: Request) -> Response:
         return JSONResponse(protected.stats())

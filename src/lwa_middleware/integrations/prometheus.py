@@ -266,8 +266,22 @@ Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Coroutine[Any, Any, None]]
 
 
+class _ASGIApp:
+    """An ASGI callable that is not a function, so Starlette's ``Route("/metrics", app)``
+    serves it as an ASGI app (a ``Mount`` would redirect ``/metrics`` to ``/metrics/``)."""
+
+    __slots__ = ("_app",)
+
+    def __init__(self, app: ASGIApp) -> None:
+        self._app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await self._app(scope, receive, send)
+
+
 def metrics_app(registry: CollectorRegistry | None = None) -> ASGIApp:
-    """An ASGI app answering ``GET`` with the text exposition (mount it at ``/metrics``)."""
+    """An ASGI app answering ``GET`` with the text exposition: ``Route("/metrics",
+    metrics_app())`` in Starlette (or mount it anywhere in another framework)."""
     target = metrics_registry(registry)
 
     async def app(scope: Scope, receive: Receive, send: Send) -> None:
@@ -296,7 +310,7 @@ def metrics_app(registry: CollectorRegistry | None = None) -> ASGIApp:
             {"type": "http.response.body", "body": b"" if scope["method"] == "HEAD" else body}
         )
 
-    return app
+    return _ASGIApp(app)
 
 
 def metrics_wsgi_app(registry: CollectorRegistry | None = None) -> WSGIApplication:
