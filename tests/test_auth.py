@@ -378,7 +378,7 @@ def test_a_store_that_cannot_be_written_is_logged(
         assert http.get(f"{url}/whoami").status_code == 200
         assert http.get(f"{url}/whoami").status_code == 200
     assert refresh_calls(emu) == 1  # the new token is used from memory
-    assert "could not store the refreshed LWA access token" in caplog.text
+    assert "could not save the refreshed LWA credentials" in caplog.text
 
 
 def test_logged_out_meanwhile(
@@ -443,7 +443,7 @@ def test_no_token_in_repr_or_logs(
         clock.advance(3600)
         assert http.get(f"{url}/whoami").status_code == 200
     assert refresh_calls(emu) == 2
-    assert any("refreshed the LWA access token" in r.getMessage() for r in caplog.records)
+    assert any("refreshed the LWA credentials" in r.getMessage() for r in caplog.records)
     assert any(r.name.startswith("httpx") for r in caplog.records)
     logged = caplog.text + " ".join(repr(r.args) for r in caplog.records)
     assert grant.refresh_token is not None

@@ -363,7 +363,7 @@ class LWAAuth(httpx.Auth):
             grant.expires_at(now),
         )
         logger.debug(
-            "refreshed the LWA access token of client %s (valid %d s)",
+            "refreshed the LWA credentials of client %s (valid %d s)",
             self.client_id,
             grant.expires_in,
         )
@@ -401,7 +401,12 @@ class LWAAuth(httpx.Auth):
                 )
             )
         except TokenStoreError as exc:
-            logger.warning("could not store the refreshed LWA access token: %s", exc)
+            # The class only: the store's message is not ours to vouch for in a log line.
+            logger.warning(
+                "could not save the refreshed LWA credentials to the store (%s); "
+                "they are kept in memory only",
+                type(exc).__name__,
+            )
 
     def _locked_write_back(self, store: TokenStore) -> None:
         with store.lock():
