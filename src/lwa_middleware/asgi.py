@@ -128,7 +128,7 @@ class LWAMiddleware:
         #: cookie (its ``secret_key`` is taken when none is given).
         self._refresh = None if login is None else AsyncRefresher.of(login, clock)
         if self._refresh is not None:
-            self.settings = self._refresh.session.adopt(self.settings)
+            self.settings = self._refresh.join(self.settings)
         self.gate = Gate(self.settings)
         self.verifier = AsyncVerifier(
             self.settings,
@@ -141,8 +141,8 @@ class LWAMiddleware:
         #: Every event counted: the verifier's ``Stats`` and the ``recorder`` given, if any.
         self.recorder = self.verifier.recorder
         self._l1_hit = self.verifier.count_l1_hit  # bound once: the warm path counts hits
-        if self._refresh is not None and self._refresh.client.recorder is None:
-            self._refresh.client.recorder = self.recorder  # the sign-in's token calls
+        if self._refresh is not None:
+            self._refresh.count_with(self.recorder)
         self.on_error = on_error
         self._query = self.gate.finder.reads_query
         self._preflights = self.gate.passes_preflights

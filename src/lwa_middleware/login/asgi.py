@@ -102,10 +102,7 @@ class LWALogin:
         self.core = LoginCore(config)
         self.clock = clock
         self.client = AsyncTokenClient(
-            config.api_base_url,
-            timeout=config.timeout,
-            transport=transport,
-            allow_insecure_http=config.allow_insecure_http,
+            config.api_base_url, transport=transport, **config.client_options()
         )
         #: What ``LWAMiddleware(login=self)`` refreshes sessions with (the same client).
         self.refresher = AsyncRefresher(self.core.session, self.client, clock)

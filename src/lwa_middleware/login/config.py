@@ -13,6 +13,7 @@ import math
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import Any
 from urllib.parse import urlsplit
 
 from lwa_middleware.errors import ConfigurationError
@@ -140,6 +141,11 @@ class LoginConfig:
         """``scheme://host[:port]`` of ``redirect_uri``: the site's own origin."""
         parts = urlsplit(self.redirect_uri)
         return f"{parts.scheme}://{parts.netloc}".lower()
+
+    def client_options(self) -> dict[str, Any]:
+        """The options (beside ``api_base_url`` and a transport) of the token client a shell
+        opens for this sign-in: one place for the sign-in apps and the refreshers."""
+        return {"timeout": self.timeout, "allow_insecure_http": self.allow_insecure_http}
 
     @property
     def secret_bytes(self) -> bytes:

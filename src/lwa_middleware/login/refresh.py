@@ -30,7 +30,9 @@ from lwa_middleware.grants import GrantError, InvalidGrant, TokenGrant
 from lwa_middleware.login.cookies import Header
 from lwa_middleware.login.core import LoginCore
 from lwa_middleware.login.session import Outcome, RefreshPlan, SessionRules
+from lwa_middleware.metrics import Recorder
 from lwa_middleware.models import Identity
+from lwa_middleware.settings import LWASettings
 from lwa_middleware.token_client import AsyncTokenClient, TokenClient
 from lwa_middleware.tokens import query_tokens
 
@@ -69,9 +71,22 @@ def login_core(login: object) -> LoginCore:
 class _RefresherBase:
     """The plan and the grant's settlement, shared by both refreshers."""
 
+    client: TokenClient | AsyncTokenClient
+
     def __init__(self, session: SessionRules, clock: Clock) -> None:
         self.session = session
         self.clock = clock
+
+    def join(self, settings: LWASettings) -> LWASettings:
+        """The middleware's settings with the sign-in's cookie rules (see
+        :meth:`SessionRules.adopt`)."""
+        return self.session.adopt(settings)
+
+    def count_with(self, recorder: Recorder) -> None:
+        """Count the sign-in's token calls with the middleware's ``recorder``, unless its
+        token client already has one of its own."""
+        if self.client.recorder is None:
+            self.client.recorder = recorder
 
     def _plan(
         self,
@@ -98,6 +113,8 @@ class _RefresherBase:
 class AsyncRefresher(_RefresherBase):
     """Refreshes cookie sessions for ``LWAMiddleware``: one task per session and loop."""
 
+    client: AsyncTokenClient
+
     def __init__(self, session: SessionRules, client: AsyncTokenClient, clock: Clock) -> None:
         super().__init__(session, clock)
         self.client = client
@@ -112,11 +129,7 @@ class AsyncRefresher(_RefresherBase):
         if isinstance(refresher, AsyncRefresher):
             return refresher
         config = login_core(login).config
-        client = AsyncTokenClient(
-            config.api_base_url,
-            timeout=config.timeout,
-            allow_insecure_http=config.allow_insecure_http,
-        )
+        client = AsyncTokenClient(config.api_base_url, **config.client_options())
         return cls(login_core(login).session, client, clock)
 
     async def recover(
@@ -207,6 +220,8 @@ class _Flight:
 class Refresher(_RefresherBase):
     """Refreshes cookie sessions for ``LWAWSGIMiddleware``: one leading thread per session."""
 
+    client: TokenClient
+
     def __init__(self, session: SessionRules, client: TokenClient, clock: Clock) -> None:
         super().__init__(session, clock)
         self.client = client
@@ -221,11 +236,7 @@ class Refresher(_RefresherBase):
         if isinstance(refresher, Refresher):
             return refresher
         config = login_core(login).config
-        client = TokenClient(
-            config.api_base_url,
-            timeout=config.timeout,
-            allow_insecure_http=config.allow_insecure_http,
-        )
+        client = TokenClient(config.api_base_url, **config.client_options())
         return cls(login_core(login).session, client, clock)
 
     def recover(

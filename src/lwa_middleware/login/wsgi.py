@@ -83,10 +83,7 @@ class LWAWSGILogin:
         self.core = LoginCore(config)
         self.clock = clock
         self.client = TokenClient(
-            config.api_base_url,
-            timeout=config.timeout,
-            transport=transport,
-            allow_insecure_http=config.allow_insecure_http,
+            config.api_base_url, transport=transport, **config.client_options()
         )
         #: What ``LWAWSGIMiddleware(login=self)`` refreshes sessions with (the same client).
         self.refresher = Refresher(self.core.session, self.client, clock)
