@@ -128,7 +128,7 @@ class TestSettings:
             LWASettings.from_env({"LWA_CLIENT_IDS": "a", "LWA_CACHE_TTL": "soon"})
 
     def test_frozen_and_secret_not_in_repr(self) -> None:
-        s = LWASettings(client_ids=(CLIENT,), secret_key="hunter2")
+        s = LWASettings(client_ids=(CLIENT,), secret_key="hunter2-hunter2-hunter2")
         assert "hunter2" not in repr(s)
         with pytest.raises(AttributeError):
             s.cache_ttl = 1  # type: ignore[misc]
@@ -189,8 +189,8 @@ class TestTokenFinder:
             validate_token(bad)
 
     def test_signed_cookie(self) -> None:
-        f = TokenFinder(("cookie",), "lwa_token", secret_key="k")
-        signed = cookie_signer("k").sign(TOKEN).decode()
+        f = TokenFinder(("cookie",), "lwa_token", secret_key="k" * 16)
+        signed = cookie_signer("k" * 16).sign(TOKEN).decode()
         assert f.find(cookies=[f"lwa_token={signed}"]) == TOKEN
         with pytest.raises(InvalidToken):
             f.find(cookies=[f"lwa_token={TOKEN}"])
@@ -441,7 +441,7 @@ class TestWarmShortcut:
         assert finder.warm([], [], [b"xlwa_token=" + token], "") is None
         assert finder.warm([], [], [b"a=b lwa_token=" + token], "") is None
         assert TokenFinder(("cookie",), "c").warm([header], [], [], "") is None
-        signed = TokenFinder(("cookie",), "lwa_token", secret_key="s")
+        signed = TokenFinder(("cookie",), "lwa_token", secret_key="s" * 16)
         assert signed.warm([], [], [cookie], "") is None  # a signature to check: full rules
 
     def test_same_cache_key_as_the_full_path(self) -> None:

@@ -230,7 +230,9 @@ def test_a_forged_state_is_invalid(core: LoginCore) -> None:
     tampered = state[:-1] + ("A" if state[-1] != "A" else "B")
     assert core.states.check(tampered, cookie, NOW) is StateProblem.INVALID
     other = URLSafeSerializer("another-secret-key-0123456789", salt=STATE_SALT)
-    nonce = json.loads(Sealer(SECRET.encode(), "login-cookie").open(cookie, 600, NOW) or b"")["n"]
+    nonce = json.loads(Sealer((SECRET.encode(),), "login-cookie").open(cookie, 600, NOW) or b"")[
+        "n"
+    ]
     assert core.states.check(other.dumps([nonce, int(NOW)]), cookie, NOW) is StateProblem.INVALID
     assert core.states.check(None, cookie, NOW) is StateProblem.INVALID
     assert core.states.check("x" * 600, cookie, NOW) is StateProblem.INVALID
@@ -269,7 +271,7 @@ def test_the_login_cookie_is_sealed_not_readable(core: LoginCore) -> None:
     assert not isinstance(ticket, StateProblem)
     assert ticket.verifier not in cookie and "secret-place" not in cookie
     # Sealed for the login cookie, it never opens as a refresh cookie (keys per purpose).
-    assert Sealer(SECRET.encode(), "refresh-cookie").open(cookie, 600, NOW) is None
+    assert Sealer((SECRET.encode(),), "refresh-cookie").open(cookie, 600, NOW) is None
 
 
 def test_used_nonces_are_bounded_in_size_and_time() -> None:

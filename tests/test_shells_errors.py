@@ -243,14 +243,14 @@ class TestTokenSources:
         assert both.json()["user"] == user.user_id
 
     def test_signed_cookie(self, served: Served, emu: Emulator, http: httpx.Client) -> None:
-        url = served(secret_key="s3cret")
+        url = served(secret_key="s3cret-s3cret-s3cret")
         user, token = emu.mint_for(name="Ada")
-        signed = cookie_signer("s3cret").sign(token).decode()
+        signed = cookie_signer("s3cret-s3cret-s3cret").sign(token).decode()
         good = http.get(url + "/me", headers={"cookie": f"lwa_token={signed}"})
         assert good.json()["user"] == user.user_id
         unsigned = http.get(url + "/me", headers={"cookie": f"lwa_token={token}"})
         assert_error(unsigned, "invalid_token", 400)
-        forged = cookie_signer("other").sign(token).decode()
+        forged = cookie_signer("other-other-other").sign(token).decode()
         assert http.get(url + "/me", headers={"cookie": f"lwa_token={forged}"}).status_code == 400
         # a header token needs no signature
         header = http.get(url + "/me", headers=bearer(token))

@@ -22,6 +22,7 @@ from typing import Any, Literal, TypedDict, cast
 from urllib.parse import urlsplit
 
 from lwa_middleware.errors import ConfigurationError, ErrorStyle
+from lwa_middleware.keys import SecretKey, secret_keys
 from lwa_middleware.models import SCOPE_POSTAL_CODE, SCOPE_PROFILE, SCOPE_USER_ID
 
 TokenSource = Literal["header", "cookie", "query"]
@@ -235,7 +236,7 @@ class LWAOptions(TypedDict, total=False):
     redis_prefix: str
     redis_timeout: float
     redis_backoff: float
-    secret_key: str | bytes | None
+    secret_key: SecretKey | None
     csrf_protection: bool
     csrf_trusted_origins: str | Iterable[str]
     realm: str
@@ -298,7 +299,9 @@ class LWASettings:
     redis_prefix: str = "lwa"
     redis_timeout: float = 0.25
     redis_backoff: float = 5.0
-    secret_key: str | bytes | None = field(default=None, repr=False)
+    #: The fleet's one secret (or several, newest first): every purpose derives its own
+    #: key from it (:mod:`lwa_middleware.keys`). Never in a ``repr`` or an error.
+    secret_key: SecretKey | None = field(default=None, repr=False)
     csrf_protection: bool = True
     csrf_trusted_origins: Sequence[str] = ()
     realm: str = "lwa"
@@ -381,12 +384,17 @@ class LWASettings:
             )
         _number("redis_backoff", self.redis_backoff, minimum=0)
         set_(self, "csrf_trusted_origins", _origins(self.csrf_trusted_origins))
-        if self.secret_key is not None and not (
-            isinstance(self.secret_key, (str, bytes)) and self.secret_key
-        ):
-            raise ConfigurationError("secret_key must be a non-empty string or bytes")
+        if self.secret_key is not None:
+            secret_keys(self.secret_key)  # refuses a short or malformed one
+            if not isinstance(self.secret_key, (str, bytes)):
+                set_(self, "secret_key", tuple(self.secret_key))
         if not isinstance(self.realm, str) or '"' in self.realm or "\\" in self.realm:
             raise ConfigurationError("realm must be a string without quotes or backslashes")
+
+    @property
+    def secret_keys(self) -> tuple[bytes, ...]:
+        """``secret_key`` as bytes, newest first (empty when unset)."""
+        return () if self.secret_key is None else secret_keys(self.secret_key)
 
     def __hash__(self) -> int:
         return hash((tuple(self.client_ids), self.api_base_url, tuple(self.token_sources)))
@@ -551,6 +559,16 @@ def _from_text(name: str, raw: str, variable: str) -> Any:
             raise ConfigurationError(
                 f"{variable} must be true or false (also 1/0, yes/no, on/off), got {text!r}"
             ) from None
+    if name == "secret_key" and text.startswith("["):
+        try:
+            keys = json.loads(text)
+        except ValueError:
+            keys = None
+        if not isinstance(keys, list):
+            raise ConfigurationError(
+                f"{variable} must be one secret, or a JSON list of secrets (newest first)"
+            )
+        return keys
     if name == "require_scopes":
         mapping: dict[str, str] = {}
         for rule in filter(None, (part.strip() for part in text.split(";"))):

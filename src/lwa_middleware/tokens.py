@@ -25,15 +25,18 @@ from urllib.parse import parse_qsl, unquote
 from itsdangerous import BadSignature, Signer
 
 from lwa_middleware.errors import InvalidRequest, InvalidToken
+from lwa_middleware.keys import SecretKey, secret_keys
 
 MAX_TOKEN_BYTES = 2048
 COOKIE_SALT = "lwa-middleware.cookie"
 _TOKEN_CHARS = re.compile(r"[A-Za-z0-9\-._~+/|]+=*")
 
 
-def cookie_signer(secret_key: str | bytes) -> Signer:
-    """The signer shared by the middlewares (reading) and the sign-in app (writing)."""
-    return Signer(secret_key, salt=COOKIE_SALT)
+def cookie_signer(secret_key: SecretKey) -> Signer:
+    """The signer shared by the middlewares (reading) and the sign-in app (writing): signs
+    with the first of ``secret_key``'s secrets, accepts any (itsdangerous signs with the
+    *last* of its list, so it gets them oldest first)."""
+    return Signer(list(reversed(secret_keys(secret_key))), salt=COOKIE_SALT)
 
 
 def normalize_token(raw: str, *, decode: bool = True) -> str:
@@ -142,7 +145,7 @@ class TokenFinder:
         self,
         token_sources: Sequence[str],
         cookie_name: str,
-        secret_key: str | bytes | None = None,
+        secret_key: SecretKey | None = None,
     ) -> None:
         self._header = "header" in token_sources
         self._query = "query" in token_sources

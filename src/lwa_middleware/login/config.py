@@ -17,14 +17,13 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from lwa_middleware.errors import ConfigurationError
+from lwa_middleware.keys import SecretKey, secret_keys
 from lwa_middleware.settings import is_insecure_http, resolve_api_base_url
 
 #: Where Amazon asks the customer for consent (NA; EU and FE use the same host).
 DEFAULT_AUTHORIZE_URL = "https://www.amazon.com/ap/oa"
 #: How long the refresh cookie lives: 30 days (LWA's refresh tokens live until revoked).
 DEFAULT_REFRESH_MAX_AGE = 30 * 24 * 3600
-#: The shortest ``secret_key`` accepted: every cookie's integrity rests on it.
-MIN_SECRET_BYTES = 16
 #: RFC 6265's cookie-name characters (an HTTP token).
 _COOKIE_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]{1,64}")
 _SCOPE = re.compile(r"[\x21-\x7e]{1,128}")
@@ -68,7 +67,7 @@ class LoginConfig:
 
     client_id: str
     redirect_uri: str
-    secret_key: str | bytes = field(repr=False)
+    secret_key: SecretKey = field(repr=False)
     client_secret: str | None = field(default=None, repr=False)
     scopes: tuple[str, ...] = ("profile",)
     authorize_url: str = DEFAULT_AUTHORIZE_URL
@@ -87,15 +86,9 @@ class LoginConfig:
             not isinstance(self.client_secret, str) or not self.client_secret.strip()
         ):
             raise ConfigurationError("client_secret must be a non-empty string (or None)")
-        secret = self.secret_key
-        if (
-            not isinstance(secret, (str, bytes))
-            or len(secret.encode() if isinstance(secret, str) else secret) < MIN_SECRET_BYTES
-        ):
-            raise ConfigurationError(
-                f"secret_key must be a string or bytes of at least {MIN_SECRET_BYTES} bytes "
-                "(e.g. secrets.token_urlsafe(32)); it signs and encrypts every sign-in cookie"
-            )
+        secret_keys(self.secret_key)  # one secret, or a list (newest first); refuses short
+        if not isinstance(self.secret_key, (str, bytes)):
+            set_(self, "secret_key", tuple(self.secret_key))
         if not isinstance(self.allow_insecure_http, bool):
             raise ConfigurationError("allow_insecure_http must be True or False")
         insecure = self.allow_insecure_http
@@ -148,6 +141,6 @@ class LoginConfig:
         return {"timeout": self.timeout, "allow_insecure_http": self.allow_insecure_http}
 
     @property
-    def secret_bytes(self) -> bytes:
-        secret = self.secret_key
-        return secret.encode() if isinstance(secret, str) else secret
+    def secrets(self) -> tuple[bytes, ...]:
+        """``secret_key`` as bytes, newest first."""
+        return secret_keys(self.secret_key)

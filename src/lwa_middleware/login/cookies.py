@@ -24,10 +24,10 @@ import base64
 from collections.abc import Sequence
 
 from lwa_middleware.errors import ConfigurationError
+from lwa_middleware.keys import LOGIN_SALT, hkdf
 
 #: A Fernet token longer than this is not opened (a cookie holds at most 4096 bytes).
 MAX_SEALED_CHARS = 4096
-_HKDF_SALT = b"lwa-middleware.login"
 _EXPIRED = "Thu, 01 Jan 1970 00:00:00 GMT"
 
 Header = tuple[str, str]
@@ -77,25 +77,26 @@ def clear_cookie(name: str, *, path: str, secure: bool) -> Header:
 
 
 class Sealer:
-    """Fernet sealing with a key derived from ``secret`` for one ``purpose``; every
-    timestamp is passed in (``now``), never read from a clock."""
+    """Fernet sealing with keys derived from ``secrets`` (newest first) for one
+    ``purpose``: sealed with the first, opened with any (a rotation signs no one out);
+    every timestamp is passed in (``now``), never read from a clock."""
 
     __slots__ = ("_fernet", "_invalid")
 
-    def __init__(self, secret: bytes, purpose: str) -> None:
+    def __init__(self, secrets: Sequence[bytes], purpose: str) -> None:
         try:
-            from cryptography.fernet import Fernet, InvalidToken
-            from cryptography.hazmat.primitives import hashes
-            from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+            from cryptography.fernet import Fernet, InvalidToken, MultiFernet
         except ImportError:  # pragma: no cover - the extra is installed in the tests
             raise ConfigurationError(
                 "website sign-in needs the cryptography package: "
                 "pip install 'lwa-middleware[login]'"
             ) from None
-        key = HKDF(
-            algorithm=hashes.SHA256(), length=32, salt=_HKDF_SALT, info=purpose.encode()
-        ).derive(secret)
-        self._fernet = Fernet(base64.urlsafe_b64encode(key))
+        self._fernet = MultiFernet(
+            [
+                Fernet(base64.urlsafe_b64encode(hkdf(secret, purpose, salt=LOGIN_SALT)))
+                for secret in secrets
+            ]
+        )
         self._invalid = InvalidToken
 
     def seal(self, data: bytes, now: float) -> str:

@@ -116,8 +116,8 @@ class LoginCore:
         self.config = config
         self.session = SessionRules(config)
         # The login cookie has a sealing key of its own (HKDF info "login-cookie").
-        sealer = Sealer(config.secret_bytes, "login-cookie")
-        self.states = StateKeeper(config.secret_bytes, sealer, used_nonces)
+        sealer = Sealer(config.secrets, "login-cookie")
+        self.states = StateKeeper(config.secrets, sealer, used_nonces)
         self._callback = config.callback_path
         # A __Host- cookie must be Path=/; else the login cookie goes to the callback only.
         self._login_path = "/" if config.cookie_name.startswith("__Host-") else self._callback

@@ -138,7 +138,7 @@ class SessionRules:
         self.login_cookie_name = login_cookie_name(config.cookie_name)
         self.secure = config.secure
         self._signer = cookie_signer(config.secret_key)
-        self._sealer = Sealer(config.secret_bytes, "refresh-cookie")
+        self._sealer = Sealer(config.secrets, "refresh-cookie")
         self.recent = RecentRefreshes()
 
     # The cookies -------------------------------------------------------------------------
@@ -268,9 +268,7 @@ class SessionRules:
         if settings.secret_key is None:
             settings = LWASettings.build(settings, {"secret_key": config.secret_key})
         else:
-            key = settings.secret_key
-            mine = key.encode() if isinstance(key, str) else key
-            if not hmac.compare_digest(mine, config.secret_bytes):
+            if not _same_secrets(settings.secret_keys, config.secrets):
                 raise ConfigurationError(
                     "secret_key must be the sign-in's (login=): the middleware reads the "
                     "cookies it signs"
@@ -285,3 +283,10 @@ class SessionRules:
         if config.client_id not in settings.client_ids:
             raise ConfigurationError("client_ids must include the sign-in's client_id")
         return settings
+
+
+def _same_secrets(mine: tuple[bytes, ...], theirs: tuple[bytes, ...]) -> bool:
+    """Whether two lists of secrets are the same (constant time for each secret)."""
+    return len(mine) == len(theirs) and all(
+        hmac.compare_digest(a, b) for a, b in zip(mine, theirs, strict=True)
+    )

@@ -28,6 +28,7 @@ import json
 import secrets
 import threading
 from collections import OrderedDict
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from itsdangerous import BadData, URLSafeSerializer
@@ -110,8 +111,11 @@ class StateKeeper:
 
     __slots__ = ("_sealer", "_serializer", "used")
 
-    def __init__(self, secret: bytes, sealer: Sealer, used: UsedNonces | None = None) -> None:
-        self._serializer = URLSafeSerializer(secret, salt=STATE_SALT)
+    def __init__(
+        self, keys: Sequence[bytes], sealer: Sealer, used: UsedNonces | None = None
+    ) -> None:
+        # itsdangerous signs with the last of its list: oldest first.
+        self._serializer = URLSafeSerializer(list(reversed(keys)), salt=STATE_SALT)
         self._sealer = sealer
         self.used = UsedNonces() if used is None else used
 
