@@ -228,7 +228,9 @@ def test_emulator_port_in_use(capsys: pytest.CaptureFixture[str]) -> None:
         busy.listen(1)
         port = busy.getsockname()[1]
         assert main(["emulator", "--port", str(port)]) == 2
-    assert f"cannot serve the LWA emulator on 127.0.0.1:{port}" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert f"cannot serve the LWA emulator on 127.0.0.1:{port}" in err
+    assert "--port 0" in err  # says how to get a free one
 
 
 # Usage errors and their messages ------------------------------------------------------------
@@ -515,6 +517,28 @@ def test_inspect_as_a_process(emulator: Emulator) -> None:
     assert done.returncode == 0, done.stderr
     assert "Verdict: ACCEPTED" in done.stdout
     assert token not in done.stdout + done.stderr
+
+
+def test_a_closed_pipe_ends_quietly(emulator: Emulator) -> None:
+    """``inspect --json | head -1``: the reader goes away; no BrokenPipeError traceback."""
+    _, token = emulator.mint_for(name="Ada", scopes=["profile"])
+    args = ["inspect", "--json", "--client-id", emulator.client_id]
+    read, write = os.pipe()
+    os.close(read)  # a reader that has already gone
+    try:
+        done = subprocess.run(
+            python("-m", "lwa_middleware.cli", *args, "--api-base-url", emulator.url),
+            input=token.encode(),
+            stdout=write,
+            stderr=subprocess.PIPE,
+            timeout=SUBPROCESS_TIMEOUT,
+            env=child_env(),
+            check=False,
+        )
+    finally:
+        os.close(write)
+    assert done.returncode == 141, done.stderr
+    assert b"Traceback" not in done.stderr and b"BrokenPipe" not in done.stderr
 
 
 def test_python_dash_m_package() -> None:

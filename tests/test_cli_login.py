@@ -252,6 +252,25 @@ def test_login_denied_or_expired(
     assert store.logins() == []
 
 
+def test_an_unusable_store_is_refused_before_a_code_is_shown(
+    emulator: Emulator,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a directory")
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(blocker))  # the store's directory cannot exist
+    monkeypatch.setenv(STORE_VARIABLE, "file")
+    pairs = emulator.calls["codepair"]
+    args = ["login", "--client-id", emulator.client_id, "--api-base-url", emulator.url]
+    assert main(args) == 2
+    out, err = capsys.readouterr()
+    assert "the tokens could not be stored" in err
+    assert "code" not in out.lower()  # no code was shown, nobody is asked to approve
+    assert emulator.calls["codepair"] == pairs  # LWA was never asked for one
+
+
 def test_login_unknown_client(
     emu: Emulator, emu_url: str, approver: Approver, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -417,6 +417,23 @@ class TokenStore:
             self._forget_keyring(key)
         return True
 
+    def check_writable(self) -> None:
+        """Raise :class:`TokenStoreError` unless the file store could be written now: its
+        directory made (0700) and a private temporary file created and removed in it, and
+        the existing file (if any) readable. Called before a sign-in starts, so nobody
+        approves a code whose tokens cannot be kept."""
+        self._read()
+        self._ensure_directory()
+        try:
+            fd, temporary = tempfile.mkstemp(prefix=".tokens-", suffix=".tmp", dir=self.directory)
+        except OSError as exc:
+            raise TokenStoreError(f"cannot write in {self.directory}: {exc.strerror}") from None
+        os.close(fd)
+        with contextlib.suppress(OSError):
+            os.unlink(temporary)
+        if self.path.exists() and not os.access(self.path, os.W_OK):
+            raise TokenStoreError(f"cannot write {self.path}: permission denied")
+
     def _forget_keyring(self, key: str) -> None:
         keyring = self._keyring()
         if keyring is None:

@@ -25,6 +25,8 @@ and ``console`` (exit statuses and output). Serving needs uvicorn
 from __future__ import annotations
 
 import argparse
+import os
+import sys
 from collections.abc import Callable, Sequence
 
 from lwa_middleware._version import __version__
@@ -78,6 +80,26 @@ def main(argv: Sequence[str] | None = None) -> int:
         return failed.exit_code
     except KeyboardInterrupt:
         return EXIT_INTERRUPTED
+    except BrokenPipeError:  # `... | head`: the reader is gone; exit quietly
+        _silence_stdout()
+        return EXIT_BROKEN_PIPE
+
+
+#: The status of a command whose reader went away (as a shell reports SIGPIPE: 128 + 13).
+EXIT_BROKEN_PIPE = 141
+
+
+def _silence_stdout() -> None:
+    """Point standard output at the null device, so the interpreter's last flush of what
+    is still buffered raises no second ``BrokenPipeError`` at exit (Python's documented
+    recipe for SIGPIPE)."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):  # no real file descriptor (a test's capture)
+        pass
+    finally:
+        os.close(devnull)
 
 
 def _unrecognized(extras: Sequence[str]) -> str:

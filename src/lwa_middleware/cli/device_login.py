@@ -201,6 +201,10 @@ def run_login(args: argparse.Namespace) -> int:
             "tokens unencrypted; use https://, or pass --allow-insecure-http"
         )
     store = open_store(keyring=False if args.no_keyring else None)
+    try:  # before a code is shown: nobody should approve tokens that cannot be kept
+        store.check_writable()
+    except TokenStoreError as exc:
+        fail(f"the tokens could not be stored: {exc}; set XDG_CONFIG_HOME to a writable place")
     try:
         flow = DeviceFlow(
             args.client_id,

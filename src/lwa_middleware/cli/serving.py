@@ -9,6 +9,7 @@ Serving needs uvicorn (``pip install 'lwa-middleware[emulator]'``), imported onl
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
 import json
 import shlex
@@ -62,7 +63,15 @@ def start_server(what: str, host: str, port: int, start: Callable[[], H]) -> H:
         return start()
     except (OSError, ServerStartError) as exc:
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-        fail(f"cannot serve the {what} on {host}:{port}: {reason}")
+        hint = ""
+        if (isinstance(exc, OSError) and exc.errno == errno.EADDRINUSE) or (
+            "in use" in reason.lower()
+        ):
+            hint = (
+                "; choose another port (--port 0 picks a free one; "
+                "the demo also has --emulator-port)"
+            )
+        fail(f"cannot serve the {what} on {host}:{port}: {reason}{hint}")
 
 
 @contextmanager
