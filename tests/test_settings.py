@@ -344,3 +344,47 @@ class TestInsecureHTTP:
         base = settings(api_base_url=EMULATOR)
         with pytest.raises(ConfigurationError, match="plain http"):
             LWASettings.build(base, {"api_base_url": "http://lwa.example.com"})
+
+
+class TestErrorsThatSayWhatWasTried:
+    @pytest.mark.parametrize(
+        "url",
+        [
+            "https://api.amazon.com/auth/o2/tokeninfo",
+            "https://api.amazon.com/auth/O2/token",
+            "https://api.amazon.com/user/profile",
+            "http://127.0.0.1:8000/auth/o2/tokeninfo/",
+        ],
+    )
+    def test_an_endpoint_url_is_not_a_base_url(self, url: str) -> None:
+        with pytest.raises(ConfigurationError, match="not an endpoint's: drop the path"):
+            LWASettings(client_ids=["c"], api_base_url=url)
+
+    def test_a_base_url_under_a_prefix_is_fine(self) -> None:
+        url = "http://127.0.0.1:8000/lwa"
+        assert LWASettings(client_ids=["c"], api_base_url=url).api_base_url == url
+
+    def test_an_app_id_is_not_a_client_id(self) -> None:
+        with pytest.raises(ConfigurationError, match=r"is an app ID.*app_ids"):
+            LWASettings(client_ids=["amzn1.application.0123456789abcdef"])
+        settings = LWASettings(
+            client_ids=["amzn1.application-oa2-client.abc"], app_ids=["amzn1.application.abc"]
+        )
+        assert settings.app_ids == ("amzn1.application.abc",)
+
+    def test_from_env_with_nothing_set_names_the_variable(self) -> None:
+        with pytest.raises(ConfigurationError, match=r"^LWA_CLIENT_IDS is not set"):
+            LWASettings.from_env({})
+        with pytest.raises(ConfigurationError, match=r"^APP_CLIENT_IDS is not set"):
+            LWASettings.from_env({}, prefix="APP_")
+        assert LWASettings.from_env({}, client_ids=["c"]).client_ids == ("c",)
+
+    def test_a_short_secret_key_is_refused(self) -> None:
+        with pytest.raises(ConfigurationError, match="at least 16 bytes"):
+            LWASettings(client_ids=["c"], secret_key="too-short")
+        with pytest.raises(ConfigurationError, match="at least 16 bytes"):
+            LWASettings(client_ids=["c"], secret_key=["a" * 16, "short"])
+        rotated = LWASettings(client_ids=["c"], secret_key=["n" * 16, "o" * 16])
+        assert rotated.secret_keys == (b"n" * 16, b"o" * 16)
+        listed = LWASettings.from_env(env(secret_key='["' + "n" * 16 + '", "' + "o" * 16 + '"]'))
+        assert listed.secret_keys == rotated.secret_keys

@@ -151,7 +151,19 @@ def _base_url(value: str) -> str:
         raise ConfigurationError(f"api_base_url must be an http(s) URL, got {value!r}")
     if parts.query or parts.fragment:
         raise ConfigurationError("api_base_url must not carry a query or fragment")
+    path = parts.path.lower()
+    if any(endpoint in path for endpoint in _ENDPOINT_PATHS):
+        raise ConfigurationError(
+            f"api_base_url must be the API's base URL (such as https://api.amazon.com), "
+            f"not an endpoint's: drop the path {parts.path!r}"
+        )
     return value.rstrip("/")
+
+
+#: Paths of LWA's endpoints: an ``api_base_url`` that holds one is an endpoint's URL.
+_ENDPOINT_PATHS = ("/auth/o2", "/user/profile", "/ap/oa")
+#: What an LWA app ID (not a client ID) begins with: ``amzn1.application.…``.
+_APP_ID_PREFIX = "amzn1.application."
 
 
 #: The longest ``redis_timeout``: Redis is an accelerator, never a reason a request is slow.
@@ -318,6 +330,14 @@ class LWASettings:
                 "client_ids is required: the LWA client ID(s) your tokens must be issued to "
                 "(e.g. client_ids=['amzn1.application-oa2-client.…'])"
             )
+        for client_id in self.client_ids:
+            if client_id.startswith(_APP_ID_PREFIX):
+                raise ConfigurationError(
+                    f"client_ids: {client_id!r} is an app ID (amzn1.application.…), not a "
+                    "client ID (amzn1.application-oa2-client.…); tokens carry the client ID "
+                    "in aud: put the client ID in client_ids, or the app ID in app_ids to "
+                    "accept every client of the app"
+                )
         set_(self, "app_ids", _strings("app_ids", self.app_ids))
         set_(self, "api_base_url", resolve_api_base_url(self.api_base_url, self.region))
         sources = _strings("token_sources", self.token_sources)
@@ -449,6 +469,11 @@ class LWASettings:
             if name not in overrides:
                 variables[name] = variable
         options.update(overrides)
+        if not options.get("client_ids"):
+            raise ConfigurationError(
+                f"{prefix}CLIENT_IDS is not set: the LWA client ID(s) your tokens must be "
+                f"issued to (e.g. {prefix}CLIENT_IDS=amzn1.application-oa2-client.…)"
+            )
         try:
             return cls.build(None, options)
         except ConfigurationError as exc:
