@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import importlib.util
 import ipaddress
 import json
 import math
@@ -185,6 +186,14 @@ def _redis_url(value: object) -> None:
         )
     if parts.scheme.lower() != "unix" and not parts.hostname:
         raise ConfigurationError("redis_url must name a host (redis://host:6379/0)")
+
+
+def _importable(module: str) -> bool:
+    """Whether ``module`` could be imported (found, not imported: nothing is loaded)."""
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):  # a parent missing; a module blocked with None
+        return False
 
 
 def _origins(value: object) -> tuple[str, ...]:
@@ -392,6 +401,11 @@ class LWASettings:
             )
         if self.redis_url is not None:
             _redis_url(self.redis_url)
+            if not _importable("redis"):  # at import of the app, not at its first request
+                raise ConfigurationError(
+                    "redis_url needs redis-py, which is not installed: "
+                    "pip install 'lwa-middleware[redis]'"
+                )
         if not isinstance(self.redis_prefix, str) or not _PREFIX.fullmatch(self.redis_prefix):
             raise ConfigurationError(
                 "redis_prefix must be 1-64 characters of letters, digits, '_', '-', '.' or ':'"
