@@ -7,6 +7,8 @@ A block is marked by an HTML comment on the line before its fence (invisible on 
   ``curl`` is written ``curl --fail-with-body ...`` when it expects a 2xx);
 - ``<!-- run: file=app.py -->``: the block is written to ``app.py`` (the page says "save
   this as ``app.py``"), for a later block to use;
+- ``<!-- run: append=mysite/settings.py -->``: the block is added at the end of that file
+  (the page says "add this at the end of ...");
 - ``<!-- run: background -->``: a shell block that serves (``uvicorn app:app``) is started
   and left running until its port answers; the next ``background`` block, or the end of
   the page, stops it;
@@ -68,6 +70,7 @@ class Block:
     lang: str
     code: str
     file: str | None = None
+    append: bool = False
     background: bool = False
     pytest: bool = False
     expect: tuple[str, ...] = ()
@@ -83,13 +86,20 @@ class Page:
 
 
 def parse_options(text: str, where: str) -> dict[str, object]:
-    options: dict[str, object] = {"file": None, "background": False, "pytest": False, "expect": ()}
+    options: dict[str, object] = {
+        "file": None,
+        "append": False,
+        "background": False,
+        "pytest": False,
+        "expect": (),
+    }
     for item in shlex.split(text or ""):
         key, sep, value = item.partition("=")
         if key in ("background", "pytest") and not sep:
             options[key] = True
-        elif key == "file" and value:
+        elif key in ("file", "append") and value:
             options["file"] = value
+            options["append"] = key == "append"
         elif key == "expect" and value:
             options["expect"] = (*options["expect"], value)  # type: ignore[misc]
         else:
@@ -142,6 +152,7 @@ def marked_blocks(path: Path) -> list[Block]:
                 lang=lang,
                 code="\n".join(body) + "\n",
                 file=options["file"],  # type: ignore[arg-type]
+                append=bool(options["append"]),
                 background=bool(options["background"]),
                 pytest=bool(options["pytest"]),
                 expect=options["expect"],  # type: ignore[arg-type]
@@ -220,7 +231,12 @@ class Session:
     def run(self, block: Block) -> None:
         self.count += 1
         if block.file is not None:
-            (self.directory / block.file).write_text(block.code, encoding="utf-8")
+            path = self.directory / block.file
+            if block.append:  # "add this at the end of ..."
+                with path.open("a", encoding="utf-8") as file:
+                    file.write("\n" + block.code)
+            else:
+                path.write_text(block.code, encoding="utf-8")
             return
         if block.background:
             self.start_server(block)
@@ -319,6 +335,7 @@ def test_markers_parse() -> None:
     """A marker's options, and the mistakes a page can make, are found."""
     assert parse_options("file=app.py", "x") == {
         "file": "app.py",
+        "append": False,
         "background": False,
         "pytest": False,
         "expect": (),

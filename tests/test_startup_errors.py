@@ -128,3 +128,38 @@ def test_the_lazy_form_fails_per_request_as_the_docs_warn(tmp_path: Path) -> Non
         check=False,
     )
     assert done.returncode != 0 and "ConfigurationError" in done.stdout + done.stderr
+
+
+def test_the_django_quickstart_stops_on_a_bad_option(tmp_path: Path) -> None:
+    """docs/django.md's project (startproject plus the documented files) under uvicorn
+    and under manage.py: a bad ``LWA_REGION`` stops both before they serve."""
+    blocks = next(page.blocks for page in PAGES if page.name == "django.md")
+    env = environment(LWA_REGION="US")
+    env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
+    for block in blocks:
+        if block.background or "migrate" in block.code or "curl" in block.code:
+            continue
+        if block.file is None:  # django-admin startproject
+            subprocess.run(["bash", "-c", block.code], cwd=tmp_path, env=env, check=True)
+        elif block.append:
+            with (tmp_path / block.file).open("a") as file:
+                file.write("\n" + block.code)
+        else:
+            (tmp_path / block.file).write_text(block.code)
+    code = "import sys; from uvicorn.main import main; sys.argv[0] = 'uvicorn'; main()"
+    for command in (
+        [sys.executable, "-c", code, "mysite.asgi:application", "--port", "0", "--lifespan", "off"],
+        [sys.executable, "manage.py", "check"],
+    ):
+        done = subprocess.run(
+            command,
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=TIMEOUT,
+            check=False,
+        )
+        output = (done.stdout + done.stderr).strip()
+        assert done.returncode != 0, output
+        assert "ConfigurationError" in output.splitlines()[-1], output
