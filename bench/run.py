@@ -170,7 +170,7 @@ def render(
     ]
     if target_rows:
         lines += ["## Targets", ""]
-        lines += [markdown_table(["section", "target", "", "figure"], target_rows), ""]
+        lines += [markdown_table(["section", "target", "verdict", "figure"], target_rows), ""]
     failed = [outcome for outcome in outcomes if not outcome.ok]
     if failed:
         lines += ["Not measured in this run (the section failed):", ""]
