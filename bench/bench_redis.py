@@ -21,6 +21,10 @@ tables (every server on 127.0.0.1, each in its own process: the LWA emulator, a
    cross-worker lock (``SET NX PX``, the others polling L2).
 3. The lock's verdict: LWA calls per token and latency, with vs without it.
 
+``--part 1`` runs part 1 only (a few seconds), ``--part 2`` parts 2 and 3. Every value in
+Redis carries its MAC (keyed by ``secret_key``, which a shared cache needs): part 1's L2 hit
+includes checking it; a random secret is made for each run.
+
 ``python bench/bench_redis.py worker`` is what the benchmark starts for each worker
 (settings from ``LWA_*`` variables; ``BENCH_REDIS_LOCK=0`` turns the lock off). Tokens are
 never printed; every loop is bounded in count and time.
@@ -32,6 +36,7 @@ import argparse
 import asyncio
 import os
 import random
+import secrets
 import select
 import shutil
 import signal
@@ -62,6 +67,8 @@ SENDERS = 16
 SIMULTANEOUS = 1
 REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
 VARIANTS = ("no Redis", "Redis", "Redis + lock")
+#: The fleet's secret_key for this run (the values' MAC is keyed by it).
+SECRET = secrets.token_urlsafe(32)
 
 
 # Servers -----------------------------------------------------------------------------------
@@ -230,7 +237,9 @@ async def _time_async(verifier: AsyncVerifier, token: str, rounds: int) -> list[
 def hit_cost(lwa: str, client_id: str, redis_url: str, token: str, rounds: int) -> None:
     """Print part 1."""
     base = LWASettings(client_ids=[client_id], api_base_url=lwa)
-    shared = LWASettings(client_ids=[client_id], api_base_url=lwa, redis_url=redis_url)
+    shared = LWASettings(
+        client_ids=[client_id], api_base_url=lwa, redis_url=redis_url, secret_key=SECRET
+    )
     rows: list[Timing] = []
     for name, settings in (("L2 hit (Redis)", shared), ("LWA call (emulator)", base)):
         verifier = Verifier(settings)
@@ -252,7 +261,7 @@ def hit_cost(lwa: str, client_id: str, redis_url: str, token: str, rounds: int) 
 
     client = redis.Redis.from_url(redis_url)
     try:
-        key = next(iter(client.scan_iter(match="lwa:v1:*", count=1000)))
+        key = next(iter(client.scan_iter(match="lwa:v2:*", count=1000)))
         value = client.get(key) or b""
         print(
             f"Redis memory of one cached identity: {client.memory_usage(key)} bytes "
@@ -368,6 +377,7 @@ def cold_start(
                 env = {"LWA_CLIENT_IDS": client_id, "LWA_API_BASE_URL": lwa}
                 if variant != "no Redis":
                     env["LWA_REDIS_URL"] = redis_url
+                    env["LWA_SECRET_KEY"] = SECRET
                 env["BENCH_REDIS_LOCK"] = "1" if variant == "Redis + lock" else "0"
                 with workers(count, env) as urls:
                     for scenario in ("spread", "simultaneous"):
@@ -444,6 +454,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--rounds", type=int, help="cold-start rounds (fresh workers each)")
     parser.add_argument("--hits", type=int, help="timed verifications in part 1")
     parser.add_argument("--lwa-latency-ms", type=float, default=20.0)
+    parser.add_argument(
+        "--part", choices=("1", "2", "all"), default="all", help="1: the L2 hit; 2: parts 2-3"
+    )
     args = parser.parse_args(argv)
     if args.mode == "worker":
         serve_worker()
@@ -458,9 +471,13 @@ def main(argv: list[str] | None = None) -> None:
         control = EmulatorControl(lwa)
         client_id = control.client_id()
         with redis_server() as redis_url:
-            print("part 1: an L2 hit beside an LWA call (in process)", file=sys.stderr)
-            hit_cost(lwa, client_id, redis_url, control.mint(), hits)
-            print()
+            if args.part in ("1", "all"):
+                print("part 1: an L2 hit beside an LWA call (in process)", file=sys.stderr)
+                hit_cost(lwa, client_id, redis_url, control.mint(), hits)
+                print()
+            if args.part == "1":
+                control.close()
+                return
             print(
                 f"part 2: cold start of {count} uvicorn workers, {tokens} tokens, "
                 f"{rounds} round(s), LWA latency {args.lwa_latency_ms:g} ms",

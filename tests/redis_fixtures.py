@@ -11,7 +11,9 @@ When the server cannot start (no ``redis-server``, no redis-py, no answer), the 
 
 ``shell`` (a :class:`Shell`, once per shell) serves the whoami app behind ``LWAMiddleware``
 (uvicorn, lifespan on) or ``LWAWSGIMiddleware`` (threaded wsgiref) and hands back the base
-URL *and* the middleware, whose shared-cache counts the tests read.
+URL *and* the middleware, whose shared-cache counts the tests read. Its ``secret_key`` is
+:data:`SECRET` unless given (a shared cache needs one); :func:`l2_key`, :func:`signed` and
+:func:`body_of` make and read values as a worker of the fleet would.
 
 ``tests/`` is not a package: test modules import the fixtures by name, ``from
 redis_fixtures import redis_server_fixture, shell_fixture`` (they register as
@@ -20,7 +22,9 @@ redis_fixtures import redis_server_fixture, shell_fixture`` (they register as
 
 from __future__ import annotations
 
+import base64
 import contextlib
+import json
 import os
 import shutil
 import signal
@@ -35,7 +39,10 @@ from typing import Any
 import pytest
 
 from lwa_middleware import LWAMiddleware, LWAWSGIMiddleware
+from lwa_middleware.cache import cache_key
 from lwa_middleware.emulator import Emulator, ServerHandle, serve, serve_wsgi
+from lwa_middleware.keys import KeyRing, secret_keys
+from lwa_middleware.l2 import TAG_CHARS
 
 from conftest import FakeClock, Teardown, inner_app, wsgi_whoami
 
@@ -43,6 +50,26 @@ from conftest import FakeClock, Teardown, inner_app, wsgi_whoami
 REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
 #: How long a server may take to answer its first PING.
 START_TIMEOUT = 10.0
+#: The fleet's ``secret_key`` in these tests (every value in Redis is MACed with it).
+SECRET = "redis-tests-fleet-secret-0123"
+
+
+def l2_key(api_base_url: str, token: str, prefix: str = "lwa") -> bytes:
+    """The Redis key of a token's entry (format 2)."""
+    return f"{prefix}:v2:".encode() + cache_key(api_base_url, token).hex().encode()
+
+
+def signed(key: bytes, body: dict[str, Any] | bytes, secret: str | list[str] = SECRET) -> bytes:
+    """A value for ``key`` as a worker holding ``secret`` writes it (MAC, then the JSON)."""
+    data = body if isinstance(body, bytes) else json.dumps(body).encode()
+    tag = KeyRing(secret_keys(secret), "shared-cache").mac(key, data)
+    return base64.urlsafe_b64encode(tag).rstrip(b"=") + data
+
+
+def body_of(value: bytes) -> dict[str, Any]:
+    """The JSON of a value read from Redis (after its MAC)."""
+    data: dict[str, Any] = json.loads(value[TAG_CHARS:])
+    return data
 
 
 def free_port() -> int:
@@ -176,7 +203,12 @@ class Shell:
 
     def __init__(self, kind: str, emu: Emulator, emu_url: str, clock: FakeClock) -> None:
         self.kind = kind
-        self._defaults = {"client_ids": [emu.client_id], "api_base_url": emu_url, "clock": clock}
+        self._defaults = {
+            "client_ids": [emu.client_id],
+            "api_base_url": emu_url,
+            "clock": clock,
+            "secret_key": SECRET,
+        }
         self.stops: list[Callable[[], None]] = []
 
     def __call__(self, **options: Any) -> tuple[str, Middleware]:

@@ -60,7 +60,7 @@ from lwa_middleware.stale import is_stale
 from lwa_middleware.token_client import AsyncTokenClient, TokenClient
 from lwa_middleware.verification import Authority
 from lwa_middleware.verifier import AsyncVerifier, Verifier, _copy
-from redis_fixtures import RedisServer, redis_server_fixture
+from redis_fixtures import SECRET, RedisServer, body_of, redis_server_fixture
 
 from conftest import SHELLS, FakeClock, Teardown, assert_error, bearer
 
@@ -514,17 +514,18 @@ class TestStaleFromRedis:
             "stale_if_error": 120,
             "breaker_failures": 0,
             "redis_url": redis_server.url,
+            "secret_key": SECRET,
         }
         (first, _), (second, other) = start(**options), start(**options)
         user, token = emu.mint_for(name="Ada")
         ok(get(http, first, token), user.user_id)
-        keys = redis_server.client().keys("lwa:v1:*")
+        keys = redis_server.client().keys("lwa:v2:*")
         keys = [key for key in keys if b":lock:" not in key]
         assert len(keys) == 1
         # Redis keeps the entry past its fresh end (60 s) for the window (120 s more).
         ttl = redis_server.client().pttl(keys[0])
         assert 170_000 < ttl <= 180_000
-        value = json.loads(redis_server.client().get(keys[0]))
+        value = body_of(redis_server.client().get(keys[0]))
         assert value["d"] - value["at"] == pytest.approx(60, abs=0.01)  # the fresh end
         clock.advance(61)
         emu.fault("503")
@@ -547,6 +548,7 @@ class TestStaleFromRedis:
             "cache_ttl": 60,
             "stale_if_error": 120,
             "redis_url": redis_server.url,
+            "secret_key": SECRET,
         }
         (first, _), (second, other) = start(**options), start(**options)
         user, token = emu.mint_for(name="Ada")
@@ -561,12 +563,16 @@ class TestStaleFromRedis:
         self, start: Start, emu: Emulator, http: httpx.Client, redis_server: RedisServer
     ) -> None:
         url, _ = start(
-            cache_ttl=3600, expiry_leeway=10, stale_if_error=600, redis_url=redis_server.url
+            cache_ttl=3600,
+            expiry_leeway=10,
+            stale_if_error=600,
+            redis_url=redis_server.url,
+            secret_key=SECRET,
         )
         user, token = emu.mint_for(name="Ada", lifetime=100)
         ok(get(http, url, token), user.user_id)
         client = redis_server.client()
-        (key,) = [key for key in client.keys("lwa:v1:*") if b":lock:" not in key]
+        (key,) = [key for key in client.keys("lwa:v2:*") if b":lock:" not in key]
         assert 95_000 < client.pttl(key) <= 100_000  # the token's expiry, not 90 + 600 s
 
 

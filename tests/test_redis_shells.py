@@ -2,7 +2,10 @@
 the emulator and a real ``redis-server``: instances share one verification (and one
 rejection) with zero extra LWA calls, keys and values hold no token text, every key's TTL
 is within the token's remaining life, an L2 hit fills L1 with the remaining time, values
-planted by hand (another client's ``aud``, garbage) are refused or ignored, any Redis error
+planted by hand (a victim's identity without the fleet's MAC or with a wrong one, one dated
+ahead, another client's ``aud``, garbage) are refused or ignored, key rotation, apps with
+different secrets never reading each other's entries, a shared cache without
+``secret_key`` refused at construction, any Redis error
 (down, OOM, auth) leaves requests served through memory and LWA with one WARNING, Redis is
 used again once it answers, the async client is one per event loop, and our clients are
 closed on shutdown while a client passed in stays the caller's.
@@ -26,34 +29,42 @@ import redis
 import redis.asyncio
 import redis.asyncio.cluster
 import redis.cluster
+import websockets
 
-from lwa_middleware import ConfigurationError, LWAMiddleware, LWASettings, LWAWSGIMiddleware
-from lwa_middleware.cache import cache_key
+from lwa_middleware import (
+    ConfigurationError,
+    LWAMiddleware,
+    LWASettings,
+    LWAWSGILogin,
+    LWAWSGIMiddleware,
+)
 from lwa_middleware.emulator import Emulator, serve, serve_wsgi
 from lwa_middleware.l2 import L2Stats
 from lwa_middleware.verifier import AsyncVerifier, Verifier
 from redis_fixtures import (
+    SECRET,
     Middleware,
     RedisServer,
     Shell,
     free_port,
+    l2_key,
     redis_server_fixture,
     shell_fixture,
+    signed,
 )
 
 from conftest import OTHER_CLIENT, FakeClock, assert_error, bearer, inner_app, wsgi_whoami
 
 __all__ = ["redis_server_fixture", "shell_fixture"]  # the fixtures, imported to register them
 
-KEY_SHAPE = re.compile(rb"lwa:v1:[0-9a-f]{64}")
+KEY_SHAPE = re.compile(rb"lwa:v2:[0-9a-f]{64}")
+VALUE_SHAPE = re.compile(rb'[A-Za-z0-9_-]{43}\{"v":2,.*\}', re.DOTALL)
+OLD_SECRET = "redis-tests-old-fleet-secret"
+VICTIM = "amzn1.account.VICTIM"
 
 
 def stats(middleware: Middleware) -> L2Stats:
     return middleware.verifier.authority.l2.stats
-
-
-def l2_key(emu_url: str, token: str) -> bytes:
-    return b"lwa:v1:" + cache_key(emu_url, token).hex().encode()
 
 
 def test_two_instances_share_one_verification(
@@ -80,7 +91,8 @@ def test_asgi_and_wsgi_share_one_verification(
     http: httpx.Client,
     redis_server: RedisServer,
 ) -> None:
-    asgi, wsgi = protected(redis_url=redis_server.url), wsgi_protected(redis_url=redis_server.url)
+    options = {"redis_url": redis_server.url, "secret_key": SECRET}
+    asgi, wsgi = protected(**options), wsgi_protected(**options)
     user, token = emu.mint_for(name="Ada")
     assert http.get(wsgi + "/me", headers=bearer(token)).json()["user"] == user.user_id
     assert http.get(asgi + "/me", headers=bearer(token)).json()["principal"] == user.user_id
@@ -165,6 +177,7 @@ def test_keys_and_values_hold_no_token_and_ttls_within_the_tokens_life(
     for key in keys:
         assert KEY_SHAPE.fullmatch(key), key
         value = client.get(key)
+        assert VALUE_SHAPE.fullmatch(value), value[:60]
         for token in tokens:
             for piece in (token, token[5:], token[-40:], token[100:140]):
                 assert piece.encode() not in key and piece.encode() not in value
@@ -191,10 +204,11 @@ def test_l2_hit_fills_l1_with_the_remaining_ttl(
     assert emu.calls["tokeninfo"] == 2
 
 
-def _planted(user_id: str, aud: str, now: float) -> bytes:
-    """A value written by hand, in the format (what an intruder or another app could do)."""
-    body = {
-        "v": 1,
+def _body(user_id: str, aud: str, now: float) -> dict[str, Any]:
+    """A value's JSON written by hand, in the format (what an intruder or another app could
+    write)."""
+    return {
+        "v": 2,
         "k": "i",
         "at": now,
         "d": now + 300,
@@ -208,44 +222,203 @@ def _planted(user_id: str, aud: str, now: float) -> bytes:
         },
         "profile": {"user_id": user_id, "name": "Mallory", "email": "m@example.com"},
     }
-    return json.dumps(body).encode()
 
 
-def test_planted_value_naming_another_clients_aud_is_refused(
+def test_value_of_the_fleet_naming_another_clients_aud_is_refused(
     shell: Shell, emu: Emulator, http: httpx.Client, redis_server: RedisServer, emu_url: str
 ) -> None:
     url, middleware = shell(redis_url=redis_server.url)
     user, token = emu.mint_for(name="Ada")  # a real token of ours, at LWA
     client = redis_server.client()
-    client.set(l2_key(emu_url, token), _planted(user.user_id, OTHER_CLIENT, time.time()), px=60_000)
+    key = l2_key(emu_url, token)
+    client.set(key, signed(key, _body(user.user_id, OTHER_CLIENT, time.time())), px=60_000)
     for _ in range(2):
         assert_error(http.get(url + "/me", headers=bearer(token)), "invalid_token", 400)
     assert emu.calls == {"tokeninfo": 0, "profile": 0}
     assert stats(middleware).refused == 2
-    client.delete(l2_key(emu_url, token))
+    client.delete(key)
     assert http.get(url + "/me", headers=bearer(token)).json()["name"] == "Ada"
+
+
+def _forgery(kind: str, key: bytes, aud: str) -> bytes:
+    """A victim's identity, this app's ``aud``, as an intruder who can write to Redis plants
+    it: without a MAC, with a bad one, with another secret's, or with another key's."""
+    body = _body(VICTIM, aud, time.time())
+    data = json.dumps(body).encode()
+    return {
+        "no_mac": data,
+        "bad_mac": b"A" * 43 + data,
+        "wrong_secret": signed(key, body, secret=OLD_SECRET),
+        "other_key": signed(key[:-4] + b"0000", body),
+    }[kind]
+
+
+def _victim_refused(http: httpx.Client, url: str, token: str) -> None:
+    response = http.get(url + "/me", headers=bearer(token))
+    assert_error(response, "invalid_token", 400)  # LWA's own verdict on the token
+    assert VICTIM not in response.text
+
+
+@pytest.mark.parametrize("forgery", ["no_mac", "bad_mac", "wrong_secret", "other_key"])
+def test_a_planted_victim_identity_never_signs_anyone_in(
+    shell: Shell,
+    emu: Emulator,
+    http: httpx.Client,
+    redis_server: RedisServer,
+    emu_url: str,
+    forgery: str,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Issue 17's attack: a value planted under the key of a token LWA never issued, naming
+    the victim and this app's client ID, no TTL. It is a miss (counted, one WARNING), and
+    the token goes to LWA, which refuses it."""
+    caplog.set_level(logging.WARNING, logger="lwa_middleware")
+    url, middleware = shell(redis_url=redis_server.url, negative_ttl=0)
+    client = redis_server.client()
+    token = "Atza|" + "IwOGYzYTlmM2YxOTQ5MGE3YmNmMDFkNTVk" * 10  # never issued
+    key = l2_key(emu_url, token)
+    for attempt in range(2):
+        client.set(key, _forgery(forgery, key, emu.client_id))  # no TTL
+        _victim_refused(http, url, token)
+        assert emu.calls["tokeninfo"] == attempt + 1  # asked LWA each time (no rejection cached)
+        assert client.get(key) is None  # LWA's verdict removed it (negative_ttl=0: DEL)
+    assert stats(middleware).unauthenticated == 2 and stats(middleware).hits == 0
+    warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1 and "MAC" in warnings[0].getMessage()
+    assert token[5:40] not in caplog.text
+    if shell.kind == "asgi":  # the WebSocket handshake too
+        client.set(key, _forgery(forgery, key, emu.client_id))
+        ws_url = url.replace("http://", "ws://") + "/ws"
+        assert asyncio.run(_ws_status(ws_url, token)) == 400
+        assert stats(middleware).unauthenticated == 3 and emu.calls["tokeninfo"] == 3
+    assert middleware.stats()["cache"]["l2"]["hit"] == 0
+
+
+async def _ws_status(url: str, token: str) -> int:
+    try:
+        async with websockets.connect(url, additional_headers=bearer(token)) as ws:
+            return 101 if await ws.recv() else 0  # pragma: no cover - must be refused
+    except websockets.InvalidStatus as refused:
+        return refused.response.status_code
+
+
+def test_the_same_value_with_the_fleets_mac_is_believed(
+    shell: Shell, emu: Emulator, http: httpx.Client, redis_server: RedisServer, emu_url: str
+) -> None:
+    """The control of the test above (it can fail): signed with the fleet's secret, the
+    planted value is what a worker of the fleet wrote, and it is believed."""
+    url, _ = shell(redis_url=redis_server.url)
+    token = "Atza|" + "IwOGYzYTlmM2YxOTQ5MGE3YmNmMDFkNTVk" * 10
+    key = l2_key(emu_url, token)
+    redis_server.client().set(key, signed(key, _body(VICTIM, emu.client_id, time.time())))
+    assert http.get(url + "/me", headers=bearer(token)).json()["user"] == VICTIM
+    assert emu.calls["tokeninfo"] == 0
+
+
+def test_a_value_dated_ahead_is_refused_and_none_outlives_cache_ttl(
+    shell: Shell,
+    emu: Emulator,
+    http: httpx.Client,
+    redis_server: RedisServer,
+    emu_url: str,
+    clock: FakeClock,
+) -> None:
+    """A value with the fleet's MAC (a worker whose clock is ten years ahead, or a leaked
+    secret): dated ahead, it is refused; with an end (``d``) and an expiry ten years ahead
+    but written now, it lives in L1 ``cache_ttl`` from the reader's now at most, so once
+    the key is gone from Redis the worker asks LWA again ``cache_ttl`` later."""
+    url, middleware = shell(redis_url=redis_server.url, cache_ttl=60, negative_ttl=0)
+    client = redis_server.client()
+    decade = 10 * 365 * 86400.0
+    token = "Atza|" + "ZmFyLWZ1dHVyZS1kYXRlZC12YWx1ZQ" * 10  # never issued
+    key = l2_key(emu_url, token)
+    ahead = _body(VICTIM, emu.client_id, clock() + decade)
+    client.set(key, signed(key, ahead))
+    _victim_refused(http, url, token)
+    assert stats(middleware).future == 1
+    long_lived = _body(VICTIM, emu.client_id, clock())
+    long_lived["d"] = long_lived["token_info"]["expires_at"] = clock() + decade
+    client.set(key, signed(key, long_lived))
+    assert http.get(url + "/me", headers=bearer(token)).json()["user"] == VICTIM
+    client.delete(key)
+    clock.advance(59)
+    assert http.get(url + "/me", headers=bearer(token)).json()["user"] == VICTIM  # L1
+    calls = emu.calls["tokeninfo"]
+    clock.advance(1.5)  # 60.5 s after it was read: past this worker's cache_ttl
+    _victim_refused(http, url, token)
+    assert emu.calls["tokeninfo"] == calls + 1
+
+
+def test_apps_with_different_secrets_never_read_each_others_entries(
+    shell: Shell, emu: Emulator, http: httpx.Client, redis_server: RedisServer
+) -> None:
+    """Two apps (one client ID, one prefix, one Redis) with different ``secret_key``s: each
+    verifies with LWA itself, and counts the other's entries as unauthenticated."""
+    ours, mine = shell(redis_url=redis_server.url)
+    theirs, their = shell(redis_url=redis_server.url, secret_key=OLD_SECRET)
+    user, token = emu.mint_for(name="Ada")
+    other_user, other_token = emu.mint_for(name="Bob")
+    assert http.get(ours + "/me", headers=bearer(token)).json()["user"] == user.user_id
+    assert http.get(theirs + "/me", headers=bearer(token)).json()["user"] == user.user_id
+    assert http.get(theirs + "/me", headers=bearer(other_token)).json()["user"] == (
+        other_user.user_id
+    )
+    assert http.get(ours + "/me", headers=bearer(other_token)).json()["user"] == (
+        other_user.user_id
+    )
+    assert emu.calls == {"tokeninfo": 4, "profile": 4}
+    assert stats(mine).hits == stats(their).hits == 0
+    assert stats(mine).unauthenticated == stats(their).unauthenticated == 1
+
+
+def test_key_rotation(
+    shell: Shell, emu: Emulator, http: httpx.Client, redis_server: RedisServer
+) -> None:
+    """``secret_key`` as a list, newest first: the writer signs with the new secret; a
+    reader holding [new, old] accepts its entries (and the old ones), a reader holding only
+    the old one refuses them."""
+    new = "redis-tests-new-fleet-secret"
+    writer, _ = shell(redis_url=redis_server.url, secret_key=[new, OLD_SECRET])
+    rotated, rotated_mw = shell(redis_url=redis_server.url, secret_key=[new, OLD_SECRET])
+    stale, stale_mw = shell(redis_url=redis_server.url, secret_key=OLD_SECRET)
+    user, token = emu.mint_for(name="Ada")
+    assert http.get(writer + "/me", headers=bearer(token)).json()["user"] == user.user_id
+    assert http.get(rotated + "/me", headers=bearer(token)).json()["user"] == user.user_id
+    assert emu.calls["tokeninfo"] == 1 and stats(rotated_mw).hits == 1
+    assert http.get(stale + "/me", headers=bearer(token)).json()["user"] == user.user_id
+    assert emu.calls["tokeninfo"] == 2 and stats(stale_mw).unauthenticated == 1
+    # An entry made by a worker not yet given the new secret: still accepted by [new, old].
+    old_user, old_token = emu.mint_for(name="Bob")
+    assert http.get(stale + "/me", headers=bearer(old_token)).json()["user"] == old_user.user_id
+    rotated_mw.verifier.authority.cache.clear()
+    assert http.get(rotated + "/me", headers=bearer(old_token)).json()["user"] == (old_user.user_id)
+    assert emu.calls["tokeninfo"] == 3 and stats(rotated_mw).hits == 2
 
 
 GARBAGE = {
     "garbage": b"\x00\xffnot json at all",
-    "wrong_version": json.dumps({"v": 2, "k": "i", "whatever": 1}).encode(),
-    "oversized": b'{"v":1,"pad":"' + b"x" * 20_000 + b'"}',
-    "wrong_shape": b'{"v":1,"k":"i","at":1,"d":2,"token_info":[],"profile":{}}',
+    "wrong_version": json.dumps({"v": 1, "k": "i", "whatever": 1}).encode(),
+    "oversized": b'{"v":2,"pad":"' + b"x" * 20_000 + b'"}',
+    "wrong_shape": b'{"v":2,"k":"i","at":1,"d":2,"token_info":[],"profile":{}}',
 }
 
 
 def test_garbage_values_are_ignored_and_counted(
     shell: Shell, emu: Emulator, http: httpx.Client, redis_server: RedisServer, emu_url: str
 ) -> None:
+    """With the fleet's MAC (a bug of ours, or a leaked secret) or without."""
     url, middleware = shell(redis_url=redis_server.url)
     client = redis_server.client()
     for name, value in GARBAGE.items():
-        user, token = emu.mint_for(name=name)
-        client.set(l2_key(emu_url, token), value, px=60_000)
-        assert http.get(url + "/me", headers=bearer(token)).json()["user"] == user.user_id
+        for sign in (True, False):
+            user, token = emu.mint_for(name=name)
+            key = l2_key(emu_url, token)
+            client.set(key, signed(key, value) if sign else value, px=60_000)
+            assert http.get(url + "/me", headers=bearer(token)).json()["user"] == user.user_id
     counts = stats(middleware)
-    assert (counts.malformed, counts.wrong_version, counts.oversized) == (2, 1, 1)
-    assert emu.calls["tokeninfo"] == len(GARBAGE)
+    assert (counts.malformed, counts.wrong_version, counts.oversized) == (2, 1, 2)
+    assert counts.unauthenticated == 3
+    assert emu.calls["tokeninfo"] == 2 * len(GARBAGE)
 
 
 def test_single_flight_makes_one_redis_get(
@@ -371,6 +544,7 @@ def test_a_least_privilege_acl_user_is_enough(
 
 def test_settings_and_clients_checked_at_construction(redis_server: RedisServer) -> None:
     options: dict[str, Any] = {"client_ids": ["amzn1.application-oa2-client.x"]}
+    options["secret_key"] = SECRET
     sync_client = redis.Redis.from_url(redis_server.url)
     async_client = redis.asyncio.Redis.from_url(redis_server.url)
     with pytest.raises(ConfigurationError, match="asyncio Redis client"):
@@ -391,7 +565,48 @@ def test_a_missing_redis_package_is_a_clear_error(monkeypatch: pytest.MonkeyPatc
             wsgi_whoami,
             client_ids=["amzn1.application-oa2-client.x"],
             redis_url="redis://127.0.0.1:1/0",
+            secret_key=SECRET,
         )
+
+
+def test_a_shared_cache_needs_secret_key(
+    redis_server: RedisServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Never a silent unauthenticated mode: ``redis_url``, ``LWA_REDIS_URL`` or a client
+    passed as ``redis=``, in both shells and both verifiers, without ``secret_key``."""
+    options: dict[str, Any] = {"client_ids": ["amzn1.application-oa2-client.x"]}
+    url = redis_server.url
+    sync_client = redis.Redis.from_url(url)
+    async_client = redis.asyncio.Redis.from_url(url)
+    monkeypatch.setenv("LWA_CLIENT_IDS", "amzn1.application-oa2-client.x")
+    monkeypatch.setenv("LWA_REDIS_URL", url)
+    monkeypatch.delenv("LWA_SECRET_KEY", raising=False)
+    from_env = LWASettings.from_env()
+    attempts: list[Callable[[], object]] = [
+        lambda: LWAMiddleware(inner_app(), redis_url=url, **options),
+        lambda: LWAWSGIMiddleware(wsgi_whoami, redis_url=url, **options),
+        lambda: LWAMiddleware(inner_app(), settings=from_env),
+        lambda: LWAWSGIMiddleware(wsgi_whoami, settings=from_env),
+        lambda: LWAMiddleware(inner_app(), redis=async_client, **options),
+        lambda: LWAWSGIMiddleware(wsgi_whoami, redis=sync_client, **options),
+        lambda: AsyncVerifier(LWASettings(**options), redis=async_client),
+        lambda: Verifier(LWASettings(**options, redis_url=url)),
+    ]
+    for attempt in attempts:
+        with pytest.raises(ConfigurationError, match="needs secret_key") as caught:
+            attempt()
+        assert url not in str(caught.value)
+    assert _ours(redis_server) == 0  # refused before any connection
+    monkeypatch.setenv("LWA_SECRET_KEY", SECRET)
+    LWAWSGIMiddleware(wsgi_whoami, settings=LWASettings.from_env()).close()
+    # With login=, the middleware takes the sign-in's secret_key when given none.
+    login = LWAWSGILogin(
+        options["client_ids"][0], redirect_uri="https://shop.example/cb", secret_key=SECRET
+    )
+    shared = LWAWSGIMiddleware(wsgi_whoami, redis_url=url, login=login, **options)
+    assert shared.verifier.authority.l2.key(b"k") == b"lwa:v2:6b"
+    shared.close()
+    sync_client.close()
 
 
 def _ours(server: RedisServer) -> int:
@@ -416,6 +631,7 @@ def test_our_clients_close_on_shutdown(
         "client_ids": [emu.client_id],
         "api_base_url": emu_url,
         "redis_url": redis_server.url,
+        "secret_key": SECRET,
     }
     asgi = serve(LWAMiddleware(inner_app(), **options), lifespan="on")
     wsgi_middleware = LWAWSGIMiddleware(wsgi_whoami, **options)
@@ -434,7 +650,11 @@ def test_a_client_passed_in_stays_open(
     emu: Emulator, emu_url: str, http: httpx.Client, redis_server: RedisServer
 ) -> None:
     _, token = emu.mint_for(name="Ada")
-    options: dict[str, Any] = {"client_ids": [emu.client_id], "api_base_url": emu_url}
+    options: dict[str, Any] = {
+        "client_ids": [emu.client_id],
+        "api_base_url": emu_url,
+        "secret_key": SECRET,
+    }
     sync_client = redis.Redis.from_url(redis_server.url)
     middleware = LWAWSGIMiddleware(wsgi_whoami, redis=sync_client, **options)
     handle = serve_wsgi(middleware)
@@ -461,7 +681,10 @@ def test_one_async_client_per_event_loop(
     emu: Emulator, emu_url: str, redis_server: RedisServer
 ) -> None:
     settings = LWASettings(
-        client_ids=[emu.client_id], api_base_url=emu_url, redis_url=redis_server.url
+        client_ids=[emu.client_id],
+        api_base_url=emu_url,
+        redis_url=redis_server.url,
+        secret_key=SECRET,
     )
     verifier = AsyncVerifier(settings)
     _, token = emu.mint_for(name="Ada")
@@ -491,7 +714,10 @@ def test_sync_verifier_threads_share_one_pool(
     emu: Emulator, emu_url: str, redis_server: RedisServer
 ) -> None:
     settings = LWASettings(
-        client_ids=[emu.client_id], api_base_url=emu_url, redis_url=redis_server.url
+        client_ids=[emu.client_id],
+        api_base_url=emu_url,
+        redis_url=redis_server.url,
+        secret_key=SECRET,
     )
     verifier = Verifier(settings)
     users = [emu.mint_for(name=f"User {i}") for i in range(30)]
@@ -518,7 +744,7 @@ def test_a_redis_cluster_client(emu: Emulator, emu_url: str, tmp_path: Any) -> N
         admin = server.client()
         admin.execute_command("CLUSTER", "ADDSLOTSRANGE", "0", "16383")
         assert _wait_for(lambda: admin.cluster("info")["cluster_state"] == "ok")
-        settings = LWASettings(client_ids=[emu.client_id], api_base_url=emu_url)
+        settings = LWASettings(client_ids=[emu.client_id], api_base_url=emu_url, secret_key=SECRET)
         client = redis.cluster.RedisCluster(host="127.0.0.1", port=server.port)
         first, second = Verifier(settings, redis=client), Verifier(settings, redis=client)
         _, token = emu.mint_for(name="Ada")

@@ -1,5 +1,9 @@
 """Many workers, one Redis: two worker processes (uvicorn ``--workers 2``, gunicorn ``-w 2``)
-share one verification with zero extra LWA calls; and with Redis killed (SIGKILL) then
+share one verification with zero extra LWA calls; values planted in Redis (a victim's
+identity without the fleet's MAC, with a bad one, re-signed with another secret, or dated
+ten years ahead with a good one) never sign anyone in on either worker, and an entry whose
+end and expiry are ten years ahead leaves each worker's memory ``cache_ttl`` after its key
+is deleted; and with Redis killed (SIGKILL) then
 restarted, or stopped (SIGSTOP: connections are accepted, nothing is answered) then
 continued, in the middle of a stream of requests, no request fails and none takes more
 than ``redis_timeout`` (plus a generous margin for a loaded machine) longer than it would
@@ -8,6 +12,7 @@ without Redis; Redis is used again once it answers.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -16,17 +21,26 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
-from lwa_middleware.cache import cache_key
 from lwa_middleware.emulator import Emulator
-from redis_fixtures import RedisServer, Shell, free_port, redis_server_fixture, shell_fixture
+from redis_fixtures import (
+    SECRET,
+    RedisServer,
+    Shell,
+    free_port,
+    l2_key,
+    redis_server_fixture,
+    shell_fixture,
+    signed,
+)
 
-from conftest import bearer
+from conftest import assert_error, bearer
 
 __all__ = ["redis_server_fixture", "shell_fixture"]  # the fixtures, imported to register them
 
@@ -35,6 +49,8 @@ REDIS_TIMEOUT = 0.25
 #: What a loaded 2-core machine may add to a request on its own (generous).
 MARGIN = 0.5
 BACKOFF = 0.3
+#: The header naming the worker of every response (``redis_worker_app.PID_HEADER``).
+PID_HEADER = "x-worker-pid"
 
 
 class Workers:
@@ -46,14 +62,15 @@ class Workers:
         bind = ("--host", "127.0.0.1", "--port", str(self.port))
         if kind == "uvicorn":
             command = [
-                *(sys.executable, "-m", "uvicorn", "redis_worker_app:asgi", "--workers", "2"),
+                *(sys.executable, "-m", "uvicorn", "redis_worker_app:asgi_named"),
+                *("--workers", "2"),
                 *bind,
                 *("--lifespan", "on", "--log-level", "warning", "--no-access-log"),
             ]
         else:
             command = [
                 *(sys.executable, "-m", "gunicorn", "-w", "2", "-b", f"127.0.0.1:{self.port}"),
-                *("--log-level", "warning", "redis_worker_app:wsgi"),
+                *("--log-level", "warning", "redis_worker_app:wsgi_named"),
             ]
         path = os.pathsep.join(filter(None, [str(TESTS), os.environ.get("PYTHONPATH")]))
         self._log = folder / f"{kind}.log"
@@ -101,6 +118,23 @@ class Workers:
             pytest.fail(f"both workers never answered at {self.url}{path}:\n{log}")
         return pids, bodies
 
+    def each_worker(
+        self, path: str, headers: dict[str, str], before: Callable[[], object] | None = None
+    ) -> dict[int, list[httpx.Response]]:
+        """Requests on new connections, one at a time (``before`` runs before each), until
+        both workers have answered twice: every response, by the pid of its worker."""
+        seen: dict[int, list[httpx.Response]] = {}
+        for _ in range(60):
+            if before is not None:
+                before()
+            response = httpx.get(
+                self.url + path, headers={**headers, "connection": "close"}, timeout=10
+            )
+            seen.setdefault(int(response.headers[PID_HEADER]), []).append(response)
+            if len(seen) == 2 and all(len(answers) >= 2 for answers in seen.values()):
+                return seen
+        pytest.fail(f"both workers never answered {path} twice in 60 requests: {list(seen)}")
+
     def stop(self) -> None:
         if self.process.poll() is None:
             os.killpg(self.process.pid, signal.SIGTERM)
@@ -114,17 +148,18 @@ class Workers:
 @pytest.fixture
 def workers(
     emu: Emulator, emu_url: str, redis_server: RedisServer, tmp_path: Path
-) -> Iterator[Callable[[str], Workers]]:
+) -> Iterator[Callable[..., Workers]]:
     started: list[Workers] = []
     env = {
         "LWA_CLIENT_IDS": emu.client_id,
         "LWA_API_BASE_URL": emu_url,
         "LWA_REDIS_URL": redis_server.url,
-        "LWA_EXCLUDE": "/health",
+        "LWA_SECRET_KEY": SECRET,
+        "LWA_EXCLUDE": "/health /l2",
     }
 
-    def start(kind: str) -> Workers:
-        started.append(Workers(kind, env, tmp_path))
+    def start(kind: str, **more: str) -> Workers:
+        started.append(Workers(kind, {**env, **more}, tmp_path))
         return started[-1]
 
     yield start
@@ -134,7 +169,7 @@ def workers(
 
 @pytest.mark.parametrize("kind", ["uvicorn", "gunicorn"])
 def test_two_worker_processes_share_one_verification(
-    workers: Callable[[str], Workers], emu: Emulator, kind: str
+    workers: Callable[..., Workers], emu: Emulator, kind: str
 ) -> None:
     server = workers(kind)
     up, _ = server.spread("/health")  # both workers are serving
@@ -146,6 +181,105 @@ def test_two_worker_processes_share_one_verification(
     assert pids == up and len(pids) == 2  # both worker processes answered for the token
     assert {body["user"] for body in bodies} == {user.user_id}
     assert emu.calls == {"tokeninfo": 1, "profile": 1}  # zero extra LWA calls
+
+
+# Values planted in Redis -----------------------------------------------------------------
+
+VICTIM = "amzn1.account.VICTIM"
+DECADE = 10 * 365 * 86400.0
+
+
+def _victim(aud: str, at: float, *, ends: float | None = None) -> dict[str, Any]:
+    """A victim's identity in the value format, this app's ``aud``, dated ``at``."""
+    ends = at + 300 if ends is None else ends
+    info = {"user_id": VICTIM, "aud": aud, "app_id": None, "iss": "https://www.amazon.com"}
+    return {
+        "v": 2,
+        "k": "i",
+        "at": at,
+        "d": ends,
+        "token_info": {**info, "expires_at": max(ends, at + 3600), "issued_at": at},
+        "profile": {"user_id": VICTIM, "name": "Victim", "email": "victim@example.com"},
+    }
+
+
+def _forged(kind: str, key: bytes, aud: str) -> bytes:
+    body = _victim(aud, time.time())
+    if kind == "no_mac":
+        return json.dumps(body).encode()
+    if kind == "bad_mac":
+        return b"A" * 43 + json.dumps(body).encode()
+    if kind == "wrong_secret":  # re-signed with a key that is not the fleet's
+        return signed(key, body, secret="not-the-fleets-secret-at-all")
+    assert kind == "dated_ahead"  # the fleet's MAC, ten years ahead (a clock, or a leak)
+    return signed(key, _victim(aud, time.time() + DECADE))
+
+
+@pytest.mark.parametrize("kind", ["uvicorn", "gunicorn"])
+def test_planted_values_never_sign_anyone_in_on_any_worker(
+    workers: Callable[..., Workers],
+    emu: Emulator,
+    emu_url: str,
+    redis_server: RedisServer,
+    kind: str,
+) -> None:
+    """Issue 17's attack on two worker processes: each value is planted (again before every
+    request: no TTL) under the key of a token LWA never issued, and every request on every
+    worker is verified with LWA, which refuses it; the victim never answers. Then
+    :func:`_no_entry_outlives_cache_ttl` on the same workers."""
+    server = workers(kind, LWA_NEGATIVE_TTL="0", LWA_CACHE_TTL="1")
+    server.spread("/health")
+    client = redis_server.client()
+    forgeries = ("no_mac", "bad_mac", "wrong_secret", "dated_ahead")
+    for n, forgery in enumerate(forgeries):
+        token = f"Atza|IwEBI-never-issued-{n}-" + "x" * 300
+        key = l2_key(emu_url, token)
+        calls = emu.calls["tokeninfo"]
+        plant = partial(client.set, key, _forged(forgery, key, emu.client_id))
+        seen = server.each_worker("/me", bearer(token), plant)
+        answers = [response for responses in seen.values() for response in responses]
+        for response in answers:
+            assert_error(response, "invalid_token", 400)
+            assert VICTIM not in response.text
+        assert emu.calls["tokeninfo"] == calls + len(answers)  # LWA asked every time
+    counts = {
+        body["pid"]: body["l2"]
+        for responses in server.each_worker("/l2", {}).values()
+        for body in [responses[0].json()]
+    }
+    assert len(counts) == 2
+    for l2 in counts.values():
+        assert l2["hits"] == 0
+        assert l2["unauthenticated"] >= 2 * 3 and l2["future"] >= 2
+    _no_entry_outlives_cache_ttl(server, emu, emu_url, redis_server)
+
+
+def _no_entry_outlives_cache_ttl(
+    server: Workers, emu: Emulator, emu_url: str, redis_server: RedisServer
+) -> None:
+    """A value with the fleet's MAC whose end (``d``) and token expiry are ten years ahead:
+    each worker takes it for ``cache_ttl`` (1 s) from its own clock, so once the key is
+    deleted from Redis, both workers ask LWA (which refuses the token) within that."""
+    token = "Atza|IwEBI-long-lived-" + "y" * 300
+    key = l2_key(emu_url, token)
+    client = redis_server.client()
+    client.set(key, signed(key, _victim(emu.client_id, time.time(), ends=time.time() + DECADE)))
+    for responses in server.each_worker("/me", bearer(token)).values():
+        assert {r.json()["user"] for r in responses} == {VICTIM}  # the fleet's MAC: believed
+    client.delete(key)
+    deleted = time.monotonic()
+    last_ok = deleted
+    refused: set[int] = set()
+    while len(refused) < 2:
+        assert time.monotonic() - deleted < 5, "a worker kept the entry past cache_ttl"
+        response = httpx.get(server.url + "/me", headers={**bearer(token), "connection": "close"})
+        if response.status_code == 200:
+            last_ok = time.monotonic()
+        else:
+            assert_error(response, "invalid_token", 400)
+            refused.add(int(response.headers[PID_HEADER]))
+    assert last_ok - deleted < 1.0 + MARGIN  # cache_ttl, plus a loaded machine's margin
+    assert client.get(key) is None
 
 
 # Redis killed or stopped in the middle of a stream of requests ---------------------------
@@ -200,7 +334,7 @@ def assert_recovered(url: str, emu: Emulator, emu_url: str, server: RedisServer)
     """Once the back-off has passed, a new token's verdict is in Redis again."""
     time.sleep(BACKOFF + 0.05)
     user, token = emu.mint_for(name="After")
-    key = b"lwa:v1:" + cache_key(emu_url, token).hex().encode()
+    key = l2_key(emu_url, token)
     deadline = time.monotonic() + 5
     with httpx.Client(base_url=url, timeout=10) as http:
         while True:
@@ -210,7 +344,7 @@ def assert_recovered(url: str, emu: Emulator, emu_url: str, server: RedisServer)
             assert time.monotonic() < deadline, "Redis never used again"
             time.sleep(BACKOFF)
             user, token = emu.mint_for(name="After")
-            key = b"lwa:v1:" + cache_key(emu_url, token).hex().encode()
+            key = l2_key(emu_url, token)
 
 
 def test_redis_killed_and_restarted_mid_run(

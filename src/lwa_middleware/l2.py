@@ -6,16 +6,20 @@ rules (no redis import, no clock read: ``now`` is passed in); the Redis I/O is
 :mod:`lwa_middleware.redis_store`, the verdicts are
 :class:`~lwa_middleware.verification.Authority`'s.
 
-- **Keys**: ``{redis_prefix}:v1:{hex}``, where ``hex`` is the L1 key (SHA-256 of the API
+- **Keys**: ``{redis_prefix}:v2:{hex}``, where ``hex`` is the L1 key (SHA-256 of the API
   base URL, a NUL and the token) hex-encoded: the token itself is never in Redis.
-  ``v1`` is the value format's version: a new format gets new keys, so old and new workers
+  ``v2`` is the value format's version: a new format gets new keys, so old and new workers
   never read each other's values. The cross-worker lock of a cold token is
-  ``{redis_prefix}:v1:lock:{hex}``.
-- **Values**: compact JSON, at most :data:`MAX_VALUE_BYTES`; ``v`` (the format, 1), ``k``
-  (``"i"``: an identity, ``"r"``: a rejection), ``at`` (when LWA was asked), ``d`` (when the
-  entry ends, epoch seconds); an identity adds :meth:`Identity.to_json
-  <lwa_middleware.models.Identity.to_json>`'s ``token_info`` and ``profile`` (what LWA
-  answered, never the token), a rejection ``e`` (its description).
+  ``{redis_prefix}:v2:lock:{hex}``.
+- **Values**: the MAC, then compact JSON, at most :data:`MAX_VALUE_BYTES` in all. The MAC
+  (:data:`TAG_CHARS` characters of unpadded URL-safe base64) is HMAC-SHA-256 over the key
+  and the JSON, under the ``"shared-cache"`` key of :class:`~lwa_middleware.keys.KeyRing`
+  (derived from ``secret_key``: the newest secret signs, any one is accepted). The JSON:
+  ``v`` (the format, 2), ``k`` (``"i"``: an identity, ``"r"``: a rejection), ``at`` (when
+  LWA was asked, by the writer's clock), ``d`` (when the entry ends, epoch seconds); an
+  identity adds :meth:`Identity.to_json <lwa_middleware.models.Identity.to_json>`'s
+  ``token_info`` and ``profile`` (what LWA answered, never the token), a rejection ``e``
+  (its description).
 - **TTL**: Redis expires a key at the entry's end, in whole milliseconds rounded *down*
   (``SET ... PX``): an identity at min(``at + cache_ttl``, the token's expiry -
   ``expiry_leeway``) — with ``stale_if_error``, up to that many seconds later (never past
@@ -23,10 +27,13 @@ rules (no redis import, no clock read: ``now`` is passed in); the Redis I/O is
   after ``at``. An identity is written with
   ``NX``, so a re-write never extends it; a rejection overwrites (a revoked token's
   identity, still held for a worker with a longer ``cache_ttl``, is replaced).
-- **Reading**: what comes back is decoded strictly; anything malformed, oversized or of
-  another version is ignored (a miss) and counted in :class:`L2Stats`. The reader bounds
-  the entry by its *own* ``cache_ttl``/``negative_ttl`` and leeway too, so a hit fills L1
-  with the entry's remaining time, never a fresh one.
+- **Reading**: the MAC is checked first (nothing unauthenticated is even parsed); then the
+  value is decoded strictly: anything unauthenticated, malformed, oversized or of another
+  version is ignored (a miss) and counted in :class:`L2Stats`. The reader trusts nothing
+  about time it did not decide (:class:`~lwa_middleware.verification.Authority`): an entry
+  dated ahead of its own clock by more than ``expiry_leeway`` is refused, and one it takes
+  lives in L1 until min(``d``, ``at + cache_ttl``, its *own* ``now + cache_ttl``, the
+  token's expiry - leeway): never a fresh life, never one the writer chose.
 - **Failures**: :class:`Backoff` decides when Redis may be called: always while it answers;
   after a failure, not for ``redis_backoff`` seconds, then by one probing request at a time
   until it answers again.
@@ -34,21 +41,28 @@ rules (no redis import, no clock read: ``now`` is passed in); the Redis I/O is
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 import math
 import threading
 from dataclasses import dataclass, fields
-from typing import Any, Literal
+from typing import Any, Literal, TypeAlias
 
 from lwa_middleware.cache import Rejected
 from lwa_middleware.errors import InvalidToken
+from lwa_middleware.keys import KeyRing
 from lwa_middleware.models import Identity, TokenInfo
 from lwa_middleware.protocol import profile_from_data
 
-#: The value format (and the ``v1`` in every key).
-FORMAT_VERSION = 1
-#: The largest value written or read: an identity is about 0.6 KiB.
+#: The value format (and the ``v2`` in every key). 2: every value carries a MAC.
+FORMAT_VERSION = 2
+#: The largest value written or read (MAC included): an identity is about 0.6 KiB.
 MAX_VALUE_BYTES = 16 * 1024
+#: The MAC's length at the head of a value: 32 bytes in unpadded URL-safe base64.
+TAG_CHARS = 43
+#: The key purpose of the values' MAC (:class:`~lwa_middleware.keys.KeyRing`).
+PURPOSE = "shared-cache"
 #: The longest rejection description kept (LWA's, already short and printable).
 MAX_DESCRIPTION = 300
 #: Pauses (seconds) between two looks at L2 while another worker verifies a cold token;
@@ -63,7 +77,8 @@ MAX_LOCK_SECONDS = 1.0
 @dataclass(slots=True)
 class L2Stats:
     """What the shared cache did, counted (plain ints: a lost increment under threads is
-    harmless). ``malformed + oversized + wrong_version`` values were ignored."""
+    harmless). ``unauthenticated + malformed + oversized + wrong_version + future`` values
+    were ignored."""
 
     hits: int = 0
     #: Rejections found (the request was answered ``invalid_token``).
@@ -73,6 +88,11 @@ class L2Stats:
     stale: int = 0
     #: Identities refused on re-check: not issued to this app, or expired.
     refused: int = 0
+    #: Values whose MAC is missing or wrong (written without this app's ``secret_key``:
+    #: another app, a worker with another secret, or anyone else who can write to Redis).
+    unauthenticated: int = 0
+    #: Authenticated values dated ahead of this worker's clock by more than its leeway.
+    future: int = 0
     malformed: int = 0
     oversized: int = 0
     wrong_version: int = 0
@@ -116,6 +136,10 @@ class Found:
     deadline: float
 
 
+#: Why a value read was not used: none there, or one of the counted reasons.
+Dropped: TypeAlias = Literal["miss", "oversized", "unauthenticated", "malformed", "wrong_version"]
+
+
 def _number(value: Any) -> float | None:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return None
@@ -136,12 +160,25 @@ def _floor_ms(seconds: float) -> float:
     return math.floor(seconds * 1000) / 1000
 
 
+def _tag(text: bytes) -> bytes:
+    """A MAC's bytes from its base64 text (``b""`` when it is not base64)."""
+    try:
+        return base64.urlsafe_b64decode(text + b"=")
+    except (binascii.Error, ValueError):
+        return b""
+
+
 class L2Codec:
-    """Keys, values and TTLs of the shared cache for one settings object (and its counts)."""
+    """Keys, values and TTLs of the shared cache for one settings object (and its counts).
 
-    __slots__ = ("_prefix", "lock_ms", "stats")
+    ``keys`` is the ``"shared-cache"`` :class:`~lwa_middleware.keys.KeyRing` of the fleet's
+    ``secret_key``; without one (no ``secret_key``: a shared cache is then refused at
+    construction) nothing is written and nothing read is believed."""
 
-    def __init__(self, prefix: str, timeout: float) -> None:
+    __slots__ = ("_keys", "_prefix", "lock_ms", "stats")
+
+    def __init__(self, prefix: str, timeout: float, keys: KeyRing | None = None) -> None:
+        self._keys = keys
         self._prefix = f"{prefix}:v{FORMAT_VERSION}:".encode()
         #: A cold token's lock lives this long (ms): one verification, at most 1 s.
         self.lock_ms = max(1, math.ceil(min(timeout, MAX_LOCK_SECONDS) * 1000))
@@ -175,13 +212,15 @@ class L2Codec:
         self, digest: bytes, body: dict[str, Any], deadline: float, now: float, *, nx: bool
     ) -> Write | None:
         px = math.floor((deadline - now) * 1000)
-        if px < 1:
+        if px < 1 or self._keys is None:
             return None
-        value = json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode()
-        if len(value) > MAX_VALUE_BYTES:
+        data = json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode()
+        if len(data) + TAG_CHARS > MAX_VALUE_BYTES:
             self.stats.oversized += 1
             return None
-        return Write(self.key(digest), value, px, nx)
+        key = self.key(digest)
+        tag = base64.urlsafe_b64encode(self._keys.mac(key, data)).rstrip(b"=")
+        return Write(key, tag + data, px, nx)
 
     def identity(
         self,
@@ -229,29 +268,38 @@ class L2Codec:
 
     # Reading -----------------------------------------------------------------------------
 
-    def decode(self, raw: bytes | str | None) -> Found | None:
-        """The entry in a value read from Redis; ``None`` for a miss or anything unusable
-        (counted: malformed, oversized, another format)."""
+    def decode(self, digest: bytes, raw: bytes | str | None) -> Found | Dropped:
+        """The entry in the value read from Redis for an L1 key (``digest``), or why there
+        is none to use (counted: ``"miss"``, ``"oversized"``, ``"unauthenticated"``,
+        ``"malformed"``, ``"wrong_version"``). The MAC is checked before anything else."""
         stats = self.stats
         if raw is None:
             stats.misses += 1
-            return None
+            return "miss"
+        if isinstance(raw, str):  # a client with decode_responses=True
+            raw = raw.encode("utf-8", "surrogatepass")
         if len(raw) > MAX_VALUE_BYTES:
             stats.oversized += 1
-            return None
+            return "oversized"
+        tag, data = raw[:TAG_CHARS], raw[TAG_CHARS:]
+        keys = self._keys
+        if keys is None or not keys.check(_tag(tag), self.key(digest), data):
+            stats.unauthenticated += 1
+            return "unauthenticated"
         try:
-            data = json.loads(raw)
+            body = json.loads(data)
         except (ValueError, UnicodeDecodeError, RecursionError):
-            data = None
-        if not isinstance(data, dict) or "v" not in data:
+            body = None
+        if not isinstance(body, dict) or "v" not in body:
             stats.malformed += 1
-            return None
-        if data["v"] != FORMAT_VERSION or isinstance(data["v"], bool):
+            return "malformed"
+        if body["v"] != FORMAT_VERSION or isinstance(body["v"], bool):
             stats.wrong_version += 1
-            return None
-        found = self._entry(data)
+            return "wrong_version"
+        found = self._entry(body)
         if found is None:
             stats.malformed += 1
+            return "malformed"
         return found
 
     @staticmethod

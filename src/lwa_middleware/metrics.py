@@ -167,7 +167,8 @@ class Recorder(Protocol):
         """The L2 (Redis) failed a command."""
 
     def l2_malformed(self) -> None:
-        """An L2 entry could not be read (dropped)."""
+        """An L2 entry was dropped: no good MAC, dated ahead, malformed, oversized, or of
+        another format."""
 
 
 class NullRecorder:

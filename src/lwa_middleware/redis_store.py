@@ -7,8 +7,10 @@ key, value, TTL and verdict is :mod:`lwa_middleware.l2`'s and
 :class:`~lwa_middleware.verification.Authority`'s. Both consult Redis on a cold token only
 (an L1 miss, after the token passed the local checks, inside the worker's single flight):
 
-1. ``GET`` the entry: a hit is re-checked by :meth:`Authority.from_l2
-   <lwa_middleware.verification.Authority.from_l2>` and ends the verification;
+1. ``GET`` the entry: a hit is believed only with a good MAC (keyed by ``secret_key``,
+   which a shared cache requires), re-checked by :meth:`Authority.from_l2
+   <lwa_middleware.verification.Authority.from_l2>` (time by this worker's clock,
+   audience, expiry) and ends the verification;
 2. on a miss, ``SET lock NX PX`` (one whole verification at most): the worker that takes
    the lock asks LWA; another one polls L2 briefly (``GET`` + ``EXISTS lock``) and asks
    LWA itself only if no entry appears before the lock goes or its time runs out;

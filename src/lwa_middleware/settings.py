@@ -315,7 +315,8 @@ class LWASettings:
     verify_preflight: bool = False
     allow_insecure_http: bool = False
     error_style: ErrorStyle = "lwa"
-    # The URL may carry a password: never in a repr or an error message.
+    # The URL may carry a password: never in a repr or an error message. A shared cache
+    # needs secret_key (the verifier refuses it without: login= may lend its own first).
     redis_url: str | None = field(default=None, repr=False)
     redis_prefix: str = "lwa"
     redis_timeout: float = 0.25

@@ -12,11 +12,15 @@ locally what cannot be an LWA access token. LWA failing (unreachable, timing out
 logged at WARNING, at most once per :data:`OUTAGE_LOG_INTERVAL` seconds.
 
 The shared cache (L2, :mod:`lwa_middleware.l2`) is consulted only on the full path, after
-:meth:`Authority.admit`: :meth:`Authority.from_l2` re-checks what Redis held as it checks an
-LWA answer (audience against this app's ``client_ids``/``app_ids``, expiry) and fills L1
-with the entry's remaining time; :meth:`Authority.l2_write` says what an outcome leaves in
-Redis (an identity, or LWA's ``invalid_token``; never a transport error, never a verdict
-about this app's audience, which another app sharing the Redis may not share).
+:meth:`Authority.admit`: :meth:`Authority.from_l2` believes only a value whose MAC (keyed by
+``secret_key``) is good, refuses one dated ahead of this worker's clock by more than
+``expiry_leeway``, re-checks the rest as it checks an LWA answer (audience against this
+app's ``client_ids``/``app_ids``, expiry), and fills L1 for the entry's remaining time as
+this worker counts it (never past ``now + cache_ttl``, nor the token's expiry - leeway).
+A value that fails the MAC, or is dated ahead, is a miss, counted and logged at WARNING at
+most once per :data:`OUTAGE_LOG_INTERVAL`. :meth:`Authority.l2_write` says what an outcome
+leaves in Redis (an identity, or LWA's ``invalid_token``; never a transport error, never a
+verdict about this app's audience, which another app sharing the Redis may not share).
 
 stale-if-error (``stale_if_error`` seconds, :mod:`lwa_middleware.stale`): L1 keeps an
 identity that long past its deadline (a miss for every normal lookup), Redis keeps it that
@@ -32,7 +36,8 @@ import logging
 
 from lwa_middleware.cache import KeyMaker, MemoryCache, Rejected, RejectionCache
 from lwa_middleware.errors import InsufficientScope, InvalidToken, LWAError, LWAUnavailable
-from lwa_middleware.l2 import L2Codec, Write, rejected
+from lwa_middleware.keys import KeyRing
+from lwa_middleware.l2 import PURPOSE, Found, L2Codec, Write, rejected
 from lwa_middleware.metrics import NullRecorder, Recorder
 from lwa_middleware.models import Identity, Profile, TokenInfo
 from lwa_middleware.settings import LWASettings
@@ -46,8 +51,37 @@ WRONG_AUDIENCE = "The access token was not issued to this application."
 NOT_AN_ACCESS_TOKEN = "The access token is not a Login with Amazon access token."
 #: What every LWA access token begins with (Amazon documents the ``Atza|`` prefix).
 ACCESS_TOKEN_PREFIX = "Atza|"
-#: At most one WARNING about LWA failing per this many seconds (the rest are counted).
+#: At most one WARNING about LWA failing per this many seconds (the rest are counted); the
+#: same for shared-cache values refused as unauthenticated or dated ahead.
 OUTAGE_LOG_INTERVAL = 60.0
+#: Why a shared-cache value was not believed, as the WARNING says it (no token, no value).
+UNTRUSTED = {
+    "unauthenticated": "its MAC is missing or wrong (written without this app's secret_key: "
+    "another app, a worker with another secret_key, or anyone else who can write to Redis)",
+    "future": "it is dated ahead of this worker's clock by more than expiry_leeway (a clock "
+    "off in the fleet, or a forgery)",
+}
+
+
+class Throttle:
+    """At most one event in ``interval`` seconds goes through (``now`` passed in); the
+    others are counted for the next one. Not locked: a rare extra line is harmless."""
+
+    __slots__ = ("_at", "_held", "interval")
+
+    def __init__(self, interval: float) -> None:
+        self.interval = interval
+        self._at: float | None = None
+        self._held = 0
+
+    def due(self, now: float) -> int | None:
+        """``None`` when held back, else how many were held back since the last one."""
+        last = self._at
+        if last is not None and 0 <= now - last < self.interval:
+            self._held += 1
+            return None
+        held, self._held, self._at = self._held, 0, now
+        return held
 
 
 def fingerprint(key: bytes) -> str:
@@ -75,6 +109,7 @@ class Authority:
         "_client_ids",
         "_outage_logged_at",
         "_outages_unlogged",
+        "_untrusted_log",
         "cache",
         "key",
         "l2",
@@ -111,8 +146,15 @@ class Authority:
         self._app_ids = frozenset(settings.app_ids)
         self._outage_logged_at: float | None = None
         self._outages_unlogged = 0
-        #: The shared cache's keys, values and counts (used only when Redis is configured).
-        self.l2 = L2Codec(settings.redis_prefix, settings.timeout)
+        #: The shared cache's keys, values and counts (used only when Redis is configured,
+        #: which needs ``secret_key``: the values' MAC is keyed by it).
+        secrets = settings.secret_keys
+        self.l2 = L2Codec(
+            settings.redis_prefix,
+            settings.timeout,
+            KeyRing(secrets, PURPOSE) if secrets else None,
+        )
+        self._untrusted_log = {why: Throttle(OUTAGE_LOG_INTERVAL) for why in UNTRUSTED}
 
     def cached(self, key: bytes, now: float) -> Identity | None:
         """The cached identity, ``None`` on a miss; raises ``InvalidToken`` for a cached
@@ -203,20 +245,35 @@ class Authority:
 
     def from_l2(self, key: bytes, raw: bytes | str | None, now: float) -> Identity | None:
         """The verdict of what Redis held for ``key``: the identity (now also in L1 until
-        the entry's end), ``None`` for a miss (or anything unusable, counted), or
-        ``InvalidToken`` for a rejection (now also in L1) or an identity that fails the
-        checks an LWA answer must pass (not issued to this app, expired)."""
+        the entry's end), ``None`` for a miss (or anything unusable: unauthenticated,
+        malformed, dated ahead; counted), or ``InvalidToken`` for a rejection (now also in
+        L1) or an identity that fails the checks an LWA answer must pass (not issued to
+        this app, expired).
+
+        Time is this worker's: an entry dated (``at``, or the token's ``issued_at``) more
+        than ``expiry_leeway`` ahead of ``now`` is refused, and one taken ends in L1 at
+        min(its ``d``, ``at`` + ``cache_ttl``, ``now`` + ``cache_ttl``, the token's expiry
+        - ``expiry_leeway``) (a rejection: ``negative_ttl`` instead of ``cache_ttl``)."""
         l2 = self.l2
         recorder = self.recorder
-        found = l2.decode(raw)
-        if found is None:
-            if raw is not None:  # malformed, oversized, another format: counted by decode
+        found = l2.decode(key, raw)
+        if not isinstance(found, Found):
+            if found != "miss":  # unauthenticated, malformed, ...: counted by decode
                 recorder.l2_malformed()
+                if found == "unauthenticated":
+                    self._untrusted(found, key, now)
             recorder.cache("l2", False)
             return None
         settings = self.settings
+        if self._dated_ahead(found, now):
+            l2.stats.future += 1
+            recorder.l2_malformed()
+            self._untrusted("future", key, now)
+            recorder.cache("l2", False)
+            return None
         if found.identity is None:
-            until = min(found.deadline, found.at + settings.negative_ttl)
+            ttl = settings.negative_ttl
+            until = min(found.deadline, found.at + ttl, now + ttl)
             if until <= now:
                 l2.stats.stale += 1
                 recorder.cache("l2", False)
@@ -236,7 +293,8 @@ class Authority:
             recorder.cache("l2", True)  # Redis answered the request (with a refusal)
             logger.info("shared cache entry refused: %s (cache key %s)", refusal, fingerprint(key))
             raise InvalidToken(refusal)
-        deadline = min(found.deadline, self.deadline(info, found.at))
+        # Never longer than this worker would keep LWA's own answer given now.
+        deadline = min(found.deadline, self.deadline(info, found.at), self.deadline(info, now))
         # Past its deadline the entry is a miss, never a hit; with stale-if-error it goes to
         # L1 all the same, kept only within the window, so fallback() can answer it stale
         # if LWA fails now (set() stores nothing past deadline + window).
@@ -248,6 +306,30 @@ class Authority:
         l2.stats.hits += 1
         recorder.cache("l2", True)
         return identity
+
+    def _dated_ahead(self, found: Found, now: float) -> bool:
+        """Whether an entry says it was made (``at``, or its token issued) later than ``now``
+        + ``expiry_leeway``: no honest writer's clock is that far ahead of ours."""
+        latest = now + self.settings.expiry_leeway
+        if found.at > latest:
+            return True
+        identity = found.identity
+        issued = None if identity is None else identity.token_info.issued_at
+        return issued is not None and issued > latest
+
+    def _untrusted(self, why: str, key: bytes, now: float) -> None:
+        """Log a value refused (:data:`UNTRUSTED`) at WARNING, at most once per
+        :data:`OUTAGE_LOG_INTERVAL` per worker and reason: only a prefix of the key's hash."""
+        held = self._untrusted_log[why].due(now)
+        if held is None:
+            return
+        suffix = f" ({held} more refused since the last warning)" if held else ""
+        logger.warning(
+            "shared cache (Redis) entry ignored: %s (cache key %s)%s",
+            UNTRUSTED[why],
+            fingerprint(key),
+            suffix,
+        )
 
     def l2_write(
         self, key: bytes, outcome: Identity | BaseException, at: float, now: float

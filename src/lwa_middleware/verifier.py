@@ -61,6 +61,12 @@ from lwa_middleware.verification import Authority
 Clock = Callable[[], float]
 
 TIMED_OUT = "Login with Amazon timed out."
+SHARED_CACHE_NEEDS_SECRET = (
+    "a shared cache (redis_url, LWA_REDIS_URL or redis=) needs secret_key (LWA_SECRET_KEY): "
+    "every value in Redis carries a MAC keyed by it, so that whoever can write to Redis "
+    "cannot sign anyone in; give every worker of the fleet the same secret_key (e.g. "
+    "secrets.token_urlsafe(32)). Setting it also makes cookie tokens need a signature"
+)
 
 
 def _copy(error: BaseException) -> BaseException:
@@ -128,16 +134,20 @@ class _VerifierBase:
 
     def _shared_cache(self, client: Any, *, asynchronous: bool) -> bool:
         """Whether a shared cache is configured (``redis_url`` or a client passed in);
-        refuses both at once, a client of the wrong kind, and a URL without redis-py."""
+        refuses both at once, one without ``secret_key`` (its values' MAC is keyed by it:
+        never an unauthenticated mode), a client of the wrong kind, and a URL without
+        redis-py."""
         settings = self.settings
-        if client is not None:
-            if settings.redis_url is not None:
-                raise ConfigurationError("pass redis_url or a redis client, not both")
-            check_client(client, asynchronous=asynchronous)
-            return True
-        if settings.redis_url is None:
+        if client is None and settings.redis_url is None:
             return False
-        load_redis()
+        if client is not None and settings.redis_url is not None:
+            raise ConfigurationError("pass redis_url or a redis client, not both")
+        if settings.secret_key is None:
+            raise ConfigurationError(SHARED_CACHE_NEEDS_SECRET)
+        if client is not None:
+            check_client(client, asynchronous=asynchronous)
+        else:
+            load_redis()
         return True
 
     def _admission(self) -> Admission[Any]:

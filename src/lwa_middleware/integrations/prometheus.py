@@ -131,7 +131,11 @@ class _Metrics:
             "fanout_rejections", "Verifications refused: no slot to call LWA in time.", **kw
         )
         self.redis = Counter("redis_errors", "Failed Redis (L2) commands.", **kw)
-        self.malformed = Counter("l2_malformed", "Unreadable L2 entries dropped.", **kw)
+        self.malformed = Counter(
+            "l2_malformed",
+            "L2 entries dropped: no good MAC, dated ahead, malformed, oversized, other format.",
+            **kw,
+        )
         # Every fixed series exists from the start (at 0), so dashboards and rate() see them.
         for outcome in (*OUTCOMES, OTHER):
             self.verifications.labels(outcome)
