@@ -538,12 +538,12 @@ def session_cookies(core: LoginCore, *, access: str | None = "signed") -> list[s
 
 def test_refresh_is_planned_for_an_expired_or_missing_cookie_session(core: LoginCore) -> None:
     plan = core.session.plan(InvalidToken(), [], [], session_cookies(core), False, NOW)
-    assert plan is not None and plan.refresh_token == REFRESH
+    assert isinstance(plan, RefreshPlan) and plan.refresh_token == REFRESH
     assert REFRESH not in repr(plan)
     missing = core.session.plan(
         MissingToken(), [], [], session_cookies(core, access=None), False, NOW
     )
-    assert missing is not None and missing.key == plan.key
+    assert isinstance(missing, RefreshPlan) and missing.key == plan.key
     anonymous = core.session.plan(None, [], [], session_cookies(core, access=None), False, NOW)
     assert anonymous is not None
 
@@ -587,7 +587,7 @@ def test_no_refresh_without_a_good_refresh_cookie(core: LoginCore) -> None:
 
 def test_a_session_past_session_max_age_is_signed_out(core: LoginCore) -> None:
     cookies = session_cookies(core, access=None)
-    assert isinstance(core.session.plan(MissingToken(), [], [], cookies, False, NOW), object)
+    assert isinstance(core.session.plan(MissingToken(), [], [], cookies, False, NOW), RefreshPlan)
     ended = core.session.plan(MissingToken(), [], [], cookies, False, NOW + 2592000)
     assert isinstance(ended, SignedOut)
     assert ended.error().description == "The session has expired; sign in again."

@@ -185,32 +185,46 @@ def test_entries_signed_with_an_older_secret_are_accepted() -> None:
 
 
 class FakeRedis:
-    """Just enough of a client for one tick's calls (the real ones run in test_signout)."""
+    """Just enough of a client for a tick's calls (the real ones run in test_signout); its
+    pipeline runs each command at once and ``execute`` hands their results back."""
 
     def __init__(self) -> None:
         self.zset: dict[bytes, float] = {}
+        self.sets: dict[bytes, set[bytes]] = {}
         self.stream: list[tuple[bytes, dict[bytes, bytes]]] = []
         self.fail = False
+        self._results: list[object] = []
 
     def pipeline(self, transaction: bool) -> FakeRedis:
         if self.fail:
             raise ConnectionError("down")
+        self._results = []
         return self
+
+    def execute(self) -> list[object]:
+        return self._results
 
     def zadd(self, name: bytes, mapping: dict[bytes, float]) -> None:
         self.zset.update(mapping)
+        self._results.append(1)
 
     def xadd(self, name: bytes, fields: dict[bytes, bytes], **_: Any) -> None:
         self.stream.append((f"{len(self.stream) + 1}-0".encode(), fields))
+        self._results.append(b"id")
+
+    def sadd(self, name: bytes, member: bytes) -> None:
+        self.sets.setdefault(name, set()).add(member)
+        self._results.append(1)
+
+    def smembers(self, name: bytes) -> None:
+        self._results.append(set(self.sets.get(name, ())))
 
     def zremrangebyscore(self, name: bytes, low: str, high: float) -> None:
         self.zset = {m: s for m, s in self.zset.items() if s > high}
+        self._results.append(0)
 
     def expire(self, name: bytes, seconds: int) -> None:
-        pass
-
-    def execute(self) -> list[object]:
-        return []
+        self._results.append(True)
 
     def xrevrange(self, name: bytes, high: str, low: str, count: int) -> list[Any]:
         return self.stream[-1:]
@@ -353,3 +367,52 @@ def test_sign_out_ignores_cookies_it_did_not_make() -> None:
     core = make_core()
     core.session.revoke([f"lwa_token={TOKEN}; lwa_token_refresh=forged"], NOW)
     assert len(core.revocations) == 0 and core.revocations.stats.revoked == 0
+
+
+def test_every_access_token_of_a_session_is_revoked_with_it() -> None:
+    core = make_core()
+    verifier = authority(core.revocations)
+    issued = core.session.issue(grant(access="Atza|first"), NOW)
+    plan = plan_at(core, header(issued), NOW + 10)
+    assert isinstance(plan, RefreshPlan)
+    # Someone holding a copy of the refresh cookie refreshed it: a token the browser never saw.
+    theirs = core.session.issue(grant(access="Atza|theirs"), NOW + 10, plan.session)
+    assert "lwa_token" in cookies_of(theirs)
+    core.session.revoke(header(issued), NOW + 20)  # the browser signs out
+    for token in ("Atza|first", "Atza|theirs"):
+        with pytest.raises(InvalidToken, match="revoked"):
+            verifier.lookup(token, NOW + 20)
+    # A refresh that raced the sign-out: its token is revoked as it is issued.
+    core.session.issue(grant(access="Atza|late"), NOW + 30, plan.session)
+    with pytest.raises(InvalidToken, match="revoked"):
+        verifier.lookup("Atza|late", NOW + 30)
+    assert not core.revocations.holds(KeyMaker(API)("Atza|late"), NOW + 30 + 3600)
+
+
+def test_a_session_signed_out_on_one_worker_revokes_the_tokens_another_issued() -> None:
+    redis = FakeRedis()
+    workers = [feed(), feed(), feed()]
+    for worker in workers:
+        worker.revocations.attach(authority().cache, KeyMaker(API), kick=lambda: None)
+    issuer, signer, bystander = workers
+    session = session_key("the-session")
+    issuer.revocations.link(session, "Atza|issued-by-x", NOW + 3600, NOW)
+    run(issuer.tick(NOW), redis)
+    assert issuer.stats.links == 1 and len(redis.sets) == 1
+    run(bystander.tick(NOW), redis)
+    signer.revocations.revoke(NOW, session=(session, NOW + 86400))
+    run(signer.tick(NOW), redis)  # publishes the session, reads its links, publishes them
+    token = KeyMaker(API)("Atza|issued-by-x")
+    assert signer.revocations.holds(token, NOW) and signer.stats.published == 2
+    run(bystander.tick(NOW + 1), redis)
+    assert bystander.revocations.holds(token, NOW + 1)
+    assert bystander.revocations.holds(session, NOW + 1)
+    # The issuer, learning the session was revoked, revokes its token itself too.
+    run(issuer.tick(NOW + 1), redis)
+    assert issuer.revocations.holds(token, NOW + 1)
+    forged = RevocationFeed("lwa", [OTHER], Revocations())
+    name = signer.links_of(session_key("other"))
+    redis.sets[name] = {forged.encode(Revocation(ACCESS, key(5), NOW + 60), domain=name)}
+    signer.revocations.revoke(NOW, session=(session_key("other"), NOW + 99))
+    run(signer.tick(NOW + 1), redis)
+    assert not signer.revocations.holds(key(5), NOW + 1) and signer.stats.bad_mac == 1

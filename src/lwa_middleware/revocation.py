@@ -42,8 +42,9 @@ import binascii
 import hashlib
 import heapq
 import logging
+import math
 import threading
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Callable, Generator, Iterable, Sequence
 from dataclasses import dataclass, fields
 from typing import Any, Protocol
@@ -126,6 +127,8 @@ class RevocationStats:
     malformed: int = 0
     #: Dropped because the process held :data:`DEFAULT_MAX_REVOCATIONS` (the soonest to end).
     dropped: int = 0
+    #: Links (an access token issued to a session) published to Redis.
+    links: int = 0
     #: Whole reloads of the set from Redis.
     reloads: int = 0
     #: Redis calls that failed / were not made (the back-off after a failure).
@@ -134,6 +137,18 @@ class RevocationStats:
 
     def as_dict(self) -> dict[str, int]:
         return {f.name: getattr(self, f.name) for f in fields(self)}
+
+
+@dataclass(frozen=True, slots=True)
+class Link:
+    """An access token issued to a session (at sign-in or by a refresh): revoked with it."""
+
+    session: bytes
+    entry: Revocation
+
+
+#: What waits to be published: a revocation, or a session's link to an access token.
+Outgoing = Revocation | Link
 
 
 class Evictable(Protocol):
@@ -152,6 +167,12 @@ class Revocations:
     for a token's expiry), its key maker (the access key is the cache's) and, with a shared
     cache, a ``kick`` that wakes its sync; what this process revokes then waits in an
     outbox until a sync publishes it.
+
+    Every access token the sign-in issues (at sign-in, and at each refresh) is
+    :meth:`link`\\ ed to its session: revoking the session revokes them too, so a copy of
+    the refresh cookie refreshed by someone else before the sign-out (or racing it) leaves
+    them no access token either. The links are kept here until the tokens expire (and, with
+    a shared cache, in Redis, for the worker that signs the session out).
     """
 
     __slots__ = (
@@ -160,6 +181,7 @@ class Revocations:
         "_feeds",
         "_heap",
         "_kicks",
+        "_links",
         "_lock",
         "_makers",
         "_outbox",
@@ -174,6 +196,7 @@ class Revocations:
         self.stats = RevocationStats()
         self._until: dict[bytes, float] = {}
         self._heap: list[tuple[float, bytes]] = []
+        self._links: OrderedDict[bytes, list[Revocation]] = OrderedDict()
         self._lock = threading.Lock()
         self._caches: list[Evictable] = []
         #: Key makers of the attached verifiers, by prefix; the sign-in's own API when none.
@@ -181,7 +204,7 @@ class Revocations:
         self._default_keys = KeyMaker(api_base_url) if api_base_url else None
         self._kicks: list[Callable[[], None]] = []
         self._feeds = 0
-        self._outbox: deque[Revocation] = deque(maxlen=MAX_OUTBOX)
+        self._outbox: deque[Outgoing] = deque(maxlen=MAX_OUTBOX)
         self._warned_at: float | None = None
 
     def __len__(self) -> int:
@@ -207,6 +230,30 @@ class Revocations:
                 self._kicks.append(kick)
                 self._feeds += 1
 
+    def _access(self, token: str, until: float | None, now: float) -> list[Revocation]:
+        """``token``'s revocations: by the key of every attached verifier (the sign-in's API
+        when none), until ``until`` (else as a cache knows it, else the longest a token
+        lives)."""
+        makers = list(self._makers.values())
+        if not makers and self._default_keys is not None:
+            makers = [self._default_keys]
+        entries = []
+        for maker in makers:
+            key = maker(token)
+            entries.append(
+                Revocation(ACCESS, key, self._expiry(key, now) if until is None else until)
+            )
+        return entries
+
+    def _expiry(self, key: bytes, now: float) -> float:
+        for cache in self._caches:
+            item = cache.peek(key)
+            if item is not None:
+                expires_at = item[1].token_info.expires_at
+                if expires_at > now:
+                    return min(expires_at, now + ACCESS_TOKEN_MAX_LIFETIME)
+        return now + ACCESS_TOKEN_MAX_LIFETIME
+
     # Reading (the verifiers' cold path, the refreshers) ------------------------------------
 
     def holds(self, key: bytes, now: float) -> bool:
@@ -223,72 +270,105 @@ class Revocations:
         access_token: str | None = None,
         session: tuple[bytes, float] | None = None,
     ) -> list[Revocation]:
-        """Sign-out: revoke ``access_token`` (by the key of every attached verifier, until
-        its expiry as a cache knows it, else :data:`ACCESS_TOKEN_MAX_LIFETIME` from now)
-        and ``session`` (``(session_key, until)``); held here at once, then published."""
-        entries: list[Revocation] = []
-        if access_token is not None:
-            makers = list(self._makers.values())
-            if not makers and self._default_keys is not None:
-                makers = [self._default_keys]
-            for maker in makers:
-                key = maker(access_token)
-                entries.append(Revocation(ACCESS, key, self._expiry(key, now)))
+        """Sign-out: revoke ``access_token`` (until it expires, as a cache knows it, else
+        :data:`ACCESS_TOKEN_MAX_LIFETIME` from now) and ``session`` (``(session_key,
+        until)``) with the access tokens linked to it; held here at once, then published."""
+        entries = [] if access_token is None else self._access(access_token, None, now)
         if session is not None:
             entries.append(Revocation(SESSION, session[0], session[1]))
-        added = self._add(entries, now)
-        self.stats.revoked += len(added)
-        if added and self._feeds:
+        added, linked = self._add(entries, now)
+        self.stats.revoked += len(added) + len(linked)
+        self._publish([*added, *linked])
+        return [*added, *linked]
+
+    def link(self, session: bytes, access_token: str, until: float, now: float) -> None:
+        """``access_token`` (living until ``until``) was issued to ``session``: revoked with
+        it (at once when it already is: a refresh that raced the sign-out)."""
+        entries = self._access(access_token, until, now)
+        with self._lock:
+            revoked = self.holds(session, now)
+            if not revoked:
+                kept = [entry for entry in self._links.pop(session, ()) if entry.until > now]
+                self._links[session] = kept + entries
+                while len(self._links) > self.maxsize:
+                    self._links.popitem(last=False)
+                if self._feeds:
+                    self._outbox.extend(Link(session, entry) for entry in entries)
+        if revoked:
+            added, _ = self._add(entries, now)
+            self.stats.revoked += len(added)
+            self._publish(added)
+        else:
+            self._kick()
+
+    def revoke_entries(self, entries: Iterable[Revocation], now: float) -> None:
+        """Revoke (and publish) entries found elsewhere: the tokens a session signed out
+        here had been issued by other workers (their links in Redis)."""
+        added, linked = self._add(entries, now)
+        self.stats.revoked += len(added) + len(linked)
+        self._publish([*added, *linked])
+
+    def learn(self, entries: Iterable[Revocation], now: float) -> int:
+        """Hold revocations read from the fleet's list; how many were new here. Access
+        tokens this process linked to a session learnt revoked are revoked (and published)."""
+        added, linked = self._add(entries, now)
+        self.stats.learned += len(added)
+        self.stats.revoked += len(linked)
+        self._publish(linked)
+        return len(added)
+
+    def _publish(self, entries: Sequence[Revocation]) -> None:
+        if entries and self._feeds:
             with self._lock:
-                self._outbox.extend(added)
+                self._outbox.extend(entries)
+        self._kick()
+
+    def _kick(self) -> None:
         for kick in list(self._kicks):
             try:
                 kick()
             except Exception:  # a sync that cannot be woken polls on its own
                 logger.debug("could not wake the revocation sync", exc_info=True)
-        return added
 
-    def _expiry(self, key: bytes, now: float) -> float:
-        for cache in self._caches:
-            item = cache.peek(key)
-            if item is not None:
-                expires_at = item[1].token_info.expires_at
-                if expires_at > now:
-                    return min(expires_at, now + ACCESS_TOKEN_MAX_LIFETIME)
-        return now + ACCESS_TOKEN_MAX_LIFETIME
-
-    def learn(self, entries: Iterable[Revocation], now: float) -> int:
-        """Hold revocations read from the fleet's list; how many were new here."""
-        added = self._add(entries, now)
-        self.stats.learned += len(added)
-        return len(added)
-
-    def _add(self, entries: Iterable[Revocation], now: float) -> list[Revocation]:
-        """Hold ``entries`` (the live ones, unless already held as long), then evict their
-        keys from every attached cache: held first, evicted second (see the module)."""
+    def _add(
+        self, entries: Iterable[Revocation], now: float
+    ) -> tuple[list[Revocation], list[Revocation]]:
+        """Hold ``entries`` (the live ones, unless already held as long) and the access
+        tokens linked to a session among them, then evict their keys from every attached
+        cache: held first, evicted second (see the module). What was added: the entries,
+        and the linked tokens."""
         added: list[Revocation] = []
+        linked: list[Revocation] = []
         dropped = 0
         with self._lock:
-            until_of, heap = self._until, self._heap
             self._purge(now)
             for entry in entries:
-                if entry.until <= now or until_of.get(entry.key, -1.0) >= entry.until:
-                    continue
-                until_of[entry.key] = entry.until
-                heapq.heappush(heap, (entry.until, entry.key))
-                added.append(entry)
-                while len(until_of) > self.maxsize:
-                    dropped += self._pop_soonest()
-            if len(heap) > 2 * len(until_of) + 64:  # re-revoked keys left old heap rows
-                self._heap = [(until, key) for key, until in until_of.items()]
+                if self._hold(entry, now):
+                    added.append(entry)
+                    if entry.kind == SESSION:
+                        for token in self._links.pop(entry.key, ()):
+                            if self._hold(token, now):
+                                linked.append(token)
+            while len(self._until) > self.maxsize:
+                dropped += self._pop_soonest()
+            if len(self._heap) > 2 * len(self._until) + 64:  # re-revoked keys' old rows
+                self._heap = [(until, key) for key, until in self._until.items()]
                 heapq.heapify(self._heap)
-        for entry in added:
+        for entry in (*added, *linked):
             for cache in self._caches:
                 cache.delete(entry.key)
         if dropped:
             self.stats.dropped += dropped
             self.warn(now, f"{dropped} revocation(s) dropped: more than {self.maxsize} held")
-        return added
+        return added, linked
+
+    def _hold(self, entry: Revocation, now: float) -> bool:
+        """Hold one entry (under the lock); whether it is new (or now lasts longer)."""
+        if entry.until <= now or self._until.get(entry.key, -1.0) >= entry.until:
+            return False
+        self._until[entry.key] = entry.until
+        heapq.heappush(self._heap, (entry.until, entry.key))
+        return True
 
     def _purge(self, now: float) -> None:
         """Forget the revocations that ended (under the lock)."""
@@ -317,19 +397,19 @@ class Revocations:
 
     # The outbox (a shared cache's sync) ----------------------------------------------------
 
-    def take_outbox(self) -> list[Revocation]:
-        """The revocations to publish (taken: :meth:`requeue` them if publishing fails)."""
+    def take_outbox(self) -> list[Outgoing]:
+        """What to publish (taken: :meth:`requeue` it if publishing fails)."""
         with self._lock:
             taken = list(self._outbox)
             self._outbox.clear()
         return taken
 
-    def requeue(self, entries: Sequence[Revocation]) -> None:
-        """Put back revocations that could not be published (before any newer ones)."""
+    def requeue(self, items: Sequence[Outgoing]) -> None:
+        """Put back what could not be published (before anything newer)."""
         with self._lock:
             newer = list(self._outbox)
             self._outbox.clear()
-            self._outbox.extend(entries)
+            self._outbox.extend(items)
             self._outbox.extend(newer)
 
     def clear(self) -> None:
@@ -337,6 +417,7 @@ class Revocations:
         with self._lock:
             self._until.clear()
             self._heap.clear()
+            self._links.clear()
             self._outbox.clear()
 
 
@@ -417,17 +498,22 @@ class RevocationFeed:
         """Whether the fleet's list was read at least once."""
         return self.cursor is not None
 
+    def links_of(self, session: bytes) -> bytes:
+        """The set of the access tokens issued to ``session`` (its revocation key)."""
+        return self.zset + b":s:" + session.hex().encode("ascii")
+
     # Entries -----------------------------------------------------------------------------
 
-    def encode(self, entry: Revocation) -> bytes:
-        """``kind.key.until_ms.tag`` (ASCII)."""
+    def encode(self, entry: Revocation, domain: bytes | None = None) -> bytes:
+        """``kind.key.until_ms.tag`` (ASCII); the MAC covers ``domain`` too (the key the
+        entry is written under: the set's name, or a session's links')."""
         body = f"{entry.kind}.{entry.key.hex()}.{int(entry.until * 1000)}"
-        tag = self._ring.mac(self.zset, body.encode("ascii"))
+        tag = self._ring.mac(domain or self.zset, body.encode("ascii"))
         return f"{body}.{_b64(tag)}".encode("ascii")
 
-    def decode(self, raw: Any, now: float) -> Revocation | None:
-        """The revocation an entry holds, ``None`` when it ended, is unreadable or fails its
-        MAC (those two counted)."""
+    def decode(self, raw: Any, now: float, domain: bytes | None = None) -> Revocation | None:
+        """The revocation an entry (written under ``domain``) holds; ``None`` when it ended,
+        is unreadable or fails its MAC (those two counted)."""
         text = _text(raw)
         parts = text.split(".") if text is not None and len(text) <= MAX_ENTRY_CHARS else []
         if len(parts) != 4:
@@ -449,7 +535,7 @@ class RevocationFeed:
             self.stats.malformed += 1
             return None
         body = f"{kind}.{key_hex}.{until_ms}".encode("ascii")
-        if not self._ring.check(tag, self.zset, body):
+        if not self._ring.check(tag, domain or self.zset, body):
             self.stats.bad_mac += 1
             self.revocations.warn(
                 now,
@@ -476,24 +562,18 @@ class RevocationFeed:
     def tick(self, now: float) -> Generator[Call, Any, None]:
         """Publish what this process revoked, then read what the fleet revoked: a reload of
         the whole set the first time (and after :data:`RELOAD_AFTER` seconds without a
-        read), else the stream after :attr:`cursor`. Yields each Redis call and gets its
-        result back; a call that fails is thrown in (and out again, the outbox kept)."""
-        outbox = self.revocations.take_outbox()
-        if outbox:
-            try:
-                yield self._publish(outbox, now)
-            except BaseException:
-                self.revocations.requeue(outbox)
-                raise
-            self.stats.published += len(outbox)
+        read), else the stream after :attr:`cursor`; then publish what that reading
+        revoked here (tokens this process issued to sessions signed out elsewhere).
+        Yields each Redis call and gets its result back; a call that fails is thrown in
+        (and out again, the outbox kept)."""
+        yield from self._send(now)
         if self.cursor is None or now - self._read_at > RELOAD_AFTER:
             stream = self.stream
             last = yield lambda client: client.xrevrange(stream, "+", "-", count=1)
             cursor = last[0][0] if last else b"0-0"
-            zset = self.zset
             offset = 0
             while offset < self.revocations.maxsize:
-                members = yield _page(zset, now, offset)
+                members = yield _page(self.zset, now, offset)
                 self._learn(members, now)
                 if len(members) < PAGE:
                     break
@@ -511,21 +591,65 @@ class RevocationFeed:
                 if len(entries) < PAGE:
                     break
         self._read_at = now
+        yield from self._send(now)
 
-    def _publish(self, entries: Sequence[Revocation], now: float) -> Call:
-        """One pipeline: each entry into the set and the stream; the ended ones out of the
-        set; both keys' lifetimes renewed."""
-        members = [(self.encode(entry), entry.until) for entry in entries]
+    def _send(self, now: float) -> Generator[Call, Any, None]:
+        """Publish the outbox; a session revoked here also reads its links from Redis (the
+        tokens other workers issued to it), which are revoked and published in turn."""
+        for _ in range(3):
+            outbox = self.revocations.take_outbox()
+            if not outbox:
+                return
+            call, sessions = self._publish(outbox, now)
+            try:
+                results = yield call
+            except BaseException:
+                self.revocations.requeue(outbox)
+                raise
+            self.stats.published += sum(isinstance(item, Revocation) for item in outbox)
+            self.stats.links += sum(isinstance(item, Link) for item in outbox)
+            linked = []
+            for name, members in zip(
+                sessions, results[len(results) - len(sessions) :], strict=True
+            ):
+                for raw in members or ():
+                    entry = self.decode(raw, now, domain=name)
+                    if entry is not None and entry.kind == ACCESS:
+                        linked.append(entry)
+            if linked:
+                self.revocations.revoke_entries(linked, now)
+
+    def _publish(self, items: Sequence[Outgoing], now: float) -> tuple[Call, list[bytes]]:
+        """One pipeline: each revocation into the set and the stream, each link into its
+        session's set; the ended revocations out of the set; the keys' lifetimes renewed;
+        last, the links of each session revoked (their names are returned)."""
+        revoked: list[tuple[bytes, float]] = []
+        links: list[tuple[bytes, bytes, int]] = []
+        sessions: list[bytes] = []
+        for item in items:
+            if isinstance(item, Link):
+                name = self.links_of(item.session)
+                ttl = max(1, math.ceil(item.entry.until - now))
+                links.append((name, self.encode(item.entry, domain=name), ttl))
+            else:
+                revoked.append((self.encode(item), item.until))
+                if item.kind == SESSION:
+                    sessions.append(self.links_of(item.key))
         zset, stream = self.zset, self.stream
 
         def call(client: Any) -> Any:
             pipe = client.pipeline(transaction=False)
-            for member, until in members:
+            for member, until in revoked:
                 pipe.zadd(zset, {member: until})
                 pipe.xadd(stream, {b"e": member}, maxlen=FEED_MAXLEN, approximate=True)
+            for name, member, ttl in links:
+                pipe.sadd(name, member)
+                pipe.expire(name, ttl)
             pipe.zremrangebyscore(zset, "-inf", now)
             pipe.expire(zset, MAX_REVOCATION_SECONDS)
             pipe.expire(stream, FEED_TTL)
+            for name in sessions:
+                pipe.smembers(name)
             return pipe.execute()
 
-        return call
+        return call, sessions

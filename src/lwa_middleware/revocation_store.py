@@ -24,6 +24,7 @@ import inspect
 import logging
 import os
 import threading
+import time
 from collections.abc import Callable, Generator
 from typing import Any
 
@@ -58,7 +59,9 @@ class _SyncBase:
     ) -> None:
         self.feed = feed
         self.client = client
+        #: When Redis may be called, on the monotonic clock (pacing I/O, not judging entries).
         self.backoff = backoff
+        #: The middleware's clock: when entries end.
         self.clock = clock
         self.recorder = recorder
         #: The longest a request waits for the first read of the fleet's list.
@@ -69,17 +72,17 @@ class _SyncBase:
         return f"{type(self).__name__}({self.feed!r}, loaded={self.feed.loaded})"
 
     def _begin(self) -> float | None:
-        """The clock at the start of a round, ``None`` while the back-off skips it."""
-        now = self.clock()
-        if self.backoff.allows(now):
-            return now
+        """The monotonic clock at the start of a round, ``None`` while the back-off skips it."""
+        started = time.monotonic()
+        if self.backoff.allows(started):
+            return started
         self.feed.stats.skipped += 1
         return None
 
     def _failed(self, error: Exception) -> None:
         self.feed.stats.errors += 1
         self.recorder.redis_error()
-        if self.backoff.failed(self.clock()) == "new":
+        if self.backoff.failed(time.monotonic()) == "new":
             logger.warning(
                 "revocations: Redis is failing (%s): sign-outs hold in this process and "
                 "are shared once it answers; next try in %g s",
@@ -145,7 +148,7 @@ class RevocationSync(_SyncBase):
         if started is None:
             return
         try:
-            _drive(self.feed.tick(started), self.client)
+            _drive(self.feed.tick(self.clock()), self.client)
         except Exception as error:  # any Redis failure: go on without it
             self._failed(error)
             return
@@ -241,7 +244,7 @@ class AsyncRevocationSync(_SyncBase):
         if started is None:
             return
         try:
-            await _adrive(self.feed.tick(started), self.client)
+            await _adrive(self.feed.tick(self.clock()), self.client)
         except Exception as error:  # any Redis failure: go on without it
             self._failed(error)
             return

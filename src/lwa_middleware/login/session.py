@@ -259,12 +259,13 @@ class SessionRules:
                 secure=secure,
             )
         ]
+        session_id = new_session_id() if session is None else session.session_id
+        if session is not None or grant.refresh_token is not None:
+            # Every access token of a session is revoked with it (a copy of the refresh
+            # cookie refreshed by someone else leaves them nothing either).
+            self.revocations.link(session_key(session_id), token, grant.expires_at(now), now)
         if grant.refresh_token is not None:
-            sealed = Session(
-                grant.refresh_token,
-                signed_in_at,
-                new_session_id() if session is None else session.session_id,
-            )
+            sealed = Session(grant.refresh_token, signed_in_at, session_id)
             headers.append(
                 set_cookie(
                     self.refresh_cookie_name,
