@@ -84,6 +84,8 @@ FEED_TTL = 3600
 #: A worker that read nothing for this long reloads the whole set (it may have missed
 #: entries the stream no longer holds).
 RELOAD_AFTER = 60.0
+#: Entries are removed from the set this long after they ended (a fleet's clocks differ).
+ENDED_MARGIN = 60.0
 #: At most one WARNING about entries failing their MAC (or dropped) per this many seconds.
 WARNING_INTERVAL = 60.0
 #: The longest entry read.
@@ -645,7 +647,7 @@ class RevocationFeed:
             for name, member, ttl in links:
                 pipe.sadd(name, member)
                 pipe.expire(name, ttl)
-            pipe.zremrangebyscore(zset, "-inf", now)
+            pipe.zremrangebyscore(zset, "-inf", now - ENDED_MARGIN)
             pipe.expire(zset, MAX_REVOCATION_SECONDS)
             pipe.expire(stream, FEED_TTL)
             for name in sessions:
