@@ -29,7 +29,6 @@ from collections.abc import Callable, Generator
 from typing import Any
 
 from lwa_middleware.l2 import Backoff
-from lwa_middleware.metrics import Recorder
 from lwa_middleware.revocation import POLL_INTERVAL, Call, RevocationFeed
 
 logger = logging.getLogger("lwa_middleware")
@@ -40,6 +39,13 @@ Clock = Callable[[], float]
 def _described(error: BaseException) -> str:
     text = " ".join(str(error).split())[:200]
     return f"{type(error).__name__}: {text}" if text else type(error).__name__
+
+
+def _unreachable(error: BaseException) -> bool:
+    """Whether ``error`` says Redis cannot be reached (redis-py's ``ConnectionError`` and
+    ``TimeoutError``, their subclasses such as a failed ``AUTH``, or the socket's own)."""
+    names = {cls.__name__ for cls in type(error).__mro__}
+    return isinstance(error, OSError) or bool(names & {"ConnectionError", "TimeoutError"})
 
 
 class _SyncBase:
@@ -53,7 +59,6 @@ class _SyncBase:
         *,
         backoff: Backoff,
         clock: Clock,
-        recorder: Recorder,
         wait: float,
         interval: float = POLL_INTERVAL,
     ) -> None:
@@ -63,7 +68,6 @@ class _SyncBase:
         self.backoff = backoff
         #: The middleware's clock: when entries end.
         self.clock = clock
-        self.recorder = recorder
         #: The longest a request waits for the first read of the fleet's list.
         self.wait = wait
         self.interval = interval
@@ -80,10 +84,14 @@ class _SyncBase:
         return None
 
     def _failed(self, error: Exception) -> None:
+        """Count a failed round and back off. Once per outage it is logged: at INFO when
+        Redis cannot be reached (the shared cache warns about that itself), at WARNING for
+        anything else (an ACL without the sync's commands, a key of another type, ...)."""
         self.feed.stats.errors += 1
-        self.recorder.redis_error()
         if self.backoff.failed(time.monotonic()) == "new":
-            logger.warning(
+            level = logging.INFO if _unreachable(error) else logging.WARNING
+            logger.log(
+                level,
                 "revocations: Redis is failing (%s): sign-outs hold in this process and "
                 "are shared once it answers; next try in %g s",
                 _described(error),

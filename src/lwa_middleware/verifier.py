@@ -169,7 +169,6 @@ class _VerifierBase:
         return {
             "backoff": Backoff(settings.redis_backoff),
             "clock": self.clock,
-            "recorder": self.recorder,
             "wait": ready_wait(settings.redis_timeout),
         }
 
