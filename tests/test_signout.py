@@ -218,12 +218,14 @@ def get(url: str, headers: dict[str, str], path: str = "/me") -> httpx.Response:
 
 
 def carriers(cookies: dict[str, str]) -> dict[str, dict[str, str]]:
-    """The session's access token on each carrier: its cookie, and the two headers."""
+    """The session's access token on each carrier: its cookie, and the two headers (the
+    bearer as sent, and percent-encoded: other bytes, the same token)."""
     token = cookie_signer(SECRET).unsign(cookies["lwa_token"]).decode()
     return {
         "cookie": {"cookie": header(cookies, "lwa_token")},
         "bearer": bearer(token),
         "x-amz-access-token": {"x-amz-access-token": token},
+        "bearer, percent-encoded": bearer(token.replace("|", "%7C")),  # decoded once
     }
 
 

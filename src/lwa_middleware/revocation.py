@@ -3,10 +3,12 @@ travels between the workers of a fleet.
 
 ``POST /auth/logout`` (:mod:`lwa_middleware.login`) revokes two things, by hash only:
 
-* the session's **access token**, by its cache key (:class:`~lwa_middleware.cache.KeyMaker`:
-  SHA-256 of the API base URL, a NUL and the token), until the token expires (as the cache
-  knows it, else :data:`ACCESS_TOKEN_MAX_LIFETIME` from now): refused from any carrier
-  (cookie, ``Authorization: Bearer``, ``x-amz-access-token``, the query, a WebSocket);
+* the session's **access tokens**, each by its cache key (:class:`~lwa_middleware.cache.
+  KeyMaker`: SHA-256 of the API base URL, a NUL and the token), until it expires: the one
+  in the cookie (its expiry as a cache knows it, else :data:`ACCESS_TOKEN_MAX_LIFETIME`
+  from now) and every one issued to the session, at sign-in or by a refresh, whoever
+  refreshed (:meth:`Revocations.link`): refused from any carrier (cookie,
+  ``Authorization: Bearer``, ``x-amz-access-token``, the query, a WebSocket);
 * the **session**, by :func:`session_key` of the id sealed in the refresh cookie at sign-in
   and carried across refreshes, until the session would have ended (``session_max_age``
   after sign-in): no refresh cookie of that session (a copy taken before a refresh rotated
@@ -25,11 +27,16 @@ With a shared cache, :class:`RevocationFeed` carries revocations between workers
   start, or after it lost track (no successful read for :data:`RELOAD_AFTER` seconds);
 * ``{redis_prefix}:revocations:v1:feed``, a stream of the same entries as they are added
   (``MAXLEN ~`` :data:`FEED_MAXLEN`, the key expiring :data:`FEED_TTL` after the last add):
-  what a worker polls every :data:`POLL_INTERVAL` seconds (``XREAD`` after the last id seen).
+  what a worker polls every :data:`POLL_INTERVAL` seconds (``XREAD`` after the last id seen);
+* ``{redis_prefix}:revocations:v1:s:{session key hex}``, a set per session: the access
+  tokens issued to it (expiring with the last of them), which the worker that revokes the
+  session reads and revokes in turn. The worker that issued one also revokes it when it
+  learns the session was revoked (a link published after the sign-out read the set).
 
 Each entry is ``kind.key.until_ms.tag``: ``tag`` is HMAC-SHA-256 under the ``revocations``
 key of ``secret_key`` (:class:`~lwa_middleware.keys.KeyRing`: the newest signs, any
-verifies) over the set's name and the three fields. An entry that fails it is ignored and
+verifies) over the name of the key it is written under and the three fields. An entry
+that fails it is ignored and
 counted (a WARNING at most once a minute); one that ended is skipped. :meth:`tick` is one
 round of a worker's sync as a generator of Redis calls, which the shells
 (:mod:`lwa_middleware.revocation_store`) run on a blocking or an asyncio client alike.
