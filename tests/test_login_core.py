@@ -32,6 +32,7 @@ from lwa_middleware.login import (
     LoginConfig,
     LoginCore,
     LoginRequest,
+    RefreshPlan,
     SignedOut,
     StateProblem,
     safe_next,
@@ -537,12 +538,12 @@ def session_cookies(core: LoginCore, *, access: str | None = "signed") -> list[s
 
 def test_refresh_is_planned_for_an_expired_or_missing_cookie_session(core: LoginCore) -> None:
     plan = core.session.plan(InvalidToken(), [], [], session_cookies(core), False, NOW)
-    assert plan is not None and plan.refresh_token == REFRESH
+    assert isinstance(plan, RefreshPlan) and plan.refresh_token == REFRESH
     assert REFRESH not in repr(plan)
     missing = core.session.plan(
         MissingToken(), [], [], session_cookies(core, access=None), False, NOW
     )
-    assert missing is not None and missing.key == plan.key
+    assert isinstance(missing, RefreshPlan) and missing.key == plan.key
     anonymous = core.session.plan(None, [], [], session_cookies(core, access=None), False, NOW)
     assert anonymous is not None
 
@@ -579,8 +580,22 @@ def test_no_refresh_without_a_good_refresh_cookie(core: LoginCore) -> None:
     assert (
         core.session.plan(MissingToken(), [], [], ["lwa_token_refresh=forged"], False, NOW) is None
     )
+    sealed_long_ago = Sealer([SECRET.encode()], "refresh-cookie").seal(REFRESH.encode(), NOW)
+    too_old = [f"lwa_token_refresh={sealed_long_ago}"]
+    assert core.session.plan(MissingToken(), [], [], too_old, False, NOW + 401 * 86400) is None
+
+
+def test_a_session_past_session_max_age_is_signed_out(core: LoginCore) -> None:
     cookies = session_cookies(core, access=None)
-    assert core.session.plan(MissingToken(), [], [], cookies, False, NOW + 2592001) is None
+    assert isinstance(core.session.plan(MissingToken(), [], [], cookies, False, NOW), RefreshPlan)
+    ended = core.session.plan(MissingToken(), [], [], cookies, False, NOW + 2592000)
+    assert isinstance(ended, SignedOut)
+    assert ended.error().description == "The session has expired; sign in again."
+    assert {value.partition("=")[0] for _, value in ended.headers} == {
+        "lwa_token",
+        "lwa_token_refresh",
+    }
+    assert core.session.refresh_token(cookies, NOW + 2592000) is None
 
 
 def test_settling_a_refresh(core: LoginCore) -> None:
@@ -607,7 +622,9 @@ def test_resolving_a_refresh(core: LoginCore) -> None:
         issued_at=NOW,
     )
     identity = Identity.build(info, Profile(user_id="amzn1.account.X", name="Ada", email=None))
-    refreshed = core.session.refreshed(grant(), identity, NOW)
+    plan = core.session.plan(InvalidToken(), [], [], session_cookies(core), False, NOW)
+    assert isinstance(plan, RefreshPlan)
+    refreshed = core.session.refreshed(grant(), identity, NOW, plan.session)
     assert refreshed.until == NOW + 60
     assert core.session.resolve(InvalidToken(), refreshed)[:2] == (identity, None)
     signed_out = SignedOut(tuple(core.session.cleared()))
@@ -656,7 +673,11 @@ def test_the_middleware_adopts_the_sign_ins_settings(core: LoginCore) -> None:
         ("scopes", ()),
         ("scopes", ("pro file",)),
         ("cookie_name", "bad name"),
-        ("refresh_max_age", 0),
+        ("session_max_age", 0),
+        ("session_max_age", 59),
+        ("session_max_age", 401 * 86400),
+        ("session_max_age", 3600.5),
+        ("session_max_age", True),
         ("timeout", 0),
         ("client_id", ""),
         ("client_secret", ""),

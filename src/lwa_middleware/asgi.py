@@ -137,6 +137,8 @@ class LWAMiddleware:
             redis=redis,
             recorder=recorder,
             tracer=tracer,
+            # Sign-out's revocations: the sign-in's (it revokes, this refuses).
+            revocations=None if self._refresh is None else self._refresh.session.revocations,
         )
         #: Every event counted: the verifier's ``Stats`` and the ``recorder`` given, if any.
         self.recorder = self.verifier.recorder
@@ -313,7 +315,14 @@ class LWAMiddleware:
 
         try:
             identity, error, headers = await self._refresh.recover(
-                error, authorization or (), amz or (), cookies, query, self.verifier.verify, guard
+                error,
+                authorization or (),
+                amz or (),
+                cookies,
+                query,
+                self.verifier.verify,
+                guard,
+                self.verifier.revocations_ready,
             )
             if identity is not None:
                 authorize(identity, route.required_scopes)

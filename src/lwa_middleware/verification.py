@@ -28,6 +28,11 @@ long past its fresh deadline (never past the token's expiry; the value keeps the
 deadline, so a reader still sees it end on time), and :meth:`Authority.fallback` answers it,
 marked stale, only for a verification that failed because LWA is failing (or the circuit
 breaker is open), never for a token LWA rejected, never past the token's own expiry.
+
+Sign-out's revocations (:mod:`lwa_middleware.revocation`) are consulted where nothing is
+cached yet: on an L1 miss (before the rejections, L2 and LWA), and right after an identity
+is stored in L1 (a revocation racing with the verification evicts it, or is seen here);
+never on the warm path, which a revocation empties by evicting the key.
 """
 
 from __future__ import annotations
@@ -40,6 +45,7 @@ from lwa_middleware.keys import KeyRing
 from lwa_middleware.l2 import PURPOSE, Found, L2Codec, Write, rejected
 from lwa_middleware.metrics import NullRecorder, Recorder
 from lwa_middleware.models import Identity, Profile, TokenInfo
+from lwa_middleware.revocation import Revocations
 from lwa_middleware.settings import LWASettings
 from lwa_middleware.stale import StalePolicy
 from lwa_middleware.tokens import validate_token
@@ -49,6 +55,7 @@ logger = logging.getLogger("lwa_middleware")
 EXPIRED = "The access token has expired."
 WRONG_AUDIENCE = "The access token was not issued to this application."
 NOT_AN_ACCESS_TOKEN = "The access token is not a Login with Amazon access token."
+REVOKED = "The access token was revoked (its session was signed out)."
 #: What every LWA access token begins with (Amazon documents the ``Atza|`` prefix).
 ACCESS_TOKEN_PREFIX = "Atza|"
 #: At most one WARNING about LWA failing per this many seconds (the rest are counted); the
@@ -115,6 +122,7 @@ class Authority:
         "l2",
         "recorder",
         "rejections",
+        "revocations",
         "settings",
         "stale",
     )
@@ -125,8 +133,15 @@ class Authority:
         cache: MemoryCache[Identity] | None = None,
         rejections: RejectionCache | None = None,
         recorder: Recorder | None = None,
+        revocations: Revocations | None = None,
     ) -> None:
         self.settings = settings
+        #: Sign-out's revoked keys (a sign-in's, shared with it, or this authority's own).
+        self.revocations = (
+            revocations
+            if revocations is not None
+            else Revocations(api_base_url=settings.api_base_url)
+        )
         #: stale-if-error: how long past its deadline an identity may still be answered.
         self.stale = StalePolicy(settings.stale_if_error)
         #: Where the core reports what it does (metrics); the verifiers pass theirs.
@@ -170,6 +185,8 @@ class Authority:
                 return entry
             if now >= deadline + self.cache.grace:  # kept within grace: stale-if-error
                 self.cache.delete(key)
+        if self.revocations.holds(key, now):
+            raise InvalidToken(REVOKED)
         rejected = self.rejections.get(key, now)
         if rejected is not None:
             raise InvalidToken(rejected.description)
@@ -241,7 +258,16 @@ class Authority:
             )
         identity = Identity.build(info, profile)
         self.cache.set(key, identity, self.deadline(info, now), now)
+        self.refuse_revoked(key, now)
         return identity
+
+    def refuse_revoked(self, key: bytes, now: float) -> None:
+        """``InvalidToken`` (and the key out of L1) when sign-out revoked it. Called after
+        an identity is stored: a revocation holds the key before it evicts it, so one that
+        raced with this verification is either seen here or evicts what was stored."""
+        if self.revocations.holds(key, now):
+            self.cache.delete(key)
+            raise InvalidToken(REVOKED)
 
     def from_l2(self, key: bytes, raw: bytes | str | None, now: float) -> Identity | None:
         """The verdict of what Redis held for ``key``: the identity (now also in L1 until
@@ -299,6 +325,7 @@ class Authority:
         # L1 all the same, kept only within the window, so fallback() can answer it stale
         # if LWA fails now (set() stores nothing past deadline + window).
         self.cache.set(key, identity, deadline, now)
+        self.refuse_revoked(key, now)
         if deadline <= now:
             l2.stats.stale += 1
             recorder.cache("l2", False)

@@ -17,6 +17,12 @@ With a shared cache (``redis_url``, or a client passed as ``redis=``), a cold to
 looked up in Redis by the single flight's leader before LWA is asked, and LWA's verdict is
 written back (:mod:`lwa_middleware.redis_store`); Redis failing only skips that step.
 
+Sign-out's revocations (:mod:`lwa_middleware.revocation`) are the ``revocations`` passed in
+(a sign-in's, shared with it) or the verifier's own. With a shared cache and ``secret_key``
+they are kept in step with the fleet's by a sync on the same Redis client
+(:mod:`lwa_middleware.revocation_store`: a task per event loop, a thread for the blocking
+verifier), whose first read a cold verification waits for (briefly) in a new worker.
+
 Operations: one :class:`~lwa_middleware.breaker.CircuitBreaker` per verifier (one
 ``api_base_url``, one host; off with ``breaker_failures=0``) is asked before a slot is
 taken and told every call's outcome; a verification that fails because LWA is failing (or
@@ -54,6 +60,8 @@ from lwa_middleware.redis_store import (
     load_redis,
     sync_client,
 )
+from lwa_middleware.revocation import RevocationFeed, Revocations
+from lwa_middleware.revocation_store import AsyncRevocationSync, RevocationSync, ready_wait
 from lwa_middleware.settings import LWASettings
 from lwa_middleware.transport import Budget
 from lwa_middleware.verification import Authority
@@ -84,6 +92,7 @@ class _LoopState:
     admission: Admission[asyncio.Future[None]]
     flights: dict[bytes, asyncio.Future[Identity]] = field(default_factory=dict)
     redis: AsyncRedisStore | None = None
+    revocations: AsyncRevocationSync | None = None
 
 
 class _VerifierBase:
@@ -96,6 +105,7 @@ class _VerifierBase:
         clock: Clock,
         recorder: Recorder | None = None,
         tracer: Tracer | None = None,
+        revocations: Revocations | None = None,
     ) -> None:
         self.settings = settings
         #: The counters :meth:`stats` shows; a ``recorder`` passed in gets every event too.
@@ -108,7 +118,9 @@ class _VerifierBase:
         self.count_l1_hit: Callable[[], object] = (
             self.counters.count_l1_hit if recorder is None else self.recorder.l1_hit
         )
-        self.authority = Authority(settings, recorder=self.recorder)
+        self.authority = Authority(settings, recorder=self.recorder, revocations=revocations)
+        #: Sign-out's revoked keys (shared with ``login=``'s sign-in when there is one).
+        self.revocations = self.authority.revocations
         self.clock = clock
         #: Spans (``lwa.verify``, ``lwa.tokeninfo``, ...): OpenTelemetry's global provider
         #: unless a tracer is given; no-ops while none is set.
@@ -149,6 +161,29 @@ class _VerifierBase:
         else:
             load_redis()
         return True
+
+    def _attach(self, shared: bool) -> bool:
+        """Attach the L1 cache to the revocations (and, with a shared cache and
+        ``secret_key``, this verifier's sync, woken by :meth:`kick`); whether to sync."""
+        sync = shared and bool(self.settings.secret_keys)
+        authority = self.authority
+        self.revocations.attach(authority.cache, authority.key, self.kick if sync else None)
+        return sync
+
+    def _feed(self) -> RevocationFeed:
+        settings = self.settings
+        return RevocationFeed(settings.redis_prefix, settings.secret_keys, self.revocations)
+
+    def _sync_options(self) -> dict[str, Any]:
+        settings = self.settings
+        return {
+            "backoff": Backoff(settings.redis_backoff),
+            "clock": self.clock,
+            "wait": ready_wait(settings.redis_timeout),
+        }
+
+    def kick(self) -> None:
+        """Wake the revocation sync (this process revoked something)."""
 
     def _admission(self) -> Admission[Any]:
         settings = self.settings
@@ -202,6 +237,10 @@ class _VerifierBase:
             }
         view["l1_entries"] = len(self.authority.cache)
         view["l2"] = self.authority.l2.stats.as_dict()
+        view["revocations"] = {
+            **self.revocations.stats.as_dict(),
+            "held": len(self.revocations),
+        }
         return view
 
     def cached_raw(self, token: bytes) -> Identity | None:
@@ -238,12 +277,14 @@ class AsyncVerifier(_VerifierBase):
         redis: Any = None,
         recorder: Recorder | None = None,
         tracer: Tracer | None = None,
+        revocations: Revocations | None = None,
     ) -> None:
-        super().__init__(settings, clock, recorder, tracer)
+        super().__init__(settings, clock, recorder, tracer, revocations)
         self._transport = transport
         #: A ``redis.asyncio`` client passed in (the caller's: never closed here).
         self._redis_client = redis
         self._redis = self._shared_cache(redis, asynchronous=True)
+        self._sync = self._attach(self._redis)
         self._loops: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopState] = (
             weakref.WeakKeyDictionary()
         )
@@ -274,11 +315,36 @@ class AsyncVerifier(_VerifierBase):
                     clock=self.clock,
                     tracer=self.tracer,
                 )
+                if self._sync:
+                    state.revocations = AsyncRevocationSync(
+                        self._feed(), state.redis.client, **self._sync_options()
+                    )
+                    state.revocations.start()
         return state
 
     async def start(self) -> None:
         """Open this loop's client now rather than on the first miss (lifespan startup)."""
         self._state()
+
+    def kick(self) -> None:
+        """Wake the revocation sync of the running loop (started if need be), or of every
+        loop when called from outside one."""
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            for loop, state in list(self._loops.items()):
+                if state.revocations is not None and not loop.is_closed():
+                    loop.call_soon_threadsafe(state.revocations.kick)
+            return
+        sync = self._state().revocations
+        if sync is not None:
+            sync.kick()
+
+    async def revocations_ready(self) -> None:
+        """Wait (briefly) for this loop's first read of the fleet's revocations."""
+        sync = self._state().revocations
+        if sync is not None and not sync.loaded:
+            await sync.ready()
 
     async def verify(self, token: str, budget: Budget | None = None) -> Identity:
         """The identity for ``token`` (cached or fetched), or an ``LWAError``; ``budget``
@@ -331,6 +397,10 @@ class AsyncVerifier(_VerifierBase):
     ) -> Identity:
         """The leader's verification of a cold token: the shared cache, else LWA (whose
         verdict is then shared)."""
+        sync = state.revocations
+        if sync is not None and not sync.loaded:  # a new worker: the fleet's sign-outs first
+            await sync.ready()
+            self.authority.refuse_revoked(key, self.clock())
         store = state.redis
         if store is None:
             return await self._at_lwa(state, key, token, now, budget)
@@ -429,6 +499,8 @@ class AsyncVerifier(_VerifierBase):
         loop = asyncio.get_running_loop()
         state = self._loops.pop(loop, None)
         if state is not None:
+            if state.revocations is not None:
+                await state.revocations.aclose()
             try:
                 await state.client.aclose()
             finally:
@@ -472,9 +544,12 @@ class Verifier(_VerifierBase):
         redis: Any = None,
         recorder: Recorder | None = None,
         tracer: Tracer | None = None,
+        revocations: Revocations | None = None,
     ) -> None:
-        super().__init__(settings, clock, recorder, tracer)
+        super().__init__(settings, clock, recorder, tracer, revocations)
         self.redis: RedisStore | None = None
+        #: The revocation sync (a thread, started on first need), with a shared cache.
+        self.sync: RevocationSync | None = None
         if self._shared_cache(redis, asynchronous=False):
             self.redis = RedisStore(
                 sync_client(settings) if redis is None else redis,
@@ -484,6 +559,10 @@ class Verifier(_VerifierBase):
                 clock=clock,
                 tracer=self.tracer,
             )
+            if self._attach(True):
+                self.sync = RevocationSync(self._feed(), self.redis.client, **self._sync_options())
+        else:
+            self._attach(False)
         self.client = LWAClient(
             settings.api_base_url,
             timeout=settings.timeout,
@@ -494,6 +573,16 @@ class Verifier(_VerifierBase):
         self._flights: dict[bytes, _Flight] = {}
         self._lock = threading.Lock()
         self.admission: Admission[_Waiter] = self._admission()
+
+    def kick(self) -> None:
+        """Wake the revocation sync (started if need be)."""
+        if self.sync is not None:
+            self.sync.kick()
+
+    def revocations_ready(self) -> None:
+        """Wait (briefly) for this process's first read of the fleet's revocations."""
+        if self.sync is not None:
+            self.sync.ready()
 
     def verify(self, token: str) -> Identity:
         """The identity for ``token`` (cached or fetched), or an ``LWAError``."""
@@ -544,6 +633,10 @@ class Verifier(_VerifierBase):
     ) -> Identity:
         """The leader's verification of a cold token: the shared cache, else LWA (whose
         verdict is then shared)."""
+        sync = self.sync
+        if sync is not None and not sync.loaded:  # a new worker: the fleet's sign-outs first
+            sync.ready()
+            self.authority.refuse_revoked(key, self.clock())
         store = self.redis
         if store is None:
             return self._at_lwa(key, token, now, budget)
@@ -624,6 +717,8 @@ class Verifier(_VerifierBase):
 
     def close(self) -> None:
         """Close the connection pool (and the Redis client, if we built it)."""
+        if self.sync is not None:
+            self.sync.close()
         try:
             self.client.close()
         finally:

@@ -110,6 +110,8 @@ class LWAWSGIMiddleware:
             redis=redis,
             recorder=recorder,
             tracer=tracer,
+            # Sign-out's revocations: the sign-in's (it revokes, this refuses).
+            revocations=None if self._refresh is None else self._refresh.session.revocations,
         )
         #: Every event counted: the verifier's ``Stats`` and the ``recorder`` given, if any.
         self.recorder = self.verifier.recorder
@@ -223,6 +225,7 @@ class LWAWSGIMiddleware:
                 get("QUERY_STRING", "") if self._query else "",
                 self.verifier.verify,
                 guard,
+                self.verifier.revocations_ready,
             )
             if identity is not None:
                 authorize(identity, route.required_scopes)

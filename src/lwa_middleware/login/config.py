@@ -22,8 +22,11 @@ from lwa_middleware.settings import is_insecure_http, resolve_api_base_url
 
 #: Where Amazon asks the customer for consent (NA; EU and FE use the same host).
 DEFAULT_AUTHORIZE_URL = "https://www.amazon.com/ap/oa"
-#: How long the refresh cookie lives: 30 days (LWA's refresh tokens live until revoked).
-DEFAULT_REFRESH_MAX_AGE = 30 * 24 * 3600
+#: How long a session lasts after sign-in, whatever the refreshes: 30 days (LWA's refresh
+#: tokens live until revoked, so this is what ends a session nobody signs out of).
+DEFAULT_SESSION_MAX_AGE = 30 * 24 * 3600
+#: The longest ``session_max_age`` (browsers cap a cookie's ``Max-Age`` at 400 days).
+MAX_SESSION_MAX_AGE = 400 * 24 * 3600
 #: RFC 6265's cookie-name characters (an HTTP token).
 _COOKIE_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]{1,64}")
 _SCOPE = re.compile(r"[\x21-\x7e]{1,128}")
@@ -74,7 +77,7 @@ class LoginConfig:
     api_base_url: str = ""
     region: str | None = None
     cookie_name: str = "lwa_token"
-    refresh_max_age: int = DEFAULT_REFRESH_MAX_AGE
+    session_max_age: int = DEFAULT_SESSION_MAX_AGE
     timeout: float = 5.0
     allow_insecure_http: bool = False
 
@@ -106,11 +109,14 @@ class LoginConfig:
                 "a __Secure- or __Host- cookie_name needs an https redirect_uri"
             )
         if (
-            isinstance(self.refresh_max_age, bool)
-            or not isinstance(self.refresh_max_age, int)
-            or self.refresh_max_age < 60
+            isinstance(self.session_max_age, bool)
+            or not isinstance(self.session_max_age, int)
+            or not 60 <= self.session_max_age <= MAX_SESSION_MAX_AGE
         ):
-            raise ConfigurationError("refresh_max_age must be a whole number of seconds ≥ 60")
+            raise ConfigurationError(
+                "session_max_age must be a whole number of seconds from 60 to "
+                f"{MAX_SESSION_MAX_AGE} (400 days)"
+            )
         if (
             isinstance(self.timeout, bool)
             or not isinstance(self.timeout, (int, float))

@@ -3,8 +3,9 @@
 * ``cookie_name``, the session: the access token signed by
   :func:`~lwa_middleware.tokens.cookie_signer` (what the middlewares read); ``Path=/``,
   ``Max-Age=expires_in``.
-* ``cookie_name + "_refresh"``: the refresh token, Fernet-sealed; ``Path=/`` (every path
-  the middleware protects may need to refresh), ``Max-Age=refresh_max_age`` (30 days).
+* ``cookie_name + "_refresh"``: the session (refresh token, sign-in time, session id),
+  Fernet-sealed; ``Path=/`` (every path the middleware protects may need to refresh),
+  ``Max-Age`` = what remains of the session (``session_max_age`` after sign-in).
 * ``cookie_name + "_login"``: the sign-in in progress (nonce, PKCE verifier, ``next``),
   Fernet-sealed; ``Path`` = the callback's, ``Max-Age=600``.
 
@@ -106,15 +107,23 @@ class Sealer:
     def open(self, sealed: str, max_age: int, now: float) -> bytes | None:
         """The data of a value sealed at most ``max_age`` seconds before ``now``; ``None``
         when it is forged, altered, too old, from the future, or not a sealed value."""
+        opened = self.open_stamped(sealed, max_age, now)
+        return None if opened is None else opened[0]
+
+    def open_stamped(self, sealed: str, max_age: int, now: float) -> tuple[bytes, int] | None:
+        """As :meth:`open`, with the time the value was sealed (epoch seconds)."""
         if not sealed or len(sealed) > MAX_SEALED_CHARS or not sealed.isascii():
             return None
         try:
             # Only the canonical encoding (base64 decoding skips junk after the padding).
-            if base64.urlsafe_b64encode(base64.urlsafe_b64decode(sealed)) != sealed.encode():
+            raw = base64.urlsafe_b64decode(sealed)
+            if base64.urlsafe_b64encode(raw) != sealed.encode():
                 return None
-            return self._fernet.decrypt_at_time(sealed, max_age, int(now))
+            data = self._fernet.decrypt_at_time(sealed, max_age, int(now))
         except (self._invalid, ValueError, TypeError):
             return None
+        # A Fernet token: version (1 byte), the time it was sealed (8, big-endian), ...
+        return data, int.from_bytes(raw[1:9], "big")
 
     def __repr__(self) -> str:
         return "Sealer(...)"

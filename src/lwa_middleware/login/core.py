@@ -16,8 +16,11 @@ hands to :meth:`LoginCore.exchanged` for the answer.
   client secret, when configured), the session cookies set (:mod:`.session`), and the
   browser sent to ``next`` (a local path, else ``/``: :mod:`.redirects`).
 * ``GET /logout``: a confirm page whose form ``POST``\\s; ``POST /logout`` from this site
-  (same-origin ``Origin``, else ``Referer``) clears the cookies; from elsewhere, 403. LWA
-  has no revocation endpoint for websites: signing out means forgetting the tokens.
+  (same-origin ``Origin``, else ``Referer``) revokes the session and clears the cookies;
+  from elsewhere, 403. LWA has no revocation endpoint for websites, so sign-out revokes here
+  (:meth:`SessionRules.revoke <lwa_middleware.login.session.SessionRules.revoke>`): the
+  access token until it expires, the session until it would have ended, refused by every
+  middleware given ``login=`` (and, with a shared cache, by every worker of the fleet).
 
 ``/login`` and ``/logout`` are matched below the mount point, the callback by its full
 path, so the app works wherever it is mounted.
@@ -115,6 +118,8 @@ class LoginCore:
     def __init__(self, config: LoginConfig, *, used_nonces: UsedNonces | None = None) -> None:
         self.config = config
         self.session = SessionRules(config)
+        #: Sign-out's revoked keys (the middlewares given ``login=`` share them).
+        self.revocations = self.session.revocations
         # The login cookie has a sealing key of its own (HKDF info "login-cookie").
         sealer = Sealer(config.secrets, "login-cookie")
         self.states = StateKeeper(config.secrets, sealer, used_nonces)
@@ -134,7 +139,7 @@ class LoginCore:
         elif request.path == "/login":
             step = self._login(request, now)
         elif request.path == "/logout":
-            step = self._logout(request)
+            step = self._logout(request, now)
         else:
             step = error_answer(
                 404,
@@ -274,7 +279,7 @@ class LoginCore:
             return failed(502, "temporarily_unavailable", _AMAZON_ERRORS["server_error"][1])
         return redirect(exchange.next, [*clear, *cookies])
 
-    def _logout(self, request: LoginRequest) -> Answer:
+    def _logout(self, request: LoginRequest, now: float) -> Answer:
         json_mode = wants_json(request.accept)
         params = parse_qs(request.query_string, keep_blank_values=True)
         next_path = safe_next(_one(params, "next"))
@@ -292,6 +297,7 @@ class LoginCore:
                 "The sign-out request did not come from this site.",
                 json_mode=json_mode,
             )
+        self.session.revoke(request.cookies, now)
         cookies = [*self.session.cleared(), self._clear_login()]
         if json_mode:
             return json_answer(200, {"signed_out": True}, cookies)

@@ -9,7 +9,8 @@ waiter that goes away never cancels it), or a leading thread the others wait for
 them get the same outcome, and so the same ``Set-Cookie`` headers; a failure is shared
 only with the requests that waited on that flight. Outcomes are then kept a minute
 (:class:`~lwa_middleware.login.session.RecentRefreshes`) for requests that still carry
-the old cookies.
+the old cookies. A session signed out (sign-out's revocations) or past ``session_max_age``
+is never refreshed nor answered from that memo: its cookies are cleared, ``invalid_token``.
 
 :func:`send_with_headers` and :func:`start_response_with_headers` add the cookies to
 whatever the app (or the error answer) sends.
@@ -29,7 +30,7 @@ from lwa_middleware.errors import ConfigurationError, LWAError, LWAUnavailable
 from lwa_middleware.grants import GrantError, InvalidGrant, TokenGrant
 from lwa_middleware.login.cookies import Header
 from lwa_middleware.login.core import LoginCore
-from lwa_middleware.login.session import Outcome, RefreshPlan, SessionRules
+from lwa_middleware.login.session import Outcome, RefreshPlan, SessionRules, SignedOut
 from lwa_middleware.metrics import Recorder
 from lwa_middleware.models import Identity
 from lwa_middleware.settings import LWASettings
@@ -95,7 +96,7 @@ class _RefresherBase:
         amz_token: Sequence[bytes],
         cookies: Sequence[bytes],
         query_string: str,
-    ) -> RefreshPlan | None:
+    ) -> RefreshPlan | SignedOut | None:
         return self.session.plan(
             error,
             _text(authorization),
@@ -141,21 +142,33 @@ class AsyncRefresher(_RefresherBase):
         query_string: str,
         verify: Callable[[str], Awaitable[Identity]],
         guard: Callable[[], None] | None = None,
+        ready: Callable[[], Awaitable[None]] | None = None,
     ) -> Recovery:
         """The request's identity after a refresh, the error to answer, and the cookies to
         set; raises ``LWAError`` (``ServerError``: cookies kept) when LWA failed.
 
         ``guard`` runs before a planned refresh, and may raise (the middleware's forgery
-        check, for a method that can change state: the refresh cookie authenticates too)."""
+        check, for a method that can change state: the refresh cookie authenticates too).
+        ``ready`` is awaited before the session's revocation is looked up (a new worker's
+        first read of the fleet's revocations)."""
         plan = self._plan(error, authorization, amz_token, cookies, query_string)
         if plan is not None and guard is not None:
             guard()
-        outcome = None if plan is None else await self._outcome(plan, verify)
+        outcome: Outcome | None
+        if isinstance(plan, RefreshPlan):
+            if ready is not None:
+                await ready()
+            outcome = await self._outcome(plan, verify)
+        else:
+            outcome = plan
         return SessionRules.resolve(error, outcome)
 
     async def _outcome(
         self, plan: RefreshPlan, verify: Callable[[str], Awaitable[Identity]]
     ) -> Outcome:
+        ended = self.session.ended(plan, self.clock())
+        if ended is not None:
+            return ended
         recent = self.session.recent.get(plan.key, self.clock())
         if recent is not None:
             return recent
@@ -187,7 +200,10 @@ class AsyncRefresher(_RefresherBase):
         settled = session.settle(answer, self.clock())
         if isinstance(settled, TokenGrant):
             identity = await verify(settled.access_token)
-            outcome: Outcome = session.refreshed(settled, identity, self.clock())
+            now = self.clock()
+            outcome: Outcome = session.ended(plan, now) or session.refreshed(
+                settled, identity, now, plan.session
+            )
         else:
             outcome = settled
         session.recent.put(plan.key, outcome)
@@ -248,15 +264,25 @@ class Refresher(_RefresherBase):
         query_string: str,
         verify: Callable[[str], Identity],
         guard: Callable[[], None] | None = None,
+        ready: Callable[[], None] | None = None,
     ) -> Recovery:
         """As :meth:`AsyncRefresher.recover`, blocking."""
         plan = self._plan(error, authorization, amz_token, cookies, query_string)
         if plan is not None and guard is not None:
             guard()
-        outcome = None if plan is None else self._outcome(plan, verify)
+        outcome: Outcome | None
+        if isinstance(plan, RefreshPlan):
+            if ready is not None:
+                ready()
+            outcome = self._outcome(plan, verify)
+        else:
+            outcome = plan
         return SessionRules.resolve(error, outcome)
 
     def _outcome(self, plan: RefreshPlan, verify: Callable[[str], Identity]) -> Outcome:
+        ended = self.session.ended(plan, self.clock())
+        if ended is not None:
+            return ended
         recent = self.session.recent
         outcome = recent.get(plan.key, self.clock())
         if outcome is not None:
@@ -299,8 +325,10 @@ class Refresher(_RefresherBase):
             answer = InvalidGrant()
         settled = session.settle(answer, self.clock())
         if isinstance(settled, TokenGrant):
-            outcome: Outcome = session.refreshed(
-                settled, verify(settled.access_token), self.clock()
+            identity = verify(settled.access_token)
+            now = self.clock()
+            outcome: Outcome = session.ended(plan, now) or session.refreshed(
+                settled, identity, now, plan.session
             )
         else:
             outcome = settled

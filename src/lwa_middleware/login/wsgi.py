@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 import httpx
 
 from lwa_middleware.grants import GrantError, TokenGrant
-from lwa_middleware.login.config import DEFAULT_AUTHORIZE_URL, DEFAULT_REFRESH_MAX_AGE, LoginConfig
+from lwa_middleware.login.config import DEFAULT_AUTHORIZE_URL, DEFAULT_SESSION_MAX_AGE, LoginConfig
 from lwa_middleware.login.core import Exchange, LoginCore, LoginRequest
 from lwa_middleware.login.refresh import Clock, Refresher
 from lwa_middleware.token_client import TokenClient
@@ -60,7 +60,7 @@ class LWAWSGILogin:
         api_base_url: str = "",
         region: str | None = None,
         cookie_name: str = "lwa_token",
-        refresh_max_age: int = DEFAULT_REFRESH_MAX_AGE,
+        session_max_age: int = DEFAULT_SESSION_MAX_AGE,
         timeout: float = 5.0,
         allow_insecure_http: bool = False,
         clock: Clock = time.time,
@@ -76,7 +76,7 @@ class LWAWSGILogin:
             api_base_url=api_base_url,
             region=region,
             cookie_name=cookie_name,
-            refresh_max_age=refresh_max_age,
+            session_max_age=session_max_age,
             timeout=timeout,
             allow_insecure_http=allow_insecure_http,
         )
