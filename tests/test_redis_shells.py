@@ -40,6 +40,7 @@ from lwa_middleware import (
 )
 from lwa_middleware.emulator import Emulator, serve, serve_wsgi
 from lwa_middleware.l2 import L2Stats
+from lwa_middleware.revocation import POLL_INTERVAL
 from lwa_middleware.verifier import AsyncVerifier, Verifier
 from redis_fixtures import (
     SECRET,
@@ -509,6 +510,8 @@ def test_redis_errors_never_fail_a_request(
         admin.config_set("maxmemory", 1)
     elif fault == "auth":
         admin.config_set("requirepass", "s3cret")
+        # connections made before (the revocation sync's) must authenticate again
+        admin.execute_command("CLIENT", "KILL", "TYPE", "normal", "SKIPME", "yes")
     else:
         admin.rpush(l2_key(emu_url, token), b"x")  # GET on a list: WRONGTYPE
     assert http.get(url + "/me", headers=bearer(token)).json()["user"] == user.user_id
@@ -524,7 +527,11 @@ def test_redis_errors_never_fail_a_request(
 
 
 #: The ACL docs/deployment.md gives: the key prefix and the commands used, nothing else.
-ACL = ["on", ">pw-of-lwa", "~lwa:*", "+get", "+set", "+del", "+exists", "+client|setname"]
+ACL = [
+    *("on", ">pw-of-lwa", "~lwa:*", "+get", "+set", "+del", "+exists", "+client|setname"),
+    *("+zadd", "+zrevrangebyscore", "+zremrangebyscore", "+xadd", "+xread", "+xrevrange"),
+    *("+sadd", "+smembers", "+expire"),
+]
 
 
 def test_a_least_privilege_acl_user_is_enough(
@@ -540,6 +547,10 @@ def test_a_least_privilege_acl_user_is_enough(
     assert emu.calls == {"tokeninfo": 1, "profile": 1}
     assert admin.get(l2_key(emu_url, token)) is not None
     assert stats(one).errors == stats(two).errors == 0
+    time.sleep(2.5 * POLL_INTERVAL)  # the revocation sync's first polls (XREAD) too
+    for middleware in (one, two):  # the sync's commands are in the ACL
+        revocations = middleware.stats()["revocations"]
+        assert revocations["reloads"] >= 1 and revocations["errors"] == 0, revocations
 
 
 def test_settings_and_clients_checked_at_construction(redis_server: RedisServer) -> None:
