@@ -145,6 +145,8 @@ class LWAMiddleware:
         self._tick = self.policy.tick if self.policy.watching else None
         #: ``authorize``: called when the rules admit, on every request with an identity.
         self._judge = self.settings.authorize
+        #: Whether the warm path has more to do than a route's rules (a file, a callable).
+        self._policed = self._tick is not None or self._judge is not None
         self.verifier = AsyncVerifier(
             self.settings,
             clock=clock,
@@ -264,18 +266,19 @@ class LWAMiddleware:
                     and now < hit.token_info.expires_at
                     and (not required or required <= hit.scopes)
                 ):
-                    if self._tick is not None:
-                        self._tick(now)
                     access = route.access
-                    if access is not None and not access.admits(hit):
-                        await self._deny(scope, receive, send, AccessDenied(DENIED))
-                        return
-                    if self._judge is not None:
-                        try:
-                            await self._authorized(hit, scope.get("method", WEBSOCKET), path)
-                        except LWAError as error:
-                            await self._deny(scope, receive, send, error)
+                    if access is not None or self._policed:  # the access policy
+                        if self._tick is not None:
+                            self._tick(now)
+                        if access is not None and not access.admits(hit):
+                            await self._deny(scope, receive, send, AccessDenied(DENIED))
                             return
+                        if self._judge is not None:
+                            try:
+                                await self._authorized(hit, scope.get("method", WEBSOCKET), path)
+                            except LWAError as error:
+                                await self._deny(scope, receive, send, error)
+                                return
                     scope["lwa"] = hit
                     self._l1_hit()
                     # The (user, auth) pair kept on the identity (CredentialsMemo's slot).

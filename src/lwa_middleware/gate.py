@@ -11,10 +11,9 @@ is verified or looked up, so no such request reaches the app (and no verdict is 
 unless its ``Origin``/``Referer`` is this site's.
 
 The access policy (:mod:`lwa_middleware.policy`) is judged after the scopes, on every
-request with an identity: the route's rules (:attr:`Route.access`, resolved and memoised
-with the route) by :meth:`Gate.admit`, then the ``authorize`` callable, which the shells
-call (it may be async under ASGI) and hand to :func:`~lwa_middleware.policy.
-callable_verdict`.
+request with an identity: the route's rules (``Route.access``, resolved and memoised with
+the route) by :meth:`Gate.admit`, then the ``authorize`` callable, which the shells call
+(it may be async under ASGI) and hand to ``policy.callable_verdict``.
 """
 
 from __future__ import annotations

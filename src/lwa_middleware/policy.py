@@ -16,9 +16,8 @@ Never failing open:
 
 * a policy pattern ``/admin/*`` also covers ``/admin`` (``exclude`` takes the narrower
   reading; a policy must never leave the bare prefix open);
-* a path is judged in every form the path rules consider (:func:`~lwa_middleware.rules.
-  path_forms`): every ``allow`` pattern any form matches must admit, a ``deny`` any form
-  matches refuses;
+* a path is judged in every form the path rules consider (``rules.path_forms``): every
+  ``allow`` pattern any form matches must admit, a ``deny`` any form matches refuses;
 * a customer without an email (a ``profile:user_id`` token) passes no ``email:``/``domain:``
   ``allow`` rule and is refused by any ``email:``/``domain:`` ``deny`` rule that applies;
 * several sources (the keyword options, ``policy_file``, the environment) all apply:
@@ -100,10 +99,29 @@ def domain_key(domain: str) -> str | None:
     return key
 
 
+#: The most emails whose keys :func:`email_keys` keeps (the memo is emptied when full).
+EMAIL_MEMO_LIMIT = 4096
+_email_memo: dict[str, tuple[str | None, str | None]] = {}
+_NO_EMAIL: tuple[None, None] = (None, None)
+
+
 def email_keys(email: str | None) -> tuple[str | None, str | None]:
     """``(address, domain)`` as rules compare them; ``(None, None)`` without an email, and a
-    ``None`` domain for an address without one."""
+    ``None`` domain for an address without one. Memoised (a verified customer's email is
+    read on every request of theirs), for at most :data:`EMAIL_MEMO_LIMIT` emails."""
     if not email:
+        return _NO_EMAIL
+    keys = _email_memo.get(email)
+    if keys is None:
+        keys = _email_keys(email)
+        if len(_email_memo) >= EMAIL_MEMO_LIMIT:
+            _email_memo.clear()
+        _email_memo[email] = keys
+    return keys
+
+
+def _email_keys(email: str) -> tuple[str | None, str | None]:
+    if not email.strip():
         return None, None
     local, at, domain = email.strip().rpartition("@")
     if not at or not local:
@@ -344,32 +362,31 @@ class Access:
     deny: Rules | None
 
     def admits(self, identity: Identity) -> bool:
-        """Whether the rules let ``identity`` in (the warm path's check: set lookups)."""
+        """Whether the rules let ``identity`` in (the warm path's check: set lookups; the
+        email's keys are looked up only when a user id did not decide)."""
         profile = identity.profile
         user = profile.user_id
         deny = self.deny
-        email: str | None = None
-        domain: str | None = None
-        keyed = False
+        keys: tuple[str | None, str | None] | None = None
         if deny is not None:
             if deny.anyone or user in deny.users:
                 return False
             if deny.emails or deny.domains:
-                email, domain = email_keys(profile.email)
-                keyed = True
-                if email is None or email in deny.emails:
+                email = profile.email
+                keys = (_email_memo.get(email) or email_keys(email)) if email else _NO_EMAIL
+                if keys[0] is None or keys[0] in deny.emails:
                     return False
-                if deny.domains and (domain is None or domain in deny.domains):
+                if deny.domains and (keys[1] is None or keys[1] in deny.domains):
                     return False
         for rules in self.required:
             if user in rules.users:
                 continue
-            if not keyed:
-                email, domain = email_keys(profile.email)
-                keyed = True
-            if email is None:
+            if keys is None:
+                email = profile.email
+                keys = (_email_memo.get(email) or email_keys(email)) if email else _NO_EMAIL
+            if keys[0] is None:
                 return False
-            if email in rules.emails or (domain is not None and domain in rules.domains):
+            if keys[0] in rules.emails or (keys[1] is not None and keys[1] in rules.domains):
                 continue
             return False
         return True

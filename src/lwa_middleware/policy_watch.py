@@ -124,7 +124,7 @@ class PolicyWatch:
     """The policy of one middleware: fixed sources (options, environment) and files, the
     current :class:`AccessPolicy`, and the check for changed files."""
 
-    __slots__ = ("_due", "_lock", "files", "fixed", "interval", "on_change", "policy")
+    __slots__ = ("_due", "_lock", "_since", "files", "fixed", "interval", "on_change", "policy")
 
     def __init__(
         self,
@@ -140,7 +140,8 @@ class PolicyWatch:
         #: Called with each new policy (the gate's ``set_policy``).
         self.on_change: Callable[[AccessPolicy], None] | None = None
         self._lock = threading.Lock()
-        self._due = float("-inf")
+        #: No look while ``_since <= now < _due`` (a clock that went back looks at once).
+        self._since = self._due = float("-inf")
 
     def _sources(self) -> list[PolicySource]:
         return [*self.fixed, *(file.source for file in self.files)]
@@ -158,13 +159,12 @@ class PolicyWatch:
     def tick(self, now: float) -> None:
         """Called by requests with the time: looks at the files when due (at most once per
         :attr:`interval`, by one thread at a time)."""
-        due = self._due
-        if due - self.interval <= now < due or not self.files:
+        if self._since <= now < self._due or not self.files:
             return
         if not self._lock.acquire(blocking=False):
             return  # another thread is looking
         try:
-            self._due = now + self.interval
+            self._since, self._due = now, now + self.interval
             changed = [file.check() for file in self.files]
             if any(changed):
                 self.policy = AccessPolicy(self._sources())

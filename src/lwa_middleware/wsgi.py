@@ -123,6 +123,8 @@ class LWAWSGIMiddleware:
         self.policy.on_change = self.gate.rules.set_policy
         self._tick = self.policy.tick if self.policy.watching else None
         self._judge = self.settings.authorize
+        #: Whether the warm path has more to do than a route's rules (a file, a callable).
+        self._policed = self._tick is not None or self._judge is not None
         self.verifier = Verifier(
             self.settings,
             clock=clock,
@@ -186,16 +188,17 @@ class LWAWSGIMiddleware:
                     and now < hit.token_info.expires_at
                     and (not required or required <= hit.scopes)
                 ):
-                    if self._tick is not None:
-                        self._tick(now)
                     access = route.access
-                    if access is not None and not access.admits(hit):
-                        return self._deny(environ, start_response, AccessDenied(DENIED))
-                    if self._judge is not None:
-                        try:
-                            self._authorized(hit, get("REQUEST_METHOD", ""), path)
-                        except LWAError as error:
-                            return self._deny(environ, start_response, error)
+                    if access is not None or self._policed:  # the access policy
+                        if self._tick is not None:
+                            self._tick(now)
+                        if access is not None and not access.admits(hit):
+                            return self._deny(environ, start_response, AccessDenied(DENIED))
+                        if self._judge is not None:
+                            try:
+                                self._authorized(hit, get("REQUEST_METHOD", ""), path)
+                            except LWAError as error:
+                                return self._deny(environ, start_response, error)
                     environ["lwa"] = hit
                     environ["REMOTE_USER"] = hit.user_id
                     self._l1_hit()
