@@ -44,6 +44,14 @@ from lwa_middleware.rules import PathRules, path_forms
 CLIENT = "amzn1.application-oa2-client.policy"
 
 
+async def asgi_app(scope: Any, receive: Any, send: Any) -> None:
+    """An ASGI app never reached: these tests build middlewares, they send no request."""
+
+
+def wsgi_app(environ: Any, start_response: Any) -> list[bytes]:
+    return []
+
+
 def person(user_id: str, email: str | None = None) -> Identity:
     info = TokenInfo(user_id, CLIENT, None, None, 4e9, None)
     return Identity.build(info, Profile(user_id, "Someone" if email else None, email))
@@ -80,18 +88,32 @@ class TestRules:
 
     def test_one_string_of_rules(self) -> None:
         rules = parse_rules("x", "user:a, domain:example.com  email:b@c.d")
-        assert (rules.users, rules.domains, rules.emails) == ({"a"}, {"example.com"}, {"b@c.d"})
+        assert rules.users == {"a"} and rules.domains == {"example.com"}
+        assert rules.emails == {"b@c.d"}
 
     def test_international_domains_are_one_domain(self) -> None:
         rules = parse_rules("x", ["domain:bücher.example"])
         assert rules.domains == {"xn--bcher-kva.example"}
         assert email_keys("Hans@BÜCHER.example") == (
             "hans@xn--bcher-kva.example",
+            "hans@xn--bcher-kva.example",
             "xn--bcher-kva.example",
         )
-        assert email_keys("ada@example.com. ") == ("ada@example.com", "example.com")
-        assert email_keys(None) == email_keys("") == (None, None)
-        assert email_keys("nodomain") == ("nodomain", None)
+        assert email_keys("ada@example.com. ") == ("ada@example.com",) * 2 + ("example.com",)
+        assert email_keys(None) == email_keys("") == (None, None, None)
+        assert email_keys("nodomain")[2] is None
+
+    def test_a_local_part_that_is_not_ascii(self) -> None:
+        """Lower-casing ``\u212a`` (the Kelvin sign) gives ``k``: an allow rule must not
+        admit another mailbox that lower-cases alike; a deny rule refuses every case."""
+        kelvin = person("amzn1.account.KELVIN", "\u212aim@example.com")
+        assert not admits(policy({"/*": ["email:kim@example.com"]}), kelvin, "/x")
+        assert admits(policy({"/*": ["email:\u212aim@example.com"]}), kelvin, "/x")
+        assert not admits(policy(None, ["email:kim@example.com"]), kelvin, "/x")
+        umlaut = person("amzn1.account.UMLAUT", "ÄDA@example.com")
+        assert not admits(policy({"/*": ["email:äda@example.com"]}), umlaut, "/x")
+        assert not admits(policy(None, ["email:äda@example.com"]), umlaut, "/x")
+        assert admits(policy({"/*": ["domain:EXAMPLE.com"]}), kelvin, "/x")
 
     @pytest.mark.parametrize(
         "rule",
@@ -338,16 +360,16 @@ class TestCallable:
 
         for candidate in (judge, functools.partial(judge), Judge(), Method().check):
             assert is_async_callable(candidate)
-        for candidate in (lambda i, m, p: True, functools.partial(print), len, object()):
-            assert not is_async_callable(candidate)
+        for other in (lambda i, m, p: True, functools.partial(print), len, object()):
+            assert not is_async_callable(other)
 
     def test_wsgi_refuses_an_async_callable(self) -> None:
         async def judge(identity: Identity, method: str, path: str) -> bool:
             return True
 
         with pytest.raises(ConfigurationError, match="async"):
-            LWAWSGIMiddleware(lambda e, s: [], client_ids=[CLIENT], authorize=judge)
-        LWAMiddleware(lambda s, r, se: None, client_ids=[CLIENT], authorize=judge)
+            LWAWSGIMiddleware(wsgi_app, client_ids=[CLIENT], authorize=judge)
+        LWAMiddleware(asgi_app, client_ids=[CLIENT], authorize=judge)
 
 
 class TestFiles:
@@ -366,6 +388,8 @@ class TestFiles:
             ('{"alow": {}}', "unknown key"),
             ('{"allow": {"/*": ["domian:x"]}}', "is not a rule"),
             ('{"allow": ["user:a"]}', "must map path patterns"),
+            ('{"deny": ["user:a"], "deny": []}', "given twice"),
+            ('{"allow": {"/*": ["user:a"], "/*": ["*"]}}', "given twice"),
         ],
     )
     def test_broken_at_start_is_a_configuration_error(
@@ -373,14 +397,15 @@ class TestFiles:
     ) -> None:
         path = tmp_path / "policy.json"
         path.write_text(text)
-        for shell in (LWAMiddleware, LWAWSGIMiddleware):
-            with pytest.raises(ConfigurationError, match=problem) as caught:
-                shell(lambda *a: None, client_ids=[CLIENT], policy_file=path)
-            assert str(path) in str(caught.value)
+        with pytest.raises(ConfigurationError, match=problem) as caught:
+            LWAMiddleware(asgi_app, client_ids=[CLIENT], policy_file=path)
+        assert str(path) in str(caught.value)
+        with pytest.raises(ConfigurationError, match=problem):
+            LWAWSGIMiddleware(wsgi_app, client_ids=[CLIENT], policy_file=path)
 
     def test_missing_at_start_is_a_configuration_error(self, tmp_path: Path) -> None:
         with pytest.raises(ConfigurationError, match="cannot be read"):
-            LWAMiddleware(lambda *a: None, client_ids=[CLIENT], policy_file=tmp_path / "none")
+            LWAMiddleware(asgi_app, client_ids=[CLIENT], policy_file=tmp_path / "none")
 
     def test_the_watch(self, tmp_path: Path, caplog: Any) -> None:
         path = tmp_path / "p.json"
@@ -479,14 +504,14 @@ class TestEnvironment:
     ) -> None:
         monkeypatch.setenv(variable, value)
         with pytest.raises(ConfigurationError, match=problem) as caught:
-            LWAMiddleware(lambda *a: None, client_ids=[CLIENT])
+            LWAMiddleware(asgi_app, client_ids=[CLIENT])
         assert variable in str(caught.value)
 
     def test_from_env_leaves_them_to_the_middleware(self, monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.setenv("LWA_ALLOW", '{"/*": ["user:a"]}')
         settings = LWASettings.from_env({"LWA_CLIENT_IDS": CLIENT, **os.environ})
         assert settings.allow is None  # not an option: the middleware reads it itself
-        middleware = LWAMiddleware(lambda *a: None, settings=settings, allow={"/*": ["*"]})
+        middleware = LWAMiddleware(asgi_app, settings=settings, allow={"/*": ["*"]})
         assert not middleware.policy.policy.empty  # `allow=` does not replace LWA_ALLOW
         monkeypatch.delenv("LWA_ALLOW")
         with pytest.raises(ConfigurationError, match="process environment"):
@@ -503,7 +528,7 @@ def test_async_callable_through_asyncio() -> None:
         seen.append((method, path))
         return path != "/no"
 
-    middleware = LWAMiddleware(lambda *a: None, client_ids=[CLIENT], authorize=judge)
+    middleware = LWAMiddleware(asgi_app, client_ids=[CLIENT], authorize=judge)
     asyncio.run(middleware._authorized(ADA, "GET", "/yes"))
     with pytest.raises(AccessDenied):
         asyncio.run(middleware._authorized(ADA, "GET", "/no"))

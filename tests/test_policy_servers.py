@@ -203,7 +203,9 @@ CASES = [
 
 
 @pytest.mark.parametrize(("who", "path", "admitted"), CASES)
-def test_rules(url: str, sites: Sites, http: httpx.Client, who: str, path: str, admitted: bool):
+def test_rules(
+    url: str, sites: Sites, http: httpx.Client, who: str, path: str, admitted: bool
+) -> None:
     expected = 200 if admitted else 403
     assert verdicts(http, url, sites.tokens[who], path) == [expected, expected]
 
@@ -218,6 +220,9 @@ RAW_FORMS = [
     (b"/private/%2e%2e/me", "fired", "ada"),  # a deny any form matches refuses
     (b"/x/../private/y", "fired", "ada"),
     (b"/admin/audit/../../me", "boss", "root"),
+    (b"/%61dmin/x", "ada", "boss"),  # decoded by the server: /admin/x
+    (b"/./admin", "ada", "boss"),
+    (b"/admin%2Fx", "ada", "boss"),
 ]
 
 
@@ -414,7 +419,7 @@ def sign_in_sites(emulator: Emulator) -> Iterator[dict[str, str]]:
     }
     late_asgi, late_wsgi = LateASGI(), Late()
     handles = [serve(late_asgi, lifespan="off"), serve_wsgi(late_wsgi)]
-    common = {"secret_key": SECRET, "authorize_url": emulator.url + "/ap/oa"}
+    common: dict[str, Any] = {"secret_key": SECRET, "authorize_url": emulator.url + "/ap/oa"}
     login = LWALogin(
         emulator.client_id,
         redirect_uri=handles[0].url + "/auth/callback",
@@ -541,3 +546,42 @@ def test_inspect_judges_the_policy(
     assert code == 2 and "is not a rule" in out and str(broken) in out
     code, out = inspect("nomail", "--allow", allow, "--json")
     assert json.loads(out)["policy"]["refused_by"] == "allow:no-email"
+
+
+# Across workers: an identity another worker put in Redis is judged all the same ----------
+
+
+def test_identities_from_the_shared_cache_are_judged(
+    emulator: Emulator, http: httpx.Client, tmp_path: Path
+) -> None:
+    from redis_fixtures import RedisServer
+
+    redis_server = RedisServer(tmp_path).start()
+    tokens = _mint(emulator, rae={"email": "rae@example.com"}, sly={"email": "sly@evil.example"})
+    common: dict[str, Any] = {
+        "client_ids": [emulator.client_id],
+        "api_base_url": emulator.url,
+        "redis_url": redis_server.url,
+        "secret_key": "policy-redis-secret-0123456789",
+    }
+    open_worker = LWAMiddleware(inner_app(), **common)  # an app without a policy ...
+    guarded: dict[str, Any] = {"allow": {"/*": ["domain:example.com"]}}
+    asgi = LWAMiddleware(inner_app(), **common, **guarded)  # ... and two with one
+    wsgi = LWAWSGIMiddleware(wsgi_whoami, **common, **guarded)
+    handles = [serve(open_worker, lifespan="on"), serve(asgi, lifespan="on"), serve_wsgi(wsgi)]
+    try:
+        first, *policed = (handle.url for handle in handles)
+        for token in tokens.values():  # verified (and shared) by the worker without a policy
+            assert http.get(first + "/me", headers=bearer(token)).status_code == 200
+        calls = dict(emulator.calls)
+        for url in policed:
+            for _ in range(2):  # from Redis, then from memory
+                assert_denied(http.get(url + "/me", headers=bearer(tokens["sly"])))
+                assert http.get(url + "/me", headers=bearer(tokens["rae"])).status_code == 200
+        assert emulator.calls == calls  # no LWA call: every identity came from Redis
+        assert asgi.verifier.authority.l2.stats.hits >= 2
+    finally:
+        for handle in handles:
+            handle.stop()
+        wsgi.close()
+        redis_server.terminate()

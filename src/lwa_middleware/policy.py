@@ -10,7 +10,10 @@ is, not that they may enter. The policy says who may, per path:
   whatever ``allow`` says.
 * A rule: ``user:<user_id>``, ``email:<address>``, ``domain:<domain>`` (the part after
   ``@``, exact) or ``*`` (any verified customer). Emails and domains compare
-  case-insensitively (and a domain as its IDNA ASCII form, without a trailing dot).
+  case-insensitively (and a domain as its IDNA ASCII form, without a trailing dot). An
+  address whose local part is not ASCII is the one exception: an ``allow`` rule admits it
+  only as written, since lower-casing could make another mailbox match (``K``, the Kelvin
+  sign, lower-cases to ``k``), while a ``deny`` rule refuses it in any case.
 
 Never failing open:
 
@@ -101,14 +104,17 @@ def domain_key(domain: str) -> str | None:
 
 #: The most emails whose keys :func:`email_keys` keeps (the memo is emptied when full).
 EMAIL_MEMO_LIMIT = 4096
-_email_memo: dict[str, tuple[str | None, str | None]] = {}
-_NO_EMAIL: tuple[None, None] = (None, None)
+EmailKeys = tuple[str | None, str | None, str | None]
+_email_memo: dict[str, EmailKeys] = {}
+_NO_EMAIL: EmailKeys = (None, None, None)
 
 
-def email_keys(email: str | None) -> tuple[str | None, str | None]:
-    """``(address, domain)`` as rules compare them; ``(None, None)`` without an email, and a
-    ``None`` domain for an address without one. Memoised (a verified customer's email is
-    read on every request of theirs), for at most :data:`EMAIL_MEMO_LIMIT` emails."""
+def email_keys(email: str | None) -> EmailKeys:
+    """``(address as allow compares it, address as deny compares it, domain)``: the address
+    lower-cased (its local part only when ASCII, for ``allow``), the domain as
+    :func:`domain_key` makes it; ``None`` for what is missing (no email, no ``@``).
+    Memoised (a verified customer's email is read on every request of theirs), for at most
+    :data:`EMAIL_MEMO_LIMIT` emails."""
     if not email:
         return _NO_EMAIL
     keys = _email_memo.get(email)
@@ -120,16 +126,16 @@ def email_keys(email: str | None) -> tuple[str | None, str | None]:
     return keys
 
 
-def _email_keys(email: str) -> tuple[str | None, str | None]:
-    if not email.strip():
-        return None, None
-    local, at, domain = email.strip().rpartition("@")
-    if not at or not local:
-        return email.strip().lower() or None, None
-    key = domain_key(domain)
-    if key is None:
-        return email.strip().lower(), None
-    return f"{local.lower()}@{key}", key
+def _email_keys(email: str) -> EmailKeys:
+    email = email.strip()
+    if not email:
+        return _NO_EMAIL
+    local, at, domain = email.rpartition("@")
+    key = domain_key(domain) if at and local else None
+    if key is None:  # not an address: it matches no email rule (and no domain rule)
+        return email, email.lower(), None
+    folded = f"{local.lower()}@{key}"
+    return (folded if local.isascii() else f"{local}@{key}"), folded, key
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -138,8 +144,11 @@ class Rules:
 
     anyone: bool = False
     users: frozenset[str] = frozenset()
+    #: Addresses as ``allow`` compares them (:func:`email_keys`' first key).
     emails: frozenset[str] = frozenset()
     domains: frozenset[str] = frozenset()
+    #: The same addresses as ``deny`` compares them (the second key; usually ``emails``).
+    folded: frozenset[str] = frozenset()
 
     @property
     def by_email(self) -> bool:
@@ -184,6 +193,7 @@ def parse_rules(where: str, value: object) -> Rules:
     anyone = False
     users: set[str] = set()
     emails: set[str] = set()
+    folded: set[str] = set()
     domains: set[str] = set()
     for item in items:
         if not isinstance(item, str):
@@ -202,10 +212,11 @@ def parse_rules(where: str, value: object) -> Rules:
         if kind == "user":
             users.add(text)
         elif kind == "email":
-            address, domain = email_keys(text)
-            if domain is None or address is None or address.count("@") != 1:
+            address, folding, domain = _email_keys(text)
+            if text.count("@") != 1 or domain is None or address is None or folding is None:
                 raise _bad_rule(where, item, "an email address is local-part@domain")
             emails.add(address)
+            folded.add(folding)
         else:
             if "@" in text or "*" in text or text.startswith("."):
                 raise _bad_rule(
@@ -218,7 +229,14 @@ def parse_rules(where: str, value: object) -> Rules:
             if key is None:
                 raise _bad_rule(where, item, "an empty domain")
             domains.add(key)
-    return Rules(anyone, frozenset(users), frozenset(emails), frozenset(domains))
+    kept = frozenset(emails)
+    return Rules(
+        anyone,
+        frozenset(users),
+        kept,
+        frozenset(domains),
+        kept if folded == emails else frozenset(folded),
+    )
 
 
 def check_pattern(where: str, pattern: object) -> str:
@@ -298,7 +316,7 @@ def parse_document(name: str, text: str, fmt: PolicyFormat = "json") -> PolicySo
     the same in TOML). Any other key is refused (a misspelt ``alow`` must not leave the
     policy open); so is a document that is not an object."""
     try:
-        data: Any = _toml_loads(name, text) if fmt == "toml" else json.loads(text)
+        data: Any = _toml_loads(name, text) if fmt == "toml" else _json_loads(text)
     except ValueError as exc:  # json's and tomllib's decode errors are ValueErrors
         raise ConfigurationError(f"{name}: not valid {fmt.upper()}: {exc}") from None
     if not isinstance(data, dict):
@@ -313,6 +331,21 @@ def parse_document(name: str, text: str, fmt: PolicyFormat = "json") -> PolicySo
     return PolicySource.of(name, data.get("allow"), data.get("deny"))
 
 
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """A JSON object whose keys are all different: ``{"allow": …, "allow": {}}`` would
+    otherwise keep the last and silently drop rules."""
+    seen: set[str] = set()
+    for key, _ in pairs:
+        if key in seen:
+            raise ValueError(f"the key {key!r} is given twice")
+        seen.add(key)
+    return dict(pairs)
+
+
+def _json_loads(text: str) -> Any:
+    return json.loads(text, object_pairs_hook=_unique_keys)
+
+
 def _toml_loads(name: str, text: str) -> Any:
     """TOML with the standard library's ``tomllib`` (Python 3.11+)."""
     if sys.version_info < (3, 11):  # pragma: no cover - Python 3.10
@@ -324,7 +357,7 @@ def _toml_loads(name: str, text: str) -> Any:
 def parse_json_variable(variable: str, text: str, *, mapping: bool) -> object:
     """An ``LWA_ALLOW`` (a JSON object) or ``LWA_DENY`` (a JSON list, or an object) value."""
     try:
-        value = json.loads(text)
+        value = _json_loads(text)
     except ValueError as exc:
         raise ConfigurationError(f"{variable} is not valid JSON: {exc}") from None
     if mapping and not isinstance(value, dict):
@@ -367,16 +400,16 @@ class Access:
         profile = identity.profile
         user = profile.user_id
         deny = self.deny
-        keys: tuple[str | None, str | None] | None = None
+        keys: EmailKeys | None = None
         if deny is not None:
             if deny.anyone or user in deny.users:
                 return False
-            if deny.emails or deny.domains:
+            if deny.folded or deny.domains:
                 email = profile.email
                 keys = (_email_memo.get(email) or email_keys(email)) if email else _NO_EMAIL
-                if keys[0] is None or keys[0] in deny.emails:
+                if keys[1] is None or keys[1] in deny.folded:
                     return False
-                if deny.domains and (keys[1] is None or keys[1] in deny.domains):
+                if deny.domains and (keys[2] is None or keys[2] in deny.domains):
                     return False
         for rules in self.required:
             if user in rules.users:
@@ -384,9 +417,9 @@ class Access:
             if keys is None:
                 email = profile.email
                 keys = (_email_memo.get(email) or email_keys(email)) if email else _NO_EMAIL
-            if keys[0] is None:
+            if keys[1] is None:
                 return False
-            if keys[0] in rules.emails or (keys[1] is not None and keys[1] in rules.domains):
+            if keys[0] in rules.emails or (keys[2] is not None and keys[2] in rules.domains):
                 continue
             return False
         return True
@@ -396,27 +429,27 @@ class Access:
         Slower than :meth:`admits`; for ``inspect`` and tests."""
         profile = identity.profile
         user = profile.user_id
-        email, domain = email_keys(profile.email)
+        address, folded, domain = email_keys(profile.email)
         deny = self.deny
         if deny is not None:
             if deny.anyone:
                 return "deny:*"
             if user in deny.users:
                 return "deny:user"
-            if deny.by_email and email is None:
+            if deny.by_email and folded is None:
                 return "deny:no-email"
-            if email in deny.emails:
+            if folded in deny.folded:
                 return "deny:email"
             if deny.domains and (domain is None or domain in deny.domains):
                 return "deny:domain" if domain is not None else "deny:no-email"
         for rules in self.required:
             if user in rules.users:
                 continue
-            if email is not None and (
-                email in rules.emails or (domain is not None and domain in rules.domains)
+            if folded is not None and (
+                address in rules.emails or (domain is not None and domain in rules.domains)
             ):
                 continue
-            return "allow:no-email" if email is None and rules.by_email else "allow"
+            return "allow:no-email" if folded is None and rules.by_email else "allow"
         return None
 
 
@@ -430,6 +463,7 @@ def _merge(lists: Sequence[Rules]) -> Rules | None:
         frozenset().union(*(rules.users for rules in lists)),
         frozenset().union(*(rules.emails for rules in lists)),
         frozenset().union(*(rules.domains for rules in lists)),
+        frozenset().union(*(rules.folded for rules in lists)),
     )
     return None if merged.empty else merged
 

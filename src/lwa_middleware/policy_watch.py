@@ -68,7 +68,8 @@ class PolicyFile:
     __slots__ = ("_failed", "key", "path", "source")
 
     def __init__(self, path: str | os.PathLike[str], origin: str = "policy_file") -> None:
-        self.path = os.fspath(path)
+        #: Absolute: a later ``chdir`` of the process must not lose the file.
+        self.path = os.path.abspath(os.fspath(path))
         where = f"{origin} {self.path!r}"
         try:
             key = _file_key(self.path)
