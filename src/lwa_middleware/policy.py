@@ -478,6 +478,8 @@ def _access(required: Iterable[Rules], denied: Sequence[Rules]) -> Access | None
     deny = _merge(denied) if denied else None
     if not kept and deny is None:
         return None
+    if len(kept) == 1:
+        return Access(tuple(kept.values()), deny)
     # Larger user lists first: a customer admitted by user id skips the email work.
     return Access(tuple(sorted(kept.values(), key=lambda r: -len(r.users))), deny)
 
@@ -509,10 +511,13 @@ class AccessPolicy:
         if self.empty:
             return None
         forms = tuple(forms)
-        required = [
-            rules for regex, rules in self._allow if any(regex.match(form) for form in forms)
-        ]
-        denied = [rules for regex, rules in self._deny if any(regex.match(form) for form in forms)]
+        if len(forms) == 1:  # nearly every path: one regex call per pattern
+            form = forms[0]
+            required = [rules for regex, rules in self._allow if regex.match(form)]
+            denied = [rules for regex, rules in self._deny if regex.match(form)]
+        else:
+            required = [rules for regex, rules in self._allow if any(regex.match(f) for f in forms)]
+            denied = [rules for regex, rules in self._deny if any(regex.match(f) for f in forms)]
         return _access(required, denied)
 
     def strictest(self) -> Access | None:
