@@ -352,13 +352,11 @@ class LWAMiddleware:
         cached) by this middleware's verifier."""
         if self._tick is not None:
             self._tick(self._clock())
-        if self.gate.rules.policy.empty and self._judge is None:
+        if self.gate.judges_nothing:
             return None
         try:
             identity = await self.verifier.verify(access_token)
-            access = self.gate.rules.access(path)
-            if access is not None and not access.admits(identity):
-                raise AccessDenied(DENIED)
+            self.gate.admit_path(path, identity)
             if self._judge is not None:
                 await self._authorized(identity, "GET", path)
         except LWAError as error:

@@ -184,6 +184,19 @@ class Gate:
         if access is not None and not access.admits(identity):
             raise AccessDenied(DENIED)
 
+    def admit_path(self, path: str, identity: Identity) -> None:
+        """The access policy's rules for ``path`` in every form, whatever the path rules
+        decide there (the sign-in's question for its ``next`` path): ``AccessDenied`` when
+        they refuse ``identity``."""
+        access = self.rules.access(path)
+        if access is not None and not access.admits(identity):
+            raise AccessDenied(DENIED)
+
+    @property
+    def judges_nothing(self) -> bool:
+        """Whether the policy has no rule now and there is no ``authorize`` callable."""
+        return self.rules.policy.empty and self.settings.authorize is None
+
     def deny(
         self, error: LWAError, incoming_request_id: str | None
     ) -> tuple[int, list[tuple[str, str]], bytes]:

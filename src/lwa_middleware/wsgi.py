@@ -254,13 +254,11 @@ class LWAWSGIMiddleware:
         """The sign-in's question (``login=``): see ``LWAMiddleware.sign_in_check``."""
         if self._tick is not None:
             self._tick(self._clock())
-        if self.gate.rules.policy.empty and self._judge is None:
+        if self.gate.judges_nothing:
             return None
         try:
             identity = self.verifier.verify(access_token)
-            access = self.gate.rules.access(path)
-            if access is not None and not access.admits(identity):
-                raise AccessDenied(DENIED)
+            self.gate.admit_path(path, identity)
             if self._judge is not None:
                 self._authorized(identity, "GET", path)
         except LWAError as error:
