@@ -18,6 +18,7 @@ from lwa_middleware.client import AsyncLWAClient, LWAClient
 from lwa_middleware.device import CodePair
 from lwa_middleware.device_flow import AsyncDeviceFlow, DeviceFlow
 from lwa_middleware.errors import (
+    AccessDenied,
     ConfigurationError,
     CrossSiteRequest,
     InsufficientScope,
@@ -54,6 +55,7 @@ from lwa_middleware.verifier import AsyncVerifier, Verifier
 from lwa_middleware.wsgi import LWAWSGIMiddleware
 
 __all__ = [
+    "AccessDenied",
     "AsyncDeviceFlow",
     "AsyncLWAClient",
     "AsyncTokenClient",

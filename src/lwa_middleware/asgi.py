@@ -7,7 +7,10 @@ WebSocket denial response, or close code 1008. Lifespan passes through; the midd
 only listens to it to open its HTTP client at startup and close it (and the Redis client
 it built, if any) at shutdown. CORS preflights pass through unverified unless
 ``verify_preflight`` is set; a connection of any other ASGI type on a path that needs
-verification never reaches the app.
+verification never reaches the app. The access policy (``allow``, ``deny``,
+``policy_file``, the environment, ``authorize``: :mod:`lwa_middleware.policy`) is judged
+on every request with an identity, the warm path included, and for a sign-in joined
+through ``login=``.
 """
 
 from __future__ import annotations
@@ -24,12 +27,16 @@ from starlette.requests import HTTPConnection
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from lwa_middleware.csrf import SAFE_METHODS, WEBSOCKET, OriginHeaders, request_origin
-from lwa_middleware.errors import LWAError
+from lwa_middleware.errors import AccessDenied, ConfigurationError, LWAError
 from lwa_middleware.gate import Gate, check_on_error, is_cors_preflight
 from lwa_middleware.integrations.otel import Tracer
 from lwa_middleware.integrations.starlette import CredentialsMemo
-from lwa_middleware.login.refresh import AsyncRefresher, send_with_headers
+from lwa_middleware.login.refresh import AsyncRefresher, login_core, send_with_headers
+from lwa_middleware.login.wsgi import LWAWSGILogin
 from lwa_middleware.metrics import Recorder, outcome_of
+from lwa_middleware.models import Identity
+from lwa_middleware.policy import DENIED, callable_failed, callable_verdict
+from lwa_middleware.policy_watch import build_policy
 from lwa_middleware.rules import Route
 from lwa_middleware.settings import LWAOptions, LWASettings
 from lwa_middleware.verification import authorize
@@ -104,7 +111,7 @@ class LWAMiddleware:
     :class:`~lwa_middleware.metrics.Recorder` that gets every event besides the built-in
     counters; ``tracer`` an :class:`~lwa_middleware.integrations.otel.Tracer`; ``login``
     the :class:`~lwa_middleware.login.LWALogin` whose session cookies are read and
-    refreshed.
+    refreshed, and which refuses a sign-in the access policy would refuse.
     """
 
     def __init__(
@@ -129,7 +136,17 @@ class LWAMiddleware:
         self._refresh = None if login is None else AsyncRefresher.of(login, clock)
         if self._refresh is not None:
             self.settings = self._refresh.join(self.settings)
-        self.gate = Gate(self.settings)
+        #: The access policy's sources (options, policy_file, environment), read now: a
+        #: file missing or broken is a ConfigurationError.
+        self.policy = build_policy(self.settings)
+        self.gate = Gate(self.settings, self.policy.policy)
+        self.policy.on_change = self.gate.rules.set_policy
+        #: Looks at the policy files at most once a second (None: no file to watch).
+        self._tick = self.policy.tick if self.policy.watching else None
+        #: ``authorize``: called when the rules admit, on every request with an identity.
+        self._judge = self.settings.authorize
+        #: Whether the warm path has more to do than a route's rules (a file, a callable).
+        self._policed = self._tick is not None or self._judge is not None
         self.verifier = AsyncVerifier(
             self.settings,
             clock=clock,
@@ -165,6 +182,13 @@ class LWAMiddleware:
         self._key_prefix = self.verifier.authority.key.prefix
         self._peek = self.verifier.authority.cache.peek
         self._clock = self.verifier.clock
+        if login is not None and (self.policy.configured or self._judge is not None):
+            if isinstance(login, LWAWSGILogin):
+                raise ConfigurationError(
+                    "login= must be an LWALogin (or its LoginCore) for LWAMiddleware when an "
+                    "access policy is set: the sign-in checks the policy with this middleware"
+                )
+            login_core(login).access_checks.append(self.sign_in_check)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
@@ -244,12 +268,27 @@ class LWAMiddleware:
                     and now < hit.token_info.expires_at
                     and (not required or required <= hit.scopes)
                 ):
+                    access = route.access
+                    if access is not None or self._policed:  # the access policy
+                        if self._tick is not None:
+                            self._tick(now)
+                        if access is not None and not access.admits(hit):
+                            await self._deny(scope, receive, send, AccessDenied(DENIED))
+                            return
+                        if self._judge is not None:
+                            try:
+                                await self._authorized(hit, scope.get("method", WEBSOCKET), path)
+                            except LWAError as error:
+                                await self._deny(scope, receive, send, error)
+                                return
                     scope["lwa"] = hit
                     self._l1_hit()
                     # The (user, auth) pair kept on the identity (CredentialsMemo's slot).
                     scope["user"], scope["auth"] = hit._derived or self._credentials(hit)
                     await self.app(scope, receive, send)
                     return
+        if self._tick is not None:
+            self._tick(self._clock())
         try:
             found = self._resolve(
                 route,
@@ -263,7 +302,7 @@ class LWAMiddleware:
             )
             identity = await self.verifier.verify(found) if isinstance(found, str) else found
             if identity is not None:
-                authorize(identity, route.required_scopes)
+                await self._admit(identity, route, scope, path)
         except LWAError as error:
             if self._refresh is not None and cookies is not None and kind == "http":
                 await self._refreshed(
@@ -287,6 +326,44 @@ class LWAMiddleware:
         scope["lwa"] = identity
         scope["user"], scope["auth"] = self._credentials(identity)
         await self.app(scope, receive, send)
+
+    async def _admit(self, identity: Identity, route: Route, scope: Scope, path: str) -> None:
+        """Whether a verified identity may enter: the route's scopes, then the access
+        policy's rules, then ``authorize``; raises the ``LWAError`` to answer."""
+        authorize(identity, route.required_scopes)
+        self.gate.admit(route, identity)
+        if self._judge is not None:
+            await self._authorized(identity, scope.get("method", WEBSOCKET), path)
+
+    async def _authorized(self, identity: Identity, method: str, path: str) -> None:
+        """Ask ``authorize`` (sync or async): ``AccessDenied`` on ``False``; a
+        ``ServerError`` when it raises or answers something else (logged)."""
+        assert self._judge is not None
+        try:
+            result = self._judge(identity, method, path)
+            if inspect.isawaitable(result):
+                result = await result
+        except Exception as error:
+            raise callable_failed(error) from None
+        callable_verdict(result)
+
+    async def sign_in_check(self, access_token: str, path: str) -> LWAError | None:
+        """The sign-in's question (``login=``): may the customer of a new access token enter
+        ``path`` with a ``GET``? ``None`` when yes (or when no policy is set), else the
+        error: ``AccessDenied``, or the verification's own. The token is verified (and so
+        cached) by this middleware's verifier."""
+        if self._tick is not None:
+            self._tick(self._clock())
+        if self.gate.judges_nothing:
+            return None
+        try:
+            identity = await self.verifier.verify(access_token)
+            self.gate.admit_path(path, identity)
+            if self._judge is not None:
+                await self._authorized(identity, "GET", path)
+        except LWAError as error:
+            return error
+        return None
 
     async def _refreshed(
         self,
@@ -325,7 +402,8 @@ class LWAMiddleware:
                 self.verifier.revocations_ready,
             )
             if identity is not None:
-                authorize(identity, route.required_scopes)
+                path = _route_path(scope) if scope.get("root_path") else scope["path"]
+                await self._admit(identity, route, scope, path)
         except LWAError as failure:
             error = failure
         if headers:

@@ -9,6 +9,8 @@ The tree (each class knows its LWA ``error`` code and its status in both styles)
     ├── InsufficientScope           insufficient_scope  lwa 401 / rfc6750 403
     ├── CrossSiteRequest            invalid_request     lwa 403 / rfc6750 403, no challenge
     │                               (cookie session, unsafe method, Origin/Referer not ours)
+    ├── AccessDenied                access_denied       lwa 403 / rfc6750 403, no challenge
+    │                               (a verified customer the access policy refuses)
     └── ServerError                 ServerError         lwa 500 / rfc6750 500
         ├── LWAUnavailable          ServerError (transport: connect, timeout, 5xx, 429, bad body)
         └── Overloaded              ServerError + Retry-After (no slot for an LWA call in time)
@@ -119,6 +121,22 @@ class CrossSiteRequest(LWAError):
     default_description = "Cross-site request refused."
 
 
+class AccessDenied(LWAError):
+    """A verified customer the access policy refuses here (:mod:`lwa_middleware.policy`):
+    an ``allow`` rule that does not admit them, a ``deny`` rule that names them, or the
+    ``authorize`` callable saying no.
+
+    403 in both styles and no ``WWW-Authenticate``: the token is good, the customer is not
+    let in. The description names no rule and no list (it is shown to the customer).
+    """
+
+    error = "access_denied"
+    lwa_status = 403
+    rfc6750_status = 403
+    challenge = False
+    default_description = "You are not allowed to access this resource."
+
+
 class ServerError(LWAError):
     """Something failed on our side or LWA's; the request is refused (fail closed)."""
 
@@ -138,7 +156,7 @@ class Overloaded(ServerError):
 
 def www_authenticate(error: LWAError, style: ErrorStyle, realm: str) -> str | None:
     """The ``WWW-Authenticate`` value for an error, or ``None`` where none is sent (500,
-    :class:`CrossSiteRequest`)."""
+    :class:`CrossSiteRequest`, :class:`AccessDenied`)."""
     status = error.status(style)
     if status >= 500 or not error.challenge:
         return None

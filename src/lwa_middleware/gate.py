@@ -9,6 +9,11 @@ A token that came from the session cookie on a request whose method can change s
 checked against cross-site request forgery (:mod:`lwa_middleware.csrf`) here, before it
 is verified or looked up, so no such request reaches the app (and no verdict is given)
 unless its ``Origin``/``Referer`` is this site's.
+
+The access policy (:mod:`lwa_middleware.policy`) is judged after the scopes, on every
+request with an identity: the route's rules (``Route.access``, resolved and memoised with
+the route) by :meth:`Gate.admit`, then the ``authorize`` callable, which the shells call
+(it may be async under ASGI) and hand to ``policy.callable_verdict``.
 """
 
 from __future__ import annotations
@@ -18,8 +23,15 @@ import uuid
 from collections.abc import Callable, Sequence
 
 from lwa_middleware.csrf import CSRFPolicy, OriginHeaders
-from lwa_middleware.errors import ConfigurationError, LWAError, MissingToken, render_error
+from lwa_middleware.errors import (
+    AccessDenied,
+    ConfigurationError,
+    LWAError,
+    MissingToken,
+    render_error,
+)
 from lwa_middleware.models import Identity
+from lwa_middleware.policy import DENIED, AccessPolicy, PolicySource
 from lwa_middleware.rules import PathRules, Route
 from lwa_middleware.settings import LWASettings
 from lwa_middleware.tokens import TokenFinder
@@ -63,12 +75,26 @@ class Gate:
 
     __slots__ = ("_warm", "csrf", "finder", "passes_preflights", "rules", "settings")
 
-    def __init__(self, settings: LWASettings) -> None:
+    def __init__(self, settings: LWASettings, policy: AccessPolicy | None = None) -> None:
+        """``policy``: every source's rules, read by the shell
+        (:func:`~lwa_middleware.policy_watch.build_policy`); without one, the keyword
+        options' ``allow``/``deny`` only (refused when ``policy_file`` is set: its rules
+        must be read first)."""
         self.settings = settings
         #: Whether CORS preflights pass through unverified (``verify_preflight`` off).
         self.passes_preflights = not settings.verify_preflight
+        if policy is None:
+            if settings.policy_file is not None:
+                raise ConfigurationError(
+                    "policy_file must be read before a Gate is built (policy_watch.build_policy)"
+                )
+            policy = AccessPolicy([PolicySource.of("options", settings.allow, settings.deny)])
         self.rules = PathRules(
-            settings.protect, settings.exclude, settings.optional, settings.require_scopes
+            settings.protect,
+            settings.exclude,
+            settings.optional,
+            settings.require_scopes,
+            policy,
         )
         self.finder = TokenFinder(settings.token_sources, settings.cookie_name, settings.secret_key)
         self._warm = self.finder.warm  # bound once: every request calls it
@@ -149,6 +175,27 @@ class Gate:
         if token is None and not route.optional:
             raise MissingToken()
         return token
+
+    @staticmethod
+    def admit(route: Route, identity: Identity) -> None:
+        """The access policy's rules on ``route`` for a verified ``identity`` (after its
+        scopes): ``AccessDenied`` when they refuse it."""
+        access = route.access
+        if access is not None and not access.admits(identity):
+            raise AccessDenied(DENIED)
+
+    def admit_path(self, path: str, identity: Identity) -> None:
+        """The access policy's rules for ``path`` in every form, whatever the path rules
+        decide there (the sign-in's question for its ``next`` path): ``AccessDenied`` when
+        they refuse ``identity``."""
+        access = self.rules.access(path)
+        if access is not None and not access.admits(identity):
+            raise AccessDenied(DENIED)
+
+    @property
+    def judges_nothing(self) -> bool:
+        """Whether the policy has no rule now and there is no ``authorize`` callable."""
+        return self.rules.policy.empty and self.settings.authorize is None
 
     def deny(
         self, error: LWAError, incoming_request_id: str | None

@@ -19,6 +19,7 @@ from collections.abc import Collection, Iterable, Mapping
 from typing import Any, Final, Literal, Protocol
 
 from lwa_middleware.errors import (
+    AccessDenied,
     InsufficientScope,
     InvalidRequest,
     InvalidToken,
@@ -59,6 +60,7 @@ Outcome = Literal[
     "server_error",
     "overloaded",
     "stale",
+    "access_denied",
 ]
 CacheLevel = Literal["l1", "l2"]
 Endpoint = Literal["tokeninfo", "profile", "token"]
@@ -73,11 +75,18 @@ OUTCOMES: Final = (
     "server_error",
     "overloaded",
     "stale",
+    "access_denied",
 )
 CACHE_LEVELS: Final = ("l1", "l2")
 ENDPOINTS: Final = ("tokeninfo", "profile", "token")
 #: LWA's documented error codes (``LWAError.error``).
-ERROR_CODES: Final = ("invalid_request", "invalid_token", "insufficient_scope", "ServerError")
+ERROR_CODES: Final = (
+    "invalid_request",
+    "invalid_token",
+    "insufficient_scope",
+    "access_denied",
+    "ServerError",
+)
 BREAKER_STATES: Final = ("closed", "half_open", "open")
 #: ``lwa_call`` statuses besides an HTTP status code (``"100"`` … ``"599"``).
 TRANSPORT_STATUSES: Final = ("timeout", "error")
@@ -122,6 +131,8 @@ def outcome_of(error: BaseException | None) -> Outcome:
         return "invalid_token"
     if isinstance(error, InsufficientScope):
         return "insufficient_scope"
+    if isinstance(error, AccessDenied):
+        return "access_denied"  # verified, and refused by the access policy
     if isinstance(error, InvalidRequest):
         return "invalid_request"
     if isinstance(error, LWAError) and error.error == "invalid_request":

@@ -17,6 +17,11 @@ only if every form is, and the scopes are those of every form verified. So neith
 ``;``, ``\\``, ``//``, ``/.`` has one form and costs what it always did. Decisions are
 memoised for paths of at most :data:`MEMO_MAX_PATH` characters, at most :data:`MEMO_LIMIT`
 of them, so the memo stays under ~1 MB whatever clients send.
+
+The access policy's rules of a route (:class:`~lwa_middleware.policy.Access`, or ``None``
+where no rule applies) are resolved with the route, over the same forms, and memoised with
+it (``Route.access``); :meth:`PathRules.set_policy` swaps the policy and empties the memo
+(a route judged under the old policy while it changes is answered, never memoised).
 """
 
 from __future__ import annotations
@@ -25,9 +30,12 @@ import enum
 import fnmatch
 import posixpath
 import re
+import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from urllib.parse import unquote
+
+from lwa_middleware.policy import Access, AccessPolicy
 
 #: The longest path with several forms that is judged form by form; a longer one gets the
 #: strictest decision there is (a token, and every scope of ``require_scopes``) at once, so
@@ -58,6 +66,9 @@ class Route:
 
     mode: Mode
     required_scopes: frozenset[str] = frozenset()
+    #: The access policy's rules here (``None``: none apply); set only where a token is
+    #: verified.
+    access: Access | None = field(default=None, compare=False)
     #: Whether a token on this path is verified (computed once: reading an ``Enum`` member
     #: costs ~140 ns on Python 3.11, and this is read on every request).
     verifies: bool = field(init=False, repr=False, compare=False)
@@ -141,7 +152,16 @@ def compile_patterns(patterns: Sequence[str]) -> re.Pattern[str] | None:
 class PathRules:
     """Compiled path rules with a bounded memo of decisions."""
 
-    __slots__ = ("_exclude", "_memo", "_optional", "_protect", "_scoped", "_strictest")
+    __slots__ = (
+        "_exclude",
+        "_lock",
+        "_memo",
+        "_optional",
+        "_protect",
+        "_scoped",
+        "_strictest",
+        "policy",
+    )
 
     def __init__(
         self,
@@ -149,6 +169,7 @@ class PathRules:
         exclude: Sequence[str] = (),
         optional: Sequence[str] = (),
         require_scopes: Mapping[str, frozenset[str]] | None = None,
+        policy: AccessPolicy | None = None,
     ) -> None:
         self._exclude = compile_patterns(exclude)
         self._optional = compile_patterns(optional)
@@ -158,8 +179,29 @@ class PathRules:
             for pattern, scopes in (require_scopes or {}).items()
         ]
         self._memo: dict[str, Route] = {}
+        self._lock = threading.Lock()
+        #: The access policy whose rules each route carries (:meth:`set_policy` swaps it).
+        self.policy = policy if policy is not None else AccessPolicy()
+        self._strictest = self._strictest_route()
+
+    def _strictest_route(self) -> Route:
         every_scope: frozenset[str] = frozenset().union(*(s for _, s in self._scoped))
-        self._strictest = Route(Mode.PROTECT, every_scope)
+        return Route(Mode.PROTECT, every_scope, self.policy.strictest())
+
+    def set_policy(self, policy: AccessPolicy) -> None:
+        """Judge every route by ``policy`` from now on (the memo is emptied)."""
+        with self._lock:
+            self.policy = policy
+            self._strictest = self._strictest_route()
+            self._memo.clear()
+
+    def access(self, path: str) -> Access | None:
+        """The access policy's rules for ``path`` in every form, whatever the path rules
+        decide there (the sign-in and ``inspect`` judge a path this way; not memoised)."""
+        policy = self.policy
+        if len(path) > MAX_JUDGED_PATH:
+            return policy.strictest()
+        return policy.access(path_forms(path))
 
     @property
     def memo(self) -> Mapping[str, Route]:
@@ -172,17 +214,20 @@ class PathRules:
         paths of at most :data:`MEMO_MAX_PATH` characters; the memo is bounded)."""
         route = self._memo.get(path)
         if route is None:
-            route = self._judge(path)
+            policy = self.policy
+            route = self._judge(path, policy)
             if len(path) <= MEMO_MAX_PATH:
-                if len(self._memo) >= MEMO_LIMIT:
-                    self._memo.clear()
-                self._memo[path] = route
+                with self._lock:  # never memoise a route of a policy swapped meanwhile
+                    if self.policy is policy:
+                        if len(self._memo) >= MEMO_LIMIT:
+                            self._memo.clear()
+                        self._memo[path] = route
         return route
 
-    def _judge(self, path: str) -> Route:
+    def _judge(self, path: str, policy: AccessPolicy) -> Route:
         """The strictest decision over every form of ``path``: verified if any form is
-        (``PROTECT`` over ``OPTIONAL``), with every verified form's scopes; excluded only
-        if every form is; else passed through."""
+        (``PROTECT`` over ``OPTIONAL``), with every verified form's scopes and the policy
+        of every form; excluded only if every form is; else passed through."""
         if not (
             "%" in path
             or ";" in path
@@ -191,10 +236,18 @@ class PathRules:
             or "/." in path
             or not path.startswith("/")
         ):
-            return self._decide(path)  # its only form (`in` beats one regex 3x here)
+            route = self._decide(path)  # its only form (`in` beats one regex 3x here)
+            if route.verifies and not policy.empty:
+                return Route(route.mode, route.required_scopes, policy.access((path,)))
+            return route
         if len(path) > MAX_JUDGED_PATH:
-            return self._strictest
-        routes = [self._decide(form) for form in path_forms(path)]
+            return (
+                self._strictest
+                if policy is self.policy
+                else Route(Mode.PROTECT, self._strictest.required_scopes, policy.strictest())
+            )
+        forms = path_forms(path)
+        routes = [self._decide(form) for form in forms]
         verified = [route for route in routes if route.verifies]
         if not verified:
             if all(route.mode is Mode.EXCLUDE for route in routes):
@@ -204,7 +257,7 @@ class PathRules:
         scopes: frozenset[str] = frozenset()
         for route in verified:
             scopes |= route.required_scopes
-        return Route(mode, scopes)
+        return Route(mode, scopes, policy.access(forms))
 
     def _decide(self, path: str) -> Route:
         if self._exclude is not None and self._exclude.match(path):

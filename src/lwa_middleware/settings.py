@@ -16,7 +16,7 @@ import json
 import math
 import os
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Literal, TypedDict, cast
@@ -24,7 +24,8 @@ from urllib.parse import urlsplit
 
 from lwa_middleware.errors import ConfigurationError, ErrorStyle
 from lwa_middleware.keys import SecretKey, secret_keys
-from lwa_middleware.models import SCOPE_POSTAL_CODE, SCOPE_PROFILE, SCOPE_USER_ID
+from lwa_middleware.models import SCOPE_POSTAL_CODE, SCOPE_PROFILE, SCOPE_USER_ID, Identity
+from lwa_middleware.policy import check_judge, check_pattern, parse_allow, parse_deny
 
 TokenSource = Literal["header", "cookie", "query"]
 
@@ -209,6 +210,42 @@ def _origins(value: object) -> tuple[str, ...]:
     return tuple(origins)
 
 
+#: ``authorize``: ``(identity, method, path) -> bool`` (async allowed under ASGI).
+Authorize = Callable[[Identity, str, str], "bool | Awaitable[bool]"]
+#: Rules as the options take them: a list of rule strings, or one string of them.
+RuleList = str | Iterable[str]
+
+
+def _rule_texts(value: object) -> tuple[str, ...]:
+    """A list of rules as stored: stripped strings (already checked by the parser)."""
+    if isinstance(value, str):
+        return tuple(item for item in _SEPARATORS.split(value) if item)
+    return tuple(str(item).strip() for item in cast(Iterable[object], value))
+
+
+def _allow(value: object) -> Mapping[str, tuple[str, ...]] | None:
+    """``allow`` checked (a malformed rule is a ``ConfigurationError``) and stored read-only."""
+    if value is None:
+        return None
+    parse_allow("allow", value)
+    assert isinstance(value, Mapping)
+    return MappingProxyType(
+        {check_pattern("allow", k): _rule_texts(rules) for k, rules in value.items()}
+    )
+
+
+def _deny(value: object) -> tuple[str, ...] | Mapping[str, tuple[str, ...]]:
+    """``deny`` checked and stored: a tuple of rules, or a read-only mapping."""
+    if value is None:
+        return ()
+    parse_deny("deny", value)
+    if isinstance(value, Mapping):
+        return MappingProxyType(
+            {check_pattern("deny", k): _rule_texts(rules) for k, rules in value.items()}
+        )
+    return _rule_texts(value)
+
+
 def is_loopback_host(host: str) -> bool:
     """Whether ``host`` is ``localhost``, a 127.0.0.0/8 address or ``::1``."""
     if host.lower() == "localhost":
@@ -265,6 +302,10 @@ class LWAOptions(TypedDict, total=False):
     breaker_open_seconds: float
     stale_if_error: float
     trace_user_id: bool
+    allow: Mapping[str, RuleList] | None
+    deny: RuleList | Mapping[str, RuleList]
+    policy_file: str | os.PathLike[str] | None
+    authorize: Authorize | None
 
 
 def resolve_api_base_url(api_base_url: str | None, region: str | None) -> str:
@@ -331,6 +372,14 @@ class LWASettings:
     breaker_open_seconds: float = 10.0
     stale_if_error: float = 0
     trace_user_id: bool = False
+    #: The access policy (:mod:`lwa_middleware.policy`): pattern → rules every matching
+    #: pattern's list must admit; rules (or pattern → rules) that refuse; a file of both,
+    #: re-read when it changes; a callable ``(identity, method, path) -> bool``. Left out
+    #: of ``repr`` (lists of people).
+    allow: Mapping[str, Any] | None = field(default=None, repr=False)
+    deny: Any = field(default=(), repr=False)
+    policy_file: str | os.PathLike[str] | None = None
+    authorize: Authorize | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__
@@ -425,6 +474,15 @@ class LWASettings:
                 set_(self, "secret_key", tuple(self.secret_key))
         if not isinstance(self.realm, str) or '"' in self.realm or "\\" in self.realm:
             raise ConfigurationError("realm must be a string without quotes or backslashes")
+        set_(self, "allow", _allow(self.allow))
+        set_(self, "deny", _deny(self.deny))
+        if self.policy_file is not None:
+            if not isinstance(self.policy_file, (str, os.PathLike)) or not os.fspath(
+                self.policy_file
+            ):
+                raise ConfigurationError("policy_file must be a file's path (or None)")
+            set_(self, "policy_file", os.fspath(self.policy_file))
+        check_judge(self.authorize)
 
     @property
     def secret_keys(self) -> tuple[bytes, ...]:
@@ -469,13 +527,22 @@ class LWASettings:
         on/off. A value wholly wrapped in quotes loses them; any other quote is refused.
         Every error names the variable; an unknown variable close to a real one's name
         (``LWA_CLIENT_ID``) is refused with a suggestion.
+
+        The access policy's variables (``LWA_ALLOW``, ``LWA_DENY``, ``LWA_POLICY_FILE``) are
+        not options: every middleware reads them from the process environment and adds
+        them to its options (they never replace, nor are replaced by, ``allow=``…). Given
+        in an ``environ`` of your own (and not the process's), they are refused rather
+        than silently left out.
         """
         env = os.environ if environ is None else environ
+        _refuse_policy_variables(env, prefix)
         if prefix:
             _refuse_misspelt(env, prefix, cls.option_names())
         options: dict[str, Any] = {}
         variables: dict[str, str] = {}  # option name -> the variable it came from
         for name in cls.option_names():
+            if name in _POLICY_OPTIONS:
+                continue
             variable = prefix + name.upper()
             raw = env.get(variable)
             if raw is None or raw.strip() in ("", '""', "''"):
@@ -536,6 +603,29 @@ _BOOLEAN_WORDS = {
     **dict.fromkeys(("false", "0", "no", "off"), False),
 }
 _SECRETS = {"secret_key", "redis_url"}  # may hold quotes; never shown in an error
+#: Options no variable of ``from_env`` sets: the policy's come from the process environment
+#: to every middleware (:mod:`lwa_middleware.policy_watch`); a callable from none.
+_POLICY_OPTIONS = frozenset({"allow", "deny", "policy_file", "authorize"})
+_POLICY_VARIABLES = ("LWA_ALLOW", "LWA_DENY", "LWA_POLICY_FILE")
+
+
+def _refuse_policy_variables(env: Mapping[str, str], prefix: str) -> None:
+    """Refuse what ``from_env`` would otherwise drop without a word: a policy variable in an
+    ``environ`` that is not the process's, and a ``{prefix}AUTHORIZE`` variable."""
+    for variable in _POLICY_VARIABLES:
+        value = (env.get(variable) or "").strip()
+        if env is not os.environ and value and value != (os.environ.get(variable) or "").strip():
+            raise ConfigurationError(
+                f"{variable} is read by the middleware from the process environment, not by "
+                f"from_env(environ=...): set it in os.environ, or pass "
+                f"{variable.removeprefix('LWA_').lower()}= to the middleware"
+            )
+    if (env.get(prefix + "AUTHORIZE") or "").strip():
+        raise ConfigurationError(
+            f"{prefix}AUTHORIZE cannot be set from the environment: authorize is a callable "
+            "(pass authorize= to the middleware)"
+        )
+
 
 #: ``LWA_*`` names (without the prefix) other tools and features use: never "did you mean".
 RESERVED_VARIABLES = frozenset(

@@ -4,11 +4,13 @@ Same options, rules and error table as :class:`~lwa_middleware.asgi.LWAMiddlewar
 same sans-IO core and the blocking :class:`~lwa_middleware.verifier.Verifier`: no event
 loop, no thread hop. It sets ``environ["lwa"]`` (the :class:`Identity`) and
 ``environ["REMOTE_USER"]`` (the user id) so Django's ``RemoteUserMiddleware`` can sign the
-customer in.
+customer in. The access policy is judged as in the ASGI shell; ``authorize`` must be a
+plain (sync) callable here, refused at construction otherwise.
 """
 
 from __future__ import annotations
 
+import inspect
 import time
 from collections.abc import Callable, Iterable, Sequence
 from functools import partial
@@ -19,12 +21,20 @@ from typing import TYPE_CHECKING, Any
 import httpx
 
 from lwa_middleware.csrf import OriginHeaders, request_origin
-from lwa_middleware.errors import LWAError
+from lwa_middleware.errors import AccessDenied, ConfigurationError, LWAError
 from lwa_middleware.gate import Gate, check_on_error, is_cors_preflight
 from lwa_middleware.integrations.otel import Tracer
-from lwa_middleware.login.refresh import Refresher, start_response_with_headers
+from lwa_middleware.login.asgi import LWALogin
+from lwa_middleware.login.refresh import Refresher, login_core, start_response_with_headers
 from lwa_middleware.metrics import Recorder, outcome_of
 from lwa_middleware.models import Identity
+from lwa_middleware.policy import (
+    DENIED,
+    callable_failed,
+    callable_verdict,
+    is_async_callable,
+)
+from lwa_middleware.policy_watch import build_policy
 from lwa_middleware.rules import Route
 from lwa_middleware.settings import LWAOptions, LWASettings
 from lwa_middleware.verification import authorize
@@ -102,7 +112,19 @@ class LWAWSGIMiddleware:
         self._refresh = None if login is None else Refresher.of(login, clock)
         if self._refresh is not None:
             self.settings = self._refresh.join(self.settings)
-        self.gate = Gate(self.settings)
+        if is_async_callable(self.settings.authorize):
+            raise ConfigurationError(
+                "authorize is async: LWAWSGIMiddleware has no event loop to await it; give "
+                "it a plain function (identity, method, path) -> bool"
+            )
+        #: The access policy's sources, read now (see LWAMiddleware).
+        self.policy = build_policy(self.settings)
+        self.gate = Gate(self.settings, self.policy.policy)
+        self.policy.on_change = self.gate.rules.set_policy
+        self._tick = self.policy.tick if self.policy.watching else None
+        self._judge = self.settings.authorize
+        #: Whether the warm path has more to do than a route's rules (a file, a callable).
+        self._policed = self._tick is not None or self._judge is not None
         self.verifier = Verifier(
             self.settings,
             clock=clock,
@@ -128,6 +150,14 @@ class LWAWSGIMiddleware:
         self._key_prefix = self.verifier.authority.key.prefix
         self._peek = self.verifier.authority.cache.peek
         self._clock = self.verifier.clock
+        if login is not None and (self.policy.configured or self._judge is not None):
+            if isinstance(login, LWALogin):
+                raise ConfigurationError(
+                    "login= must be an LWAWSGILogin (or its LoginCore) for LWAWSGIMiddleware "
+                    "when an access policy is set: the sign-in checks the policy with this "
+                    "middleware"
+                )
+            login_core(login).access_checks.append(self.sign_in_check)
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         get = environ.get
@@ -160,10 +190,23 @@ class LWAWSGIMiddleware:
                     and now < hit.token_info.expires_at
                     and (not required or required <= hit.scopes)
                 ):
+                    access = route.access
+                    if access is not None or self._policed:  # the access policy
+                        if self._tick is not None:
+                            self._tick(now)
+                        if access is not None and not access.admits(hit):
+                            return self._deny(environ, start_response, AccessDenied(DENIED))
+                        if self._judge is not None:
+                            try:
+                                self._authorized(hit, get("REQUEST_METHOD", ""), path)
+                            except LWAError as error:
+                                return self._deny(environ, start_response, error)
                     environ["lwa"] = hit
                     environ["REMOTE_USER"] = hit.user_id
                     self._l1_hit()
                     return self.app(environ, start_response)
+        if self._tick is not None:
+            self._tick(self._clock())
         try:
             found = self.gate.resolve(
                 route,
@@ -177,7 +220,7 @@ class LWAWSGIMiddleware:
             )
             identity = self.verifier.verify(found) if isinstance(found, str) else found
             if identity is not None:
-                authorize(identity, route.required_scopes)
+                self._admit(identity, route, get("REQUEST_METHOD", ""), path)
         except LWAError as error:
             if self._refresh is not None and "HTTP_COOKIE" in environ:
                 return self._refreshed(environ, start_response, route, error)
@@ -185,6 +228,44 @@ class LWAWSGIMiddleware:
         if identity is None and self._refresh is not None and "HTTP_COOKIE" in environ:
             return self._refreshed(environ, start_response, route, None)
         return self._pass(environ, start_response, identity)
+
+    def _admit(self, identity: Identity, route: Route, method: str, path: str) -> None:
+        """The route's scopes, the access policy's rules, then ``authorize`` (see
+        ``LWAMiddleware._admit``)."""
+        authorize(identity, route.required_scopes)
+        self.gate.admit(route, identity)
+        if self._judge is not None:
+            self._authorized(identity, method, path)
+
+    def _authorized(self, identity: Identity, method: str, path: str) -> None:
+        """Ask ``authorize``: ``AccessDenied`` on ``False``; a ``ServerError`` when it
+        raises, answers something else, or hands back an awaitable (logged)."""
+        assert self._judge is not None
+        try:
+            result = self._judge(identity, method, path)
+            if inspect.isawaitable(result):
+                close = getattr(result, "close", None)
+                if close is not None:
+                    close()  # never awaited: no "coroutine was never awaited" warning
+                raise TypeError("authorize returned an awaitable under LWAWSGIMiddleware")
+        except Exception as error:
+            raise callable_failed(error) from None
+        callable_verdict(result)
+
+    def sign_in_check(self, access_token: str, path: str) -> LWAError | None:
+        """The sign-in's question (``login=``): see ``LWAMiddleware.sign_in_check``."""
+        if self._tick is not None:
+            self._tick(self._clock())
+        if self.gate.judges_nothing:
+            return None
+        try:
+            identity = self.verifier.verify(access_token)
+            self.gate.admit_path(path, identity)
+            if self._judge is not None:
+                self._authorized(identity, "GET", path)
+        except LWAError as error:
+            return error
+        return None
 
     def _pass(
         self, environ: WSGIEnvironment, start_response: StartResponse, identity: Identity | None
@@ -228,7 +309,7 @@ class LWAWSGIMiddleware:
                 self.verifier.revocations_ready,
             )
             if identity is not None:
-                authorize(identity, route.required_scopes)
+                self._admit(identity, route, method, get("PATH_INFO") or "/")
         except LWAError as failure:
             error = failure
         if headers:

@@ -3,8 +3,12 @@
 ``inspect_token`` asks LWA's token-info and profile about a token and returns an
 ``Inspection``: what LWA said, the audience that matched ``--client-id``/``--app-id``,
 and the verdict (accepted, refused, or unknown when LWA could not answer), shown as
-text or as JSON. The token is read from standard input, never from the command line
-(where ``ps`` and shell history would see it), and is never printed.
+text or as JSON. With an access policy (``--allow``, ``--deny``, ``--policy-file`` and
+the ``LWA_ALLOW``/``LWA_DENY``/``LWA_POLICY_FILE`` environment, as the middleware reads
+them), it also says whether the customer passes it at ``--method`` ``--path`` and, if
+not, which kind of rule refused them (never which rule). The token is read from standard
+input, never from the command line (where ``ps`` and shell history would see it), and is
+never printed.
 """
 
 from __future__ import annotations
@@ -13,18 +17,23 @@ import argparse
 import getpass
 import json
 import math
+import re
 import sys
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from types import SimpleNamespace
 from typing import Any, TextIO, TypeVar
 
 from lwa_middleware.cli.console import EXIT_ERROR, EXIT_OK, EXIT_REFUSED, fail, say
 from lwa_middleware.cli.serving import identifier
 from lwa_middleware.client import LWAClient
 from lwa_middleware.errors import ConfigurationError, LWAError, ServerError
-from lwa_middleware.models import Profile, TokenInfo
+from lwa_middleware.models import Identity, Profile, TokenInfo
+from lwa_middleware.policy import REFUSALS, AccessPolicy, parse_json_variable
+from lwa_middleware.policy_watch import build_policy
+from lwa_middleware.rules import MAX_JUDGED_PATH, path_forms
 from lwa_middleware.settings import (
     DEFAULT_API_BASE_URL,
     REGIONS,
@@ -33,9 +42,47 @@ from lwa_middleware.settings import (
 )
 from lwa_middleware.tokens import normalize_token
 
-__all__ = ["Inspection", "add_inspect_command", "inspect_token", "run_inspect"]
+__all__ = ["Inspection", "PolicyVerdict", "add_inspect_command", "inspect_token", "run_inspect"]
 
 T = TypeVar("T")
+_METHOD = re.compile(r"[A-Z]{1,20}")
+
+
+@dataclass(frozen=True)
+class PolicyVerdict:
+    """The access policy's verdict on the customer at ``method`` ``path``: ``refusal`` is
+    the kind of rule that refused them (a key of
+    :data:`~lwa_middleware.policy.REFUSALS`), ``None`` when admitted."""
+
+    method: str
+    path: str
+    sources: tuple[str, ...]
+    refusal: str | None
+
+    @property
+    def admitted(self) -> bool:
+        return self.refusal is None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "method": self.method,
+            "path": self.path,
+            "sources": list(self.sources),
+            "admitted": self.admitted,
+            "refused_by": self.refusal,
+            "reason": None if self.refusal is None else REFUSALS[self.refusal],
+        }
+
+
+def judge_policy(
+    policy: AccessPolicy, info: TokenInfo, profile: Profile, method: str, path: str
+) -> PolicyVerdict:
+    """The rules' verdict on a verified customer at ``method`` ``path`` (every form of the
+    path, as the middleware judges it; the app's ``authorize`` callable is not run)."""
+    forms = path_forms(path) if len(path) <= MAX_JUDGED_PATH else None
+    access = policy.access(forms) if forms is not None else policy.strictest()
+    refusal = None if access is None else access.refusal(Identity.build(info, profile))
+    return PolicyVerdict(method, path, tuple(s.name for s in policy.sources), refusal)
 
 
 @dataclass(frozen=True)
@@ -50,6 +97,8 @@ class Inspection:
     token_info_error: LWAError | None
     profile: Profile | None
     profile_error: LWAError | None
+    #: The access policy's verdict (``None``: not judged, LWA gave no customer to judge).
+    policy: PolicyVerdict | None = None
 
     @property
     def audience(self) -> str | None:
@@ -71,6 +120,12 @@ class Inspection:
                 reasons.append(f"{what}: {error.error}")
         if self.token_info is not None and self.audience is None:
             reasons.append("the token was issued to another client")
+        policy = self.policy
+        if policy is not None and policy.refusal is not None:
+            reasons.append(
+                f"the access policy refuses it at {policy.method} {policy.path}: "
+                f"{REFUSALS[policy.refusal]}"
+            )
         return reasons
 
     @property
@@ -108,6 +163,7 @@ class Inspection:
             "profile": None if self.profile is None else _profile_json(self.profile),
             "profile_error": _error_json(self.profile_error),
             "scopes": None if self.profile is None else sorted(self.profile.scopes),
+            "policy": None if self.policy is None else self.policy.to_json(),
         }
 
 
@@ -116,8 +172,13 @@ def inspect_token(
     client: LWAClient,
     client_ids: Sequence[str],
     app_ids: Sequence[str] = (),
+    *,
+    policy: AccessPolicy | None = None,
+    method: str = "GET",
+    path: str = "/",
 ) -> Inspection:
-    """Ask LWA's token-info and profile about ``token`` and judge it for these options."""
+    """Ask LWA's token-info and profile about ``token`` and judge it for these options
+    (and, with a ``policy``, its rules at ``method`` ``path``)."""
     now = time.time()
     info: TokenInfo | None = None
     profile: Profile | None = None
@@ -130,6 +191,9 @@ def inspect_token(
     else:
         info, info_error = _attempt(lambda: client.tokeninfo(token, now=now))
         profile, profile_error = _attempt(lambda: client.profile(token))
+    verdict = None
+    if policy is not None and info is not None and profile is not None:
+        verdict = judge_policy(policy, info, profile, method, path)
     return Inspection(
         api_base_url=client.api_base_url,
         checked_at=now,
@@ -139,6 +203,7 @@ def inspect_token(
         token_info_error=info_error,
         profile=profile,
         profile_error=profile_error,
+        policy=verdict,
     )
 
 
@@ -207,8 +272,65 @@ def add_inspect_command(commands: argparse._SubParsersAction[argparse.ArgumentPa
         metavar="SECONDS",
         help="time budget per call to LWA (default: %(default)s)",
     )
+    parser.add_argument(
+        "--path",
+        default="/",
+        metavar="PATH",
+        help="judge the access policy at this path, below the app's mount point (default: /)",
+    )
+    parser.add_argument(
+        "--method",
+        type=_method,
+        default="GET",
+        metavar="METHOD",
+        help="the request's method (default: GET); the rules do not depend on it, the app's "
+        "authorize callable may (it is not run here)",
+    )
+    parser.add_argument(
+        "--allow",
+        metavar="JSON",
+        help='the allow option as JSON, e.g. \'{"/*": ["domain:example.com"]}\'; it adds to '
+        "LWA_ALLOW from the environment, as in the middleware (default: none)",
+    )
+    parser.add_argument(
+        "--deny",
+        metavar="JSON",
+        help="the deny option as JSON: a list of rules, or pattern → rules; it adds to LWA_DENY "
+        "(default: none)",
+    )
+    parser.add_argument(
+        "--policy-file",
+        metavar="FILE",
+        help="a policy file (JSON, or TOML if it ends in .toml), as policy_file=; it adds to "
+        "LWA_POLICY_FILE (default: none)",
+    )
     parser.add_argument("--json", action="store_true", help="print JSON (default: off, print text)")
     parser.set_defaults(run=run_inspect)
+
+
+def _method(text: str) -> str:
+    """``--method``'s type: an HTTP method in capitals."""
+    if not _METHOD.fullmatch(text.upper()):
+        raise argparse.ArgumentTypeError(f"expected an HTTP method such as GET, got {text!r}")
+    return text.upper()
+
+
+def load_policy(args: argparse.Namespace) -> AccessPolicy:
+    """The access policy the options and the environment set, as the middleware builds it;
+    a bad one ends the command (exit 2)."""
+    try:
+        options = SimpleNamespace(
+            allow=None
+            if args.allow is None
+            else parse_json_variable("--allow", args.allow, mapping=True),
+            deny=None
+            if args.deny is None
+            else parse_json_variable("--deny", args.deny, mapping=False),
+            policy_file=args.policy_file,
+        )
+        return build_policy(options).policy
+    except ConfigurationError as exc:
+        fail(f"access policy: {exc}")
 
 
 def _seconds(text: str) -> float:
@@ -234,11 +356,22 @@ def run_inspect(args: argparse.Namespace) -> int:
             "token unencrypted; use https://, or pass --allow-insecure-http (e.g. for an "
             "emulator on another machine)"
         )
+    if not args.path.startswith("/"):
+        fail("--path must start with '/'")
+    policy = load_policy(args)
     token = _read_token(sys.stdin)
     if not token:
         fail("no access token on standard input (e.g. `lwa-middleware inspect ... < token.txt`)")
     with LWAClient(api_base_url, timeout=args.timeout) as client:
-        inspection = inspect_token(token, client, args.client_id, args.app_id)
+        inspection = inspect_token(
+            token,
+            client,
+            args.client_id,
+            args.app_id,
+            policy=policy,
+            method=args.method,
+            path=args.path,
+        )
     say(json.dumps(inspection.to_json(), indent=2) if args.json else render(inspection))
     return inspection.exit_code
 
@@ -306,6 +439,17 @@ def render(inspection: Inspection) -> str:
     else:
         out.append(f"  {_describe(inspection.profile_error)}")
     out.append("")
+    policy = inspection.policy
+    if policy is not None:
+        where = f"{policy.method} {policy.path}"
+        if not policy.sources:
+            out.append(f"Access policy  none configured: any verified customer may {where}")
+        elif policy.admitted:
+            out.append(f"Access policy  ADMITTED at {where} (rules of {', '.join(policy.sources)})")
+        else:
+            assert policy.refusal is not None
+            out.append(f"Access policy  REFUSED at {where}: {REFUSALS[policy.refusal]}")
+        out += ["  (the app's authorize callable, if it has one, is not run here)", ""]
     verdict = inspection.verdict
     if verdict == "accepted":
         out.append("Verdict: ACCEPTED (LWAMiddleware with these client IDs would accept it)")

@@ -12,17 +12,22 @@ below ``root_path``; the callback by its full path, ``redirect_uri``'s.
 
 from __future__ import annotations
 
+import inspect
+import logging
 import time
 from collections.abc import Iterable
 
 import httpx
 from starlette.types import Receive, Scope, Send
 
+from lwa_middleware.errors import LWAError, ServerError
 from lwa_middleware.grants import GrantError, TokenGrant
 from lwa_middleware.login.config import DEFAULT_AUTHORIZE_URL, DEFAULT_SESSION_MAX_AGE, LoginConfig
-from lwa_middleware.login.core import Exchange, LoginCore, LoginRequest
+from lwa_middleware.login.core import Exchange, LoginCore, LoginRequest, policy_path
 from lwa_middleware.login.refresh import AsyncRefresher, Clock
 from lwa_middleware.token_client import AsyncTokenClient
+
+logger = logging.getLogger("lwa_middleware")
 
 
 def split_root(scope: Scope) -> tuple[str, str]:
@@ -121,7 +126,11 @@ class LWALogin:
             return
         step = self.core.handle(asgi_request(scope), self.clock())
         if isinstance(step, Exchange):
-            step = self.core.exchanged(step, await self._exchange(step), self.clock())
+            answer = await self._exchange(step)
+            refusal = None
+            if isinstance(answer, TokenGrant) and self.core.access_checks:
+                refusal = await self._refusal(answer.access_token, policy_path(step.next))
+            step = self.core.exchanged(step, answer, self.clock(), refusal)
         status, headers, body = step
         await send(
             {
@@ -143,6 +152,23 @@ class LWALogin:
             )
         except GrantError as error:
             return error
+
+    async def _refusal(self, access_token: str, path: str) -> LWAError | None:
+        """The first error of the joined middlewares' access checks (``None``: every one
+        lets the customer in); a check that fails unexpectedly refuses."""
+        for check in self.core.access_checks:
+            try:
+                result = check(access_token, path)
+                if inspect.isawaitable(result):
+                    result = await result
+            except Exception as error:
+                logger.error(
+                    "sign-in: the access check raised %s", type(error).__name__, exc_info=error
+                )
+                return ServerError()
+            if result is not None:
+                return result
+        return None
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         """Served on its own: start at once, close the token client at shutdown."""

@@ -15,6 +15,10 @@ hands to :meth:`LoginCore.exchanged` for the answer.
   (JSON when ``Accept`` asks for it); else the code is exchanged with the verifier (and the
   client secret, when configured), the session cookies set (:mod:`.session`), and the
   browser sent to ``next`` (a local path, else ``/``: :mod:`.redirects`).
+* A sign-in joined to a middleware (``login=``) that has an access policy: after the
+  exchange, the shell asks the middleware (:attr:`LoginCore.access_checks`) whether the
+  customer may ``GET`` the ``next`` path (:func:`policy_path`); one it refuses gets a page
+  saying so (403 ``access_denied``) and no session cookie.
 * ``GET /logout``: a confirm page whose form ``POST``\\s; ``POST /logout`` from this site
   (same-origin ``Origin``, else ``Referer``) revokes the session and clears the cookies;
   from elsewhere, 403. LWA has no revocation endpoint for websites, so sign-out revokes here
@@ -29,11 +33,12 @@ path, so the app works wherever it is mounted.
 from __future__ import annotations
 
 import re
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from urllib.parse import parse_qs, quote, urlencode, urlsplit
+from urllib.parse import parse_qs, quote, unquote, urlencode, urlsplit
 
 from lwa_middleware.csrf import CSRFPolicy, OriginHeaders, request_origin
-from lwa_middleware.errors import CrossSiteRequest, LWAError
+from lwa_middleware.errors import AccessDenied, CrossSiteRequest, LWAError
 from lwa_middleware.grants import GrantError, GrantUnavailable, TokenGrant
 from lwa_middleware.login.config import LoginConfig
 from lwa_middleware.login.cookies import Sealer, clear_cookie, read_cookie, set_cookie
@@ -68,6 +73,23 @@ _AMAZON_ERRORS = {
     ),
 }
 _AMAZON_REFUSED = (400, "Amazon refused this site's sign-in request. Please try again later.")
+#: The page of a customer the access policy refuses (it names no rule).
+NOT_ALLOWED = (
+    "You signed in with Amazon, but this Amazon account is not allowed to use this site, "
+    "so you are not signed in here. If you have another Amazon account that is, sign in "
+    "with it; otherwise ask the site's owner for access."
+)
+
+#: ``check(access_token, path)``: whether the customer of a new access token may ``GET``
+#: ``path`` under the access policy of a middleware this sign-in is joined to (``None``:
+#: yes; else the error); async under ASGI.
+AccessCheck = Callable[[str, str], "LWAError | Awaitable[LWAError | None] | None"]
+
+
+def policy_path(next_path: str) -> str:
+    """The path the access policy judges for a validated ``next``: its path, without the
+    query, decoded once (as a server hands a path to the app)."""
+    return unquote(urlsplit(next_path).path) or "/"
 
 
 @dataclass(frozen=True)
@@ -129,6 +151,9 @@ class LoginCore:
         url = config.authorize_url
         self._authorize = url + ("&" if urlsplit(url).query else "?")
         self._csrf = CSRFPolicy(True, [config.origin])
+        #: The access policies of the middlewares joined through ``login=``: each must let
+        #: the customer ``GET`` the ``next`` path before a session cookie is set.
+        self.access_checks: list[AccessCheck] = []
 
     # Requests ----------------------------------------------------------------------------
 
@@ -244,8 +269,15 @@ class LoginCore:
             retry_href=retry,
         )
 
-    def exchanged(self, exchange: Exchange, answer: TokenGrant | GrantError, now: float) -> Answer:
-        """The callback's answer once LWA answered the code exchange."""
+    def exchanged(
+        self,
+        exchange: Exchange,
+        answer: TokenGrant | GrantError,
+        now: float,
+        refusal: LWAError | None = None,
+    ) -> Answer:
+        """The callback's answer once LWA answered the code exchange (and, for a grant,
+        once :attr:`access_checks` answered: ``refusal`` is the first error one gave)."""
         clear = [self._clear_login()]
 
         def failed(status: int, error: str, sentence: str) -> Answer:
@@ -273,6 +305,10 @@ class LoginCore:
                 "ServerError",
                 f"This site's sign-in is misconfigured: Amazon answered {answer.error}.",
             )
+        if isinstance(refusal, AccessDenied):
+            return failed(403, "access_denied", NOT_ALLOWED)
+        if refusal is not None:  # the policy could not be judged: no session
+            return failed(502, "temporarily_unavailable", _AMAZON_ERRORS["server_error"][1])
         try:
             cookies = self.session.issue(answer, now)
         except LWAError:

@@ -9,6 +9,8 @@ path). Give it to ``LWAWSGIMiddleware(..., login=...)`` as well, for the refresh
 
 from __future__ import annotations
 
+import inspect
+import logging
 import time
 from collections.abc import Iterable
 from http import HTTPStatus
@@ -16,14 +18,17 @@ from typing import TYPE_CHECKING
 
 import httpx
 
+from lwa_middleware.errors import LWAError, ServerError
 from lwa_middleware.grants import GrantError, TokenGrant
 from lwa_middleware.login.config import DEFAULT_AUTHORIZE_URL, DEFAULT_SESSION_MAX_AGE, LoginConfig
-from lwa_middleware.login.core import Exchange, LoginCore, LoginRequest
+from lwa_middleware.login.core import Exchange, LoginCore, LoginRequest, policy_path
 from lwa_middleware.login.refresh import Clock, Refresher
 from lwa_middleware.token_client import TokenClient
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIEnvironment
+
+logger = logging.getLogger("lwa_middleware")
 
 
 def wsgi_request(environ: WSGIEnvironment) -> LoginRequest:
@@ -95,7 +100,11 @@ class LWAWSGILogin:
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         step = self.core.handle(wsgi_request(environ), self.clock())
         if isinstance(step, Exchange):
-            step = self.core.exchanged(step, self._exchange(step), self.clock())
+            answer = self._exchange(step)
+            refusal = None
+            if isinstance(answer, TokenGrant) and self.core.access_checks:
+                refusal = self._refusal(answer.access_token, policy_path(step.next))
+            step = self.core.exchanged(step, answer, self.clock(), refusal)
         status, headers, body = step
         start_response(f"{status} {HTTPStatus(status).phrase}", headers)
         return [body]
@@ -111,6 +120,27 @@ class LWAWSGILogin:
             )
         except GrantError as error:
             return error
+
+    def _refusal(self, access_token: str, path: str) -> LWAError | None:
+        """The first error of the joined middlewares' access checks (``None``: every one
+        lets the customer in); a check that fails, or that is async (an ``LWAMiddleware``'s:
+        it cannot be awaited here), refuses."""
+        for check in self.core.access_checks:
+            try:
+                result = check(access_token, path)
+                if inspect.isawaitable(result):
+                    close = getattr(result, "close", None)
+                    if close is not None:
+                        close()
+                    raise TypeError("an async access check cannot run in LWAWSGILogin")
+            except Exception as error:
+                logger.error(
+                    "sign-in: the access check raised %s", type(error).__name__, exc_info=error
+                )
+                return ServerError()
+            if result is not None:
+                return result
+        return None
 
     def close(self) -> None:
         """Close the token client's connection pool."""
