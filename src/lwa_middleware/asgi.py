@@ -143,6 +143,8 @@ class LWAMiddleware:
         self._l1_hit = self.verifier.count_l1_hit  # bound once: the warm path counts hits
         if self._refresh is not None:
             self._refresh.count_with(self.recorder)
+            # The sign-in's token calls share the verifier's breaker (one per LWA host).
+            self._refresh.client.guard_with(self.verifier.breaker, self.verifier.clock)
         self.on_error = on_error
         self._query = self.gate.finder.reads_query
         self._preflights = self.gate.passes_preflights

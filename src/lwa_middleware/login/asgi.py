@@ -18,6 +18,7 @@ from collections.abc import Iterable
 import httpx
 from starlette.types import Receive, Scope, Send
 
+from lwa_middleware.errors import ServerError
 from lwa_middleware.grants import GrantError, TokenGrant
 from lwa_middleware.login.config import DEFAULT_AUTHORIZE_URL, DEFAULT_REFRESH_MAX_AGE, LoginConfig
 from lwa_middleware.login.core import Exchange, LoginCore, LoginRequest
@@ -132,7 +133,7 @@ class LWALogin:
         )
         await send({"type": "http.response.body", "body": body})
 
-    async def _exchange(self, step: Exchange) -> TokenGrant | GrantError:
+    async def _exchange(self, step: Exchange) -> TokenGrant | GrantError | ServerError:
         try:
             return await self.client.exchange_code(
                 step.code,
@@ -141,7 +142,7 @@ class LWALogin:
                 client_secret=step.client_secret,
                 code_verifier=step.code_verifier,
             )
-        except GrantError as error:
+        except (GrantError, ServerError) as error:  # ServerError: refused, LWA not asked
             return error
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:

@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from urllib.parse import parse_qs, quote, urlencode, urlsplit
 
 from lwa_middleware.csrf import CSRFPolicy, OriginHeaders, request_origin
-from lwa_middleware.errors import CrossSiteRequest, LWAError
+from lwa_middleware.errors import CrossSiteRequest, LWAError, ServerError
 from lwa_middleware.grants import GrantError, GrantUnavailable, TokenGrant
 from lwa_middleware.login.config import LoginConfig
 from lwa_middleware.login.cookies import Sealer, clear_cookie, read_cookie, set_cookie
@@ -239,20 +239,32 @@ class LoginCore:
             retry_href=retry,
         )
 
-    def exchanged(self, exchange: Exchange, answer: TokenGrant | GrantError, now: float) -> Answer:
-        """The callback's answer once LWA answered the code exchange."""
+    def exchanged(
+        self, exchange: Exchange, answer: TokenGrant | GrantError | ServerError, now: float
+    ) -> Answer:
+        """The callback's answer once LWA answered the code exchange, or once the token
+        client refused to ask it (a :class:`~lwa_middleware.errors.ServerError`: too many
+        sign-ins at once, ``Overloaded``, or the circuit breaker open: 503 with
+        ``Retry-After``)."""
         clear = [self._clear_login()]
 
-        def failed(status: int, error: str, sentence: str) -> Answer:
+        def failed(status: int, error: str, sentence: str, *extra: Header) -> Answer:
             return error_answer(
                 status,
                 error,
                 sentence,
                 json_mode=exchange.json_mode,
                 retry_href=exchange.retry_href,
-                headers=clear,
+                headers=[*clear, *extra],
             )
 
+        if isinstance(answer, ServerError):
+            return failed(
+                503,
+                "temporarily_unavailable",
+                "Too many sign-ins are under way right now. Please try again in a moment.",
+                ("retry-after", str(answer.retry_after or 1)),
+            )
         if isinstance(answer, GrantUnavailable):
             return failed(502, "temporarily_unavailable", _AMAZON_ERRORS["server_error"][1])
         if isinstance(answer, GrantError):

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 
 import httpx
 
+from lwa_middleware.errors import ServerError
 from lwa_middleware.grants import GrantError, TokenGrant
 from lwa_middleware.login.config import DEFAULT_AUTHORIZE_URL, DEFAULT_REFRESH_MAX_AGE, LoginConfig
 from lwa_middleware.login.core import Exchange, LoginCore, LoginRequest
@@ -100,7 +101,7 @@ class LWAWSGILogin:
         start_response(f"{status} {HTTPStatus(status).phrase}", headers)
         return [body]
 
-    def _exchange(self, step: Exchange) -> TokenGrant | GrantError:
+    def _exchange(self, step: Exchange) -> TokenGrant | GrantError | ServerError:
         try:
             return self.client.exchange_code(
                 step.code,
@@ -109,7 +110,7 @@ class LWAWSGILogin:
                 client_secret=step.client_secret,
                 code_verifier=step.code_verifier,
             )
-        except GrantError as error:
+        except (GrantError, ServerError) as error:  # ServerError: refused, LWA not asked
             return error
 
     def close(self) -> None:
