@@ -20,10 +20,11 @@ on a client that has none), each request is counted as ``lwa_call("token", statu
 seconds)``.
 
 Bounded calls (what anonymous requests can trigger: the sign-in's ``/callback``, the
-Swagger UI token proxy): given ``max_concurrent_calls``, at most that many requests are
-in flight at once and up to ``max_queued_calls`` wait for a slot, newest first, within the
-client's ``timeout`` (:mod:`lwa_middleware.slots`, the verifiers' own mechanism); the
-excess, and a request whose slot came with less than half of ``timeout`` left
+Swagger UI token proxy): given ``max_concurrent_calls`` (or later
+:meth:`TokenClient.bound`), at most that many requests are in flight at once and up to
+``max_queued_calls`` wait for a slot, newest first, within the client's ``timeout``
+(:mod:`lwa_middleware.slots`, the verifiers' own mechanism); the excess, and a request
+whose slot came with less than half of ``timeout`` left
 (:func:`~lwa_middleware.breaker.call_budget`), is refused with
 :class:`~lwa_middleware.errors.Overloaded` without calling LWA. The async client bounds
 its calls under asyncio (one set of slots per event loop); under trio they are not

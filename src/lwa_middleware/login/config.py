@@ -24,6 +24,10 @@ from lwa_middleware.settings import is_insecure_http, resolve_api_base_url
 DEFAULT_AUTHORIZE_URL = "https://www.amazon.com/ap/oa"
 #: How long the refresh cookie lives: 30 days (LWA's refresh tokens live until revoked).
 DEFAULT_REFRESH_MAX_AGE = 30 * 24 * 3600
+#: The sign-in's token calls in flight at once, and waiting (the middleware's defaults for
+#: its own calls: ``max_concurrent_verifications``, ``max_queued_verifications``).
+MAX_CONCURRENT_CALLS = 32
+MAX_QUEUED_CALLS = 256
 #: RFC 6265's cookie-name characters (an HTTP token).
 _COOKIE_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]{1,64}")
 _SCOPE = re.compile(r"[\x21-\x7e]{1,128}")
@@ -137,8 +141,16 @@ class LoginConfig:
 
     def client_options(self) -> dict[str, Any]:
         """The options (beside ``api_base_url`` and a transport) of the token client a shell
-        opens for this sign-in: one place for the sign-in apps and the refreshers."""
-        return {"timeout": self.timeout, "allow_insecure_http": self.allow_insecure_http}
+        opens for this sign-in: one place for the sign-in apps and the refreshers. Its
+        calls are bounded as the middleware bounds its own (anyone can start a sign-in and
+        make ``/callback`` call LWA): :data:`MAX_CONCURRENT_CALLS` at once, at most
+        :data:`MAX_QUEUED_CALLS` waiting."""
+        return {
+            "timeout": self.timeout,
+            "allow_insecure_http": self.allow_insecure_http,
+            "max_concurrent_calls": MAX_CONCURRENT_CALLS,
+            "max_queued_calls": MAX_QUEUED_CALLS,
+        }
 
     @property
     def secrets(self) -> tuple[bytes, ...]:
