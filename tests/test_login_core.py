@@ -12,6 +12,7 @@ import pytest
 from itsdangerous import URLSafeSerializer
 
 from lwa_middleware import ConfigurationError, LWASettings
+from lwa_middleware.csrf import origin_headers
 from lwa_middleware.errors import (
     InsufficientScope,
     InvalidRequest,
@@ -84,10 +85,14 @@ def request(
         query_string=query,
         cookies=cookies,
         accept=accept,
-        origin=origin,
-        referer=referer,
-        host=host,
-        scheme="https",
+        origins=origin_headers(
+            "https",
+            [
+                (name, value.encode("latin-1"))
+                for name, value in ((b"origin", origin), (b"referer", referer), (b"host", host))
+                if value is not None
+            ],
+        ),
     )
 
 

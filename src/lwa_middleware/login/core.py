@@ -29,7 +29,7 @@ import re
 from dataclasses import dataclass, field
 from urllib.parse import parse_qs, quote, urlencode, urlsplit
 
-from lwa_middleware.csrf import CSRFPolicy, OriginHeaders, request_origin
+from lwa_middleware.csrf import CSRFPolicy, OriginHeaders
 from lwa_middleware.errors import CrossSiteRequest, LWAError, ServerError
 from lwa_middleware.grants import GrantError, GrantUnavailable, TokenGrant
 from lwa_middleware.login.config import LoginConfig
@@ -79,10 +79,9 @@ class LoginRequest:
     query_string: str = ""
     cookies: tuple[str, ...] = field(default=(), repr=False)
     accept: str | None = None
-    origin: str | None = None
-    referer: str | None = field(default=None, repr=False)
-    host: str | None = None
-    scheme: str = "http"
+    #: Every ``Host``, ``Origin`` and ``Referer`` value, as the middlewares read them
+    #: (:func:`~lwa_middleware.csrf.origin_headers`); none by default.
+    origins: OriginHeaders = field(default=OriginHeaders(None), repr=False)
 
     @property
     def full_path(self) -> str:
@@ -311,16 +310,11 @@ class LoginCore:
 
     def same_origin(self, request: LoginRequest) -> bool:
         """Whether an unsafe request comes from this site, by the middlewares' forgery rule
-        (:mod:`lwa_middleware.csrf`): its ``Origin`` (else its ``Referer``'s origin) is the
-        request's own (``scheme://Host``) or ``redirect_uri``'s. Neither header, or
-        ``Origin: null``, is refused."""
-        headers = OriginHeaders(
-            request_origin(request.scheme, () if request.host is None else (request.host,)),
-            () if request.origin is None else (request.origin,),
-            () if request.referer is None else (request.referer,),
-        )
+        (:mod:`lwa_middleware.csrf`): its one ``Origin`` (else its one ``Referer``'s origin)
+        is the request's own (``scheme://Host``) or ``redirect_uri``'s. Neither header,
+        ``Origin: null``, or a repeated one (every value is read), is refused."""
         try:
-            self._csrf.check(headers)
+            self._csrf.check(request.origins)
         except CrossSiteRequest:
             return False
         return True

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 
 import httpx
 
+from lwa_middleware.csrf import wsgi_origin_headers
 from lwa_middleware.errors import ServerError
 from lwa_middleware.grants import GrantError, TokenGrant
 from lwa_middleware.login.config import DEFAULT_AUTHORIZE_URL, DEFAULT_REFRESH_MAX_AGE, LoginConfig
@@ -28,7 +29,8 @@ if TYPE_CHECKING:
 
 
 def wsgi_request(environ: WSGIEnvironment) -> LoginRequest:
-    """The core's view of a WSGI environ."""
+    """The core's view of a WSGI environ (``Host``, ``Origin`` and ``Referer`` read as the
+    middleware reads them: :func:`~lwa_middleware.csrf.wsgi_origin_headers`)."""
     get = environ.get
     cookie = get("HTTP_COOKIE")
     return LoginRequest(
@@ -38,10 +40,7 @@ def wsgi_request(environ: WSGIEnvironment) -> LoginRequest:
         query_string=get("QUERY_STRING", ""),
         cookies=() if cookie is None else (cookie,),
         accept=get("HTTP_ACCEPT"),
-        origin=get("HTTP_ORIGIN"),
-        referer=get("HTTP_REFERER"),
-        host=get("HTTP_HOST"),
-        scheme=get("wsgi.url_scheme", "http"),
+        origins=wsgi_origin_headers(environ),
     )
 
 
