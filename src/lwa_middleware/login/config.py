@@ -105,7 +105,8 @@ class LoginConfig:
         _url("api_base_url", self.api_base_url, allow_insecure_http=insecure)
         if not isinstance(self.cookie_name, str) or not _COOKIE_NAME.fullmatch(self.cookie_name):
             raise ConfigurationError("cookie_name must be 1-64 characters of an HTTP token")
-        if self.cookie_name.startswith(("__Secure-", "__Host-")) and not self.secure:
+        # Browsers match the prefixes in any case (RFC 6265bis): so do we.
+        if self.cookie_name.lower().startswith(("__secure-", "__host-")) and not self.secure:
             raise ConfigurationError(
                 "a __Secure- or __Host- cookie_name needs an https redirect_uri"
             )
@@ -127,6 +128,12 @@ class LoginConfig:
     def secure(self) -> bool:
         """Whether the cookies carry ``Secure`` (the site is served over https)."""
         return urlsplit(self.redirect_uri).scheme == "https"
+
+    @property
+    def host_prefixed(self) -> bool:
+        """Whether ``cookie_name`` is a ``__Host-`` one (in any case, as browsers read it):
+        every cookie of the sign-in is then ``Path=/`` (and ``Secure``, no ``Domain``)."""
+        return self.cookie_name.lower().startswith("__host-")
 
     @property
     def callback_path(self) -> str:

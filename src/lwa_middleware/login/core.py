@@ -119,7 +119,7 @@ class LoginCore:
         self.states = StateKeeper(config.secrets, sealer, used_nonces)
         self._callback = config.callback_path
         # A __Host- cookie must be Path=/; else the login cookie goes to the callback only.
-        self._login_path = "/" if config.cookie_name.startswith("__Host-") else self._callback
+        self._login_path = "/" if config.host_prefixed else self._callback
         url = config.authorize_url
         self._authorize = url + ("&" if urlsplit(url).query else "?")
         self._csrf = CSRFPolicy(True, [config.origin])
