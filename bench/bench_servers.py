@@ -7,7 +7,10 @@ Run as a script, it serves one app and prints its base URL on the first line of 
 * ``starlette-auth``: Starlette's ``AuthenticationMiddleware`` with a dict backend holding
   the token given in the ``BENCH_DICT_TOKEN`` environment variable (never an argument);
 * ``per-request --lwa URL --client-id ID``: :class:`~bench_apps.PerRequestVerification`;
-* ``warm --lwa URL --client-id ID``: ``LWAMiddleware`` (warm once its cache holds the token).
+* ``warm --lwa URL --client-id ID``: ``LWAMiddleware`` (warm once its cache holds the token);
+* ``flood --lwa URL --client-id ID [--breaker-failures N]``: ``LWAMiddleware`` with its
+  defaults plus ``timeout=2.0``, ``/health`` and ``/_stats`` excluded; ``/_stats`` answers
+  the circuit breaker's state (``stats()["breaker"]``) as JSON.
 
 :class:`ServerProcess` starts one from the benchmark and stops it again. Separate
 processes keep the load generator, the app server and "Amazon" from sharing one GIL. A
@@ -17,6 +20,7 @@ server also exits when its stdin closes, so none outlives a benchmark that was k
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import select
 import socket
@@ -27,18 +31,52 @@ from pathlib import Path
 from typing import IO
 
 import uvicorn
-from bench_apps import DictBearerBackend, PerRequestVerification, inner_app
+from bench_apps import DictBearerBackend, PerRequestVerification, inner_app, raw_app
 from starlette.authentication import SimpleUser
 from starlette.middleware.authentication import AuthenticationMiddleware
-from starlette.types import ASGIApp
+from starlette.types import ASGIApp, Receive, Scope, Send
 
-from lwa_middleware import LWAMiddleware
+from lwa_middleware import LWAMiddleware, LWAOptions
 from lwa_middleware.emulator import Emulator
 
-KINDS = ("emulator", "bare", "starlette-auth", "per-request", "warm")
+KINDS = ("emulator", "bare", "starlette-auth", "per-request", "warm", "flood")
+#: The "flood" server's ``timeout`` (the hardening issue's setup: defaults plus this).
+FLOOD_TIMEOUT = 2.0
 
 
-def build(kind: str, lwa: str | None, client_id: str | None, inner: str) -> ASGIApp:
+def flood_app(lwa: str, client_id: str, breaker_failures: int | None) -> ASGIApp:
+    """``LWAMiddleware`` (defaults, ``timeout=2.0``) over the raw app; ``/_stats`` (excluded,
+    like ``/health``) answers the breaker's state."""
+    middleware: list[LWAMiddleware] = []
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["path"] == "/_stats":
+            body = json.dumps(middleware[0].verifier.stats()["breaker"]).encode()
+            headers = [(b"content-type", b"application/json")]
+            await send({"type": "http.response.start", "status": 200, "headers": headers})
+            await send({"type": "http.response.body", "body": body})
+            return
+        await raw_app(scope, receive, send)
+
+    options: LWAOptions = {
+        "client_ids": [client_id],
+        "api_base_url": lwa,
+        "timeout": FLOOD_TIMEOUT,
+        "exclude": ["/health", "/_stats"],
+    }
+    if breaker_failures is not None:
+        options["breaker_failures"] = breaker_failures
+    middleware.append(LWAMiddleware(app, **options))
+    return middleware[0]
+
+
+def build(
+    kind: str,
+    lwa: str | None,
+    client_id: str | None,
+    inner: str,
+    breaker_failures: int | None = None,
+) -> ASGIApp:
     """The app a server of ``kind`` runs."""
     if kind == "emulator":
         return Emulator().app
@@ -51,6 +89,8 @@ def build(kind: str, lwa: str | None, client_id: str | None, inner: str) -> ASGI
         raise SystemExit(f"{kind} needs --lwa and --client-id")
     if kind == "per-request":
         return PerRequestVerification(inner_app(inner), lwa, client_id)
+    if kind == "flood":
+        return flood_app(lwa, client_id, breaker_failures)
     return LWAMiddleware(inner_app(inner), client_ids=[client_id], api_base_url=lwa)
 
 
@@ -61,8 +101,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--lwa", help="the LWA (emulator) base URL")
     parser.add_argument("--client-id")
     parser.add_argument("--inner", default="raw", choices=("raw", "starlette"))
+    parser.add_argument("--breaker-failures", type=int, help="flood: breaker_failures")
     args = parser.parse_args(argv)
-    app = build(args.kind, args.lwa, args.client_id, args.inner)
+    app = build(args.kind, args.lwa, args.client_id, args.inner, args.breaker_failures)
     # IPPROTO_TCP, not 0: asyncio sets TCP_NODELAY only on sockets whose proto says TCP, and
     # without it every response waits ~40 ms for the client's delayed ACK.
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)

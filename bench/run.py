@@ -40,6 +40,7 @@ SECTIONS: dict[str, tuple[str, str]] = {
     "warm": ("bench_warm", "section"),
     "servers": ("bench_http", "section"),
     "cold": ("bench_coldpath", "section"),
+    "flood": ("bench_flood", "section"),
     "client": ("bench_client", "section"),
     "memory": ("bench_memory", "section"),
     "wsgi": ("bench_http", "wsgi_section"),

@@ -352,12 +352,18 @@ def raw_get(
 
 
 def assert_error(
-    response: httpx.Response, error: str, status: int, *, challenge: bool = True
+    response: httpx.Response,
+    error: str,
+    status: int,
+    *,
+    challenge: bool = True,
+    cache_control: str = "no-store",
 ) -> dict[str, str]:
-    """The response is the documented error: status, headers and exactly the three fields."""
+    """The response is the documented error: status, headers and exactly the three fields
+    (``cache_control``: ``private, no-store`` where it also sets or clears cookies)."""
     assert response.status_code == status, response.text
     assert response.headers["content-type"] == "application/json;charset=UTF-8"
-    assert response.headers["cache-control"] == "no-store"
+    assert response.headers.get_list("cache-control") == [cache_control]
     assert APP_HEADER[0] not in response.headers  # the app never ran
     body = response.json()
     assert set(body) == {"error", "error_description", "request_id"}

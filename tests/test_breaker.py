@@ -9,9 +9,11 @@ import threading
 import pytest
 
 from lwa_middleware.breaker import (
+    MIN_CALL_SHARE,
     BreakerRegistry,
     CircuitBreaker,
     CircuitOpen,
+    call_budget,
     is_upstream_failure,
 )
 from lwa_middleware.errors import (
@@ -24,6 +26,7 @@ from lwa_middleware.errors import (
     ServerError,
     render_error,
 )
+from lwa_middleware.grants import GrantUnavailable, InvalidClient, InvalidGrant
 
 T0 = 1_000_000.0
 
@@ -202,6 +205,65 @@ class TestWhatCounts:
         breaker = CircuitBreaker(1, 10)
         breaker.record(T0, error)
         assert state_of(breaker) == "closed"
+
+    @pytest.mark.parametrize(
+        "error",
+        [
+            GrantUnavailable("Login with Amazon timed out."),
+            GrantUnavailable("Login with Amazon answered 503.", status=503),
+            GrantUnavailable(status=429),
+        ],
+    )
+    def test_token_endpoint_failures_count(self, error: BaseException) -> None:
+        assert is_upstream_failure(error)
+        breaker = CircuitBreaker(1, 10)
+        breaker.record(T0, error)
+        assert state_of(breaker) == "open"
+
+    @pytest.mark.parametrize("error", [InvalidGrant(), InvalidClient()])
+    def test_token_endpoint_verdicts_are_successes(self, error: BaseException) -> None:
+        breaker = CircuitBreaker(2, 10)
+        breaker.record(T0, GrantUnavailable())
+        breaker.record(T0, error)
+        breaker.record(T0, GrantUnavailable())
+        assert state_of(breaker) == "closed"
+        assert breaker.snapshot()["consecutive_failures"] == 1
+
+    def test_a_flood_of_refusals_never_opens(self) -> None:
+        """Every request the fan-out limit refused, or whose slot came too late to be sent,
+        is ``Overloaded``: a thousand of them, between two LWA failures, change nothing; the
+        half-open probe they were is freed at once."""
+        breaker = CircuitBreaker(2, 10)
+        breaker.record(T0, LWAUnavailable())
+        for _ in range(1000):
+            breaker.before_call(T0)
+            breaker.record(T0, Overloaded())
+        assert state_of(breaker) == "closed"
+        assert breaker.snapshot()["consecutive_failures"] == 1
+        breaker, _ = tripped()
+        breaker.before_call(T0 + 10)
+        breaker.record(T0 + 10, Overloaded())
+        breaker.before_call(T0 + 10)  # the next caller is the probe: no CircuitOpen
+
+
+class TestCallBudget:
+    @pytest.mark.parametrize(
+        ("left", "timeout", "sent"),
+        [
+            (2.0, 2.0, True),
+            (1.0, 2.0, True),  # exactly half: a real budget
+            (0.999, 2.0, False),
+            (0.05, 2.0, False),
+            (None, 2.0, False),  # spent
+            (5.0, 5.0, True),
+            (2.4, 5.0, False),
+        ],
+    )
+    def test_sent_only_with_a_real_budget(
+        self, left: float | None, timeout: float, sent: bool
+    ) -> None:
+        assert MIN_CALL_SHARE == 0.5
+        assert call_budget(left, timeout) == (left if sent else None)
 
 
 class TestErrors:

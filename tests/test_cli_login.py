@@ -1,7 +1,8 @@
 """``lwa-middleware login``, ``token`` and ``logout``: in-process against the emulator with
 the fake clock (the commands' ``clock`` and ``sleep`` seams), then the README's commands as
 subprocesses (``login`` approved through the emulator's control endpoint while it polls,
-``curl -H "Authorization: Bearer $(lwa-middleware token)"`` against a protected app).
+``curl -H @<(printf 'Authorization: Bearer %s\\n' "$(lwa-middleware token)")`` against a
+protected app, as docs/clients.md shows it).
 The file store is forced (``LWA_MIDDLEWARE_TOKEN_STORE=file``) in a temporary
 ``XDG_CONFIG_HOME``."""
 
@@ -461,10 +462,13 @@ def read_user_code(process: subprocess.Popen[str]) -> tuple[str, str]:
 
 
 def bearer_curl(url: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    """``curl -H "Authorization: Bearer $(lwa-middleware token)" URL`` in a shell (or the
-    same with httpx when there is no curl)."""
+    """docs/clients.md's ``curl -H @<(printf 'Authorization: Bearer %s\\n' "$(lwa-middleware
+    token)") URL`` in bash (or the same with httpx when there is no curl)."""
     if shutil.which("curl") is not None:
-        script = 'curl -sS --fail-with-body -H "Authorization: Bearer $(lwa-middleware token)" "$1"'
+        script = (
+            "curl -sS --fail-with-body "
+            '-H @<(printf \'Authorization: Bearer %s\\n\' "$(lwa-middleware token)") "$1"'
+        )
         return subprocess.run(
             ["bash", "-c", script, "bash", url], capture_output=True, text=True, env=env, timeout=30
         )

@@ -12,6 +12,7 @@ import pytest
 from itsdangerous import URLSafeSerializer
 
 from lwa_middleware import ConfigurationError, LWASettings
+from lwa_middleware.csrf import origin_headers
 from lwa_middleware.errors import (
     InsufficientScope,
     InvalidRequest,
@@ -85,10 +86,14 @@ def request(
         query_string=query,
         cookies=cookies,
         accept=accept,
-        origin=origin,
-        referer=referer,
-        host=host,
-        scheme="https",
+        origins=origin_headers(
+            "https",
+            [
+                (name, value.encode("latin-1"))
+                for name, value in ((b"origin", origin), (b"referer", referer), (b"host", host))
+                if value is not None
+            ],
+        ),
     )
 
 
@@ -324,9 +329,12 @@ def test_login_cookie_attributes(core: LoginCore) -> None:
     _, headers, _ = answer(core, request("/login"), NOW)
     login = cookie_pairs(headers)["lwa_token_login"]
     assert login.endswith("; Path=/auth/callback; Max-Age=600; HttpOnly; SameSite=Lax; Secure")
-    host = make_core(cookie_name="__Host-lwa")
-    _, headers, _ = answer(host, request("/login"), NOW)
-    assert "; Path=/; " in cookie_pairs(headers)["__Host-lwa_login"]
+    for name in ("__Host-lwa", "__host-lwa", "__HOST-lwa"):  # browsers match any case
+        host = make_core(cookie_name=name)
+        _, headers, _ = answer(host, request("/login"), NOW)
+        assert cookie_pairs(headers)[name + "_login"].endswith(
+            "; Path=/; Max-Age=600; HttpOnly; SameSite=Lax; Secure"
+        )
 
 
 def test_an_unusable_access_token_is_never_put_in_a_header(core: LoginCore) -> None:
@@ -689,9 +697,10 @@ def test_bad_options_are_refused(option: str, value: Any) -> None:
     assert SECRET not in str(raised.value)
 
 
-def test_a_secure_prefix_needs_https() -> None:
+@pytest.mark.parametrize("name", ["__Secure-lwa", "__Host-lwa", "__secure-lwa", "__HOST-lwa"])
+def test_a_secure_prefix_needs_https(name: str) -> None:
     with pytest.raises(ConfigurationError, match="__Secure-"):
-        make_core(cookie_name="__Secure-lwa", redirect_uri="http://127.0.0.1/cb")
+        make_core(cookie_name=name, redirect_uri="http://127.0.0.1/cb")
 
 
 def test_no_secret_in_a_repr() -> None:

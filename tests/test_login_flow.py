@@ -413,7 +413,7 @@ def test_a_revoked_refresh_token_signs_the_user_out(site: Site, clock: FakeClock
     assert refresh_token is not None and site.emu.revoke(refresh_token)
     clock.advance(3601)
     answer = httpx.get(site.url + "/me", headers={"cookie": header}, timeout=10)
-    assert_error(answer, "invalid_token", 400)
+    assert_error(answer, "invalid_token", 400, cache_control="private, no-store")
     assert_cleared(answer, "lwa_token", "lwa_token_refresh")
     assert site.emu.token_calls["refresh_token"] == 1
 

@@ -50,8 +50,8 @@ def test_async_slots_queue_and_eviction(slow: Emulator) -> None:
             tasks.append(asyncio.create_task(verifier.verify(_bogus(i))))
             await asyncio.sleep(0.01)  # arrive in order
         outcomes = await asyncio.gather(*tasks, return_exceptions=True)
-        state = verifier._state()
-        assert state.admission.active == 0 and state.admission.waiting == 0
+        admission = verifier._state().slots.admission
+        assert admission.active == 0 and admission.waiting == 0
         await verifier.aclose()
         return outcomes
 
@@ -73,7 +73,8 @@ def test_async_waiter_cancelled_or_out_of_time_leaks_no_slot(slow: Emulator) -> 
     verifier = AsyncVerifier(settings)
 
     async def main() -> None:
-        admission = verifier._state().admission
+        slots = verifier._state().slots
+        admission = slots.admission
         assert admission.acquire()  # the one slot is busy for the whole test
         cancelled = asyncio.create_task(verifier.verify(_bogus(1)))
         timed_out = asyncio.create_task(verifier.verify(_bogus(2)))
@@ -87,7 +88,7 @@ def test_async_waiter_cancelled_or_out_of_time_leaks_no_slot(slow: Emulator) -> 
         with pytest.raises(asyncio.CancelledError):
             await cancelled
         assert admission.waiting == 0 and admission.active == 1
-        verifier._give_slot(admission)
+        slots.give()
         assert admission.active == 0
         # The slot works again: a token verifies (and is refused by LWA) normally.
         slow.latency(0)
@@ -119,4 +120,4 @@ def test_sync_slots_queue_and_eviction(slow: Emulator) -> None:
         outcomes = [f.result() for f in futures]
     verifier.close()
     assert outcomes == ["InvalidToken", "InvalidToken", "Overloaded", "Overloaded", "InvalidToken"]
-    assert verifier.admission.active == 0 and verifier.admission.waiting == 0
+    assert verifier.slots.admission.active == 0 and verifier.slots.admission.waiting == 0

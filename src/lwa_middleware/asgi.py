@@ -26,7 +26,11 @@ import httpx
 from starlette.requests import HTTPConnection
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from lwa_middleware.csrf import SAFE_METHODS, WEBSOCKET, OriginHeaders, request_origin
+from lwa_middleware.csrf import (
+    SAFE_METHODS,
+    WEBSOCKET,
+    asgi_origin_headers,
+)
 from lwa_middleware.errors import AccessDenied, ConfigurationError, LWAError
 from lwa_middleware.gate import Gate, check_on_error, is_cors_preflight
 from lwa_middleware.integrations.otel import Tracer
@@ -69,23 +73,6 @@ def _route_path(scope: Scope) -> str:
         if path[len(root)] == "/":
             return path[len(root) :]
     return path
-
-
-def _origin_headers(scope: Scope) -> OriginHeaders:
-    """What the forgery check (:mod:`lwa_middleware.csrf`) reads: the request's own origin
-    (``scope["scheme"]`` and ``Host``, else ``scope["server"]``), ``Origin`` and ``Referer``."""
-    hosts: list[str] = []
-    origins: list[str] = []
-    referers: list[str] = []
-    for name, value in scope["headers"]:
-        if name == b"host":
-            hosts.append(value.decode("latin-1"))
-        elif name == b"origin":
-            origins.append(value.decode("latin-1"))
-        elif name == b"referer":
-            referers.append(value.decode("latin-1"))
-    target = request_origin(scope.get("scheme", "http"), hosts, scope.get("server"))
-    return OriginHeaders(target, origins, referers)
 
 
 class LWAMiddleware:
@@ -162,6 +149,8 @@ class LWAMiddleware:
         self._l1_hit = self.verifier.count_l1_hit  # bound once: the warm path counts hits
         if self._refresh is not None:
             self._refresh.count_with(self.recorder)
+            # The sign-in's token calls share the verifier's breaker (one per LWA host).
+            self._refresh.client.guard_with(self.verifier.breaker, self.verifier.clock)
         self.on_error = on_error
         self._query = self.gate.finder.reads_query
         self._preflights = self.gate.passes_preflights
@@ -298,7 +287,7 @@ class LWAMiddleware:
                 query,
                 self._cached_raw,
                 method=scope.get("method", WEBSOCKET),
-                origins=partial(_origin_headers, scope),
+                origins=partial(asgi_origin_headers, scope),
             )
             identity = await self.verifier.verify(found) if isinstance(found, str) else found
             if identity is not None:
@@ -388,7 +377,7 @@ class LWAMiddleware:
 
         def guard() -> None:
             if csrf.guards(method):
-                csrf.check(_origin_headers(scope))
+                csrf.check(asgi_origin_headers(scope))
 
         try:
             identity, error, headers = await self._refresh.recover(

@@ -1,7 +1,7 @@
 """A circuit breaker per LWA host, without I/O: ``now`` is passed in, nothing is awaited.
 
-After ``failure_threshold`` consecutive upstream failures (transport errors, timeouts, 5xx,
-429, unusable answers: :func:`is_upstream_failure`) the breaker **opens**: for
+After ``failure_threshold`` consecutive upstream failures (:func:`is_upstream_failure`)
+the breaker **opens**: for
 ``open_seconds`` every verification that would call LWA fails fast with
 :class:`CircuitOpen` (``ServerError`` 500 with ``Retry-After``). Then it is **half open**:
 exactly one caller (the probe) is let through, the others still get :class:`CircuitOpen`;
@@ -9,8 +9,21 @@ the probe's success closes the breaker, its failure opens it for another window.
 that never reports (its request was cancelled) frees the probe slot after ``open_seconds``
 too, so the breaker cannot wedge half open.
 
-LWA answering ``invalid_token`` (or ``insufficient_scope``, ``invalid_request``) is LWA
-working fine: it counts as a success. State changes are logged at WARNING on the
+**Only LWA's own failures count** (an attacker's flood must not lock everyone out): an
+answer of 5xx or 429, a connection error, an unusable answer, or a call that ran out of time
+in flight although it started with a real budget. A call is sent only with a real budget,
+at least :data:`MIN_CALL_SHARE` of ``timeout`` left (:func:`call_budget`); with less it is
+not sent at all (``Overloaded``: it could hardly succeed, and its timeout would say nothing
+about LWA), so every timeout of a call sent is LWA's. Never counted: a request refused by
+the local fan-out limit, one that ran out of time waiting in its queue, one with too little
+time left to be sent (each :class:`~lwa_middleware.errors.Overloaded`), and
+:class:`CircuitOpen` (no call made). LWA answering ``invalid_token`` (or
+``insufficient_scope``, ``invalid_request``; for a token request any of its documented
+grant errors, ``invalid_grant``...) is LWA working fine: it counts as a success. The one
+rule, :meth:`CircuitBreaker.record` with :func:`call_budget`, serves every caller sharing a
+breaker: the verifiers and the sign-in's token calls
+(:class:`~lwa_middleware.token_client.TokenClient` and its async twin). State changes are
+logged at WARNING on the
 ``lwa_middleware`` logger (the breaker's name, usually the LWA host, never a token) and
 reported to ``on_change(old, new)``.
 
@@ -33,15 +46,18 @@ from typing import Any, Final, Literal
 from urllib.parse import urlsplit
 
 from lwa_middleware.errors import ConfigurationError, LWAError, LWAUnavailable
+from lwa_middleware.grants import GrantError, GrantUnavailable
 
 __all__ = [
     "CLOSED",
     "HALF_OPEN",
+    "MIN_CALL_SHARE",
     "OPEN",
     "BreakerRegistry",
     "BreakerState",
     "CircuitBreaker",
     "CircuitOpen",
+    "call_budget",
     "is_upstream_failure",
 ]
 
@@ -53,6 +69,10 @@ OPEN: Final = "open"
 HALF_OPEN: Final = "half_open"
 
 ChangeHook = Callable[[str, str], None]
+
+#: A call to LWA is sent only with at least this share of its ``timeout`` left: a real
+#: budget, so that its running out of time in flight is LWA's failure, never the queue's.
+MIN_CALL_SHARE = 0.5
 
 
 class CircuitOpen(LWAUnavailable):
@@ -73,9 +93,24 @@ class CircuitOpen(LWAUnavailable):
 
 def is_upstream_failure(error: BaseException | None) -> bool:
     """Whether ``error`` counts against LWA: :class:`~lwa_middleware.errors.LWAUnavailable`
-    (connect errors, timeouts, 5xx, 429, unusable answers), but not :class:`CircuitOpen`
-    (our own refusal, no call was made)."""
-    return isinstance(error, LWAUnavailable) and not isinstance(error, CircuitOpen)
+    or, for a token request, :class:`~lwa_middleware.grants.GrantUnavailable` (connect
+    errors, timeouts in flight, 5xx, 429, unusable answers), but not :class:`CircuitOpen`
+    (our own refusal, no call was made) nor
+    :class:`~lwa_middleware.errors.Overloaded` (our fan-out limit: no call was made)."""
+    if isinstance(error, LWAUnavailable):
+        return not isinstance(error, CircuitOpen)
+    return isinstance(error, GrantUnavailable)
+
+
+def call_budget(left: float | None, timeout: float) -> float | None:
+    """The time a call to LWA gets: ``left`` (what remains of the request's deadline, ``None``
+    when spent) when it is a real budget, at least :data:`MIN_CALL_SHARE` of ``timeout``;
+    else ``None``: do not send it (answer ``Overloaded``, count nothing). A request that
+    waited in the fan-out queue for most of its deadline would only time out in flight, and
+    be taken for LWA failing."""
+    if left is None or left < timeout * MIN_CALL_SHARE:
+        return None
+    return left
 
 
 def _retry_after(seconds: float) -> int:
@@ -207,16 +242,19 @@ class CircuitBreaker:
                 self._probe_since = None
 
     def record(self, now: float, error: BaseException | None) -> None:
-        """Report a call's outcome: ``None`` or LWA's own verdict (``invalid_token``, …) is
-        a success, :func:`is_upstream_failure` a failure, :class:`CircuitOpen` nothing (no
-        call was made), anything else (cancellation, ``Overloaded``, a bug) abandons."""
+        """Report a call's outcome: ``None`` or LWA's own verdict (``invalid_token``,
+        ``invalid_grant``, …) is a success, :func:`is_upstream_failure` a failure,
+        :class:`CircuitOpen` nothing (no call was made), anything else (cancellation,
+        ``Overloaded``: no slot, or too little time left to send; a bug) abandons."""
         if error is None:
             self.record_success(now)
         elif isinstance(error, CircuitOpen):
             return
         elif is_upstream_failure(error):
             self.record_failure(now)
-        elif isinstance(error, LWAError) and _is_lwa_verdict(error):
+        elif isinstance(error, GrantError) or (
+            isinstance(error, LWAError) and _is_lwa_verdict(error)
+        ):
             self.record_success(now)
         else:
             self.abandon(now)

@@ -12,14 +12,18 @@ The request's own origin is its scheme and ``Host`` (ASGI: ``scope["scheme"]`` a
 ``Host`` header, else ``scope["server"]``; WSGI: ``wsgi.url_scheme`` and ``HTTP_HOST``,
 else ``SERVER_NAME`` and ``SERVER_PORT``), as :func:`request_origin` normalizes it:
 lower-cased, default ports (80 for http, 443 for https) dropped. :class:`CSRFPolicy` holds
-the rule for one settings object; the shells hand it a :class:`OriginHeaders`.
+the rule for one settings object; the shells hand it a :class:`OriginHeaders`, read by
+the one function :func:`origin_headers` (through :func:`asgi_origin_headers` or
+:func:`wsgi_origin_headers`): every ``Host``, ``Origin`` and ``Referer`` value, never
+only the first, for both middlewares and both sign-in apps alike.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import urlsplit
 
 from lwa_middleware.errors import ConfigurationError, CrossSiteRequest
@@ -29,9 +33,12 @@ __all__ = [
     "WEBSOCKET",
     "CSRFPolicy",
     "OriginHeaders",
+    "asgi_origin_headers",
     "normalize_origin",
+    "origin_headers",
     "referer_origin",
     "request_origin",
+    "wsgi_origin_headers",
 ]
 
 #: Methods that never change state (RFC 9110 §9.2.1): never checked.
@@ -107,6 +114,71 @@ class OriginHeaders:
     target: str | None
     origin: Sequence[str] = ()
     referer: Sequence[str] = ()
+
+
+_JOINED_URL = re.compile(r",\s*(?=[A-Za-z][A-Za-z0-9+.\-]*://)")
+
+
+def _values(value: bytes) -> list[str]:
+    """The values of one ``Host`` or ``Origin`` header line: neither ever holds a comma, so
+    a line a server (or a client) joined with commas is as many values."""
+    return value.decode("latin-1").split(",")
+
+
+def _referers(value: bytes) -> list[str]:
+    """The values of one ``Referer`` line: a URL may hold commas, but one followed by
+    ``scheme://`` starts another URL (WSGI servers join a repeated header with commas)."""
+    return _JOINED_URL.split(value.decode("latin-1"))
+
+
+def origin_headers(
+    scheme: str,
+    headers: Iterable[tuple[bytes, bytes]],
+    server: Sequence[object] | None = None,
+) -> OriginHeaders:
+    """What the forgery check reads of a request: every ``Host``, ``Origin`` and
+    ``Referer`` value among ``headers`` (``(name, value)`` pairs, names lower case, as in an
+    ASGI scope), the request's own origin from ``scheme``, its ``Host`` and else ``server``
+    (:func:`request_origin`). A repeated header, a ``Host``/``Origin`` line holding a
+    comma, or a ``Referer`` line holding ``,scheme://``, gives several values, which the
+    check refuses: never only the first one read.
+    """
+    hosts: list[str] = []
+    origins: list[str] = []
+    referers: list[str] = []
+    for name, value in headers:
+        if name == b"host":
+            hosts += _values(value)
+        elif name == b"origin":
+            origins += _values(value)
+        elif name == b"referer":
+            referers += _referers(value)
+    return OriginHeaders(request_origin(scheme, hosts, server), origins, referers)
+
+
+def asgi_origin_headers(scope: Mapping[str, Any]) -> OriginHeaders:
+    """:func:`origin_headers` of an ASGI scope (``scheme``, ``headers``, ``server``)."""
+    return origin_headers(scope.get("scheme", "http"), scope["headers"], scope.get("server"))
+
+
+_WSGI_HEADERS = (("HTTP_HOST", b"host"), ("HTTP_ORIGIN", b"origin"), ("HTTP_REFERER", b"referer"))
+
+
+def wsgi_origin_headers(environ: Mapping[str, Any]) -> OriginHeaders:
+    """:func:`origin_headers` of a WSGI environ: ``HTTP_HOST``, ``HTTP_ORIGIN`` and
+    ``HTTP_REFERER`` (a WSGI server joins a repeated header's values with commas), the
+    server from ``SERVER_NAME`` and ``SERVER_PORT`` when there is no ``Host``."""
+    get = environ.get
+    pairs = [
+        (name, value.encode("latin-1"))
+        for key, name in _WSGI_HEADERS
+        if isinstance(value := get(key), str)
+    ]
+    server = None
+    if get("HTTP_HOST") is None and get("SERVER_NAME"):
+        port = str(get("SERVER_PORT") or "")
+        server = (get("SERVER_NAME"), int(port) if port.isdigit() else None)
+    return origin_headers(get("wsgi.url_scheme", "http"), pairs, server)
 
 
 class CSRFPolicy:

@@ -18,6 +18,22 @@ A plain ``http://`` base URL to a host that is not loopback is refused unless
 Given a ``recorder`` (:mod:`lwa_middleware.metrics`; a middleware's ``login=`` sets its own
 on a client that has none), each request is counted as ``lwa_call("token", status,
 seconds)``.
+
+Bounded calls (what anonymous requests can trigger: the sign-in's ``/callback``, the
+Swagger UI token proxy): given ``max_concurrent_calls`` (or later
+:meth:`TokenClient.bound`), at most that many requests are in flight at once and up to
+``max_queued_calls`` wait for a slot, newest first, within the client's ``timeout``
+(:mod:`lwa_middleware.slots`, the verifiers' own mechanism); the excess, and a request
+whose slot came with less than half of ``timeout`` left
+(:func:`~lwa_middleware.breaker.call_budget`), is refused with
+:class:`~lwa_middleware.errors.Overloaded` without calling LWA. The async client bounds
+its calls under asyncio (one set of slots per event loop); under trio they are not
+bounded. Given a circuit breaker (:meth:`TokenClient.guard_with`; ``LWAMiddleware(...,
+login=...)`` shares the verifier's), a request is refused with
+:class:`~lwa_middleware.breaker.CircuitOpen` while it is open, and every outcome is
+reported to it by the breaker's one rule (only LWA's own failures count).
+``Overloaded`` and ``CircuitOpen`` are server errors
+(:class:`~lwa_middleware.errors.ServerError`), not grant errors: nothing was asked of LWA.
 """
 
 from __future__ import annotations
@@ -28,14 +44,16 @@ import time
 import weakref
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from types import TracebackType
+from typing import TypeVar
 
 import anyio
 import httpx
 
 from lwa_middleware import transport
+from lwa_middleware.breaker import CircuitBreaker, call_budget
 from lwa_middleware.deadlines import deadline, hold_to_deadlines
 from lwa_middleware.device import CodePair, CodePairRequest, code_pair_request, parse_code_pair
-from lwa_middleware.errors import ConfigurationError
+from lwa_middleware.errors import ConfigurationError, Overloaded
 from lwa_middleware.grants import (
     DEVICE_GRANT_ERRORS,
     GRANT_ERRORS,
@@ -51,9 +69,15 @@ from lwa_middleware.grants import (
 )
 from lwa_middleware.metrics import Recorder
 from lwa_middleware.settings import is_insecure_http, resolve_api_base_url
-from lwa_middleware.transport import HTTPX_OPTIONS
+from lwa_middleware.slots import AsyncSlots, Slots
+from lwa_middleware.transport import HTTPX_OPTIONS, Budget
 
 __all__ = ["AsyncTokenClient", "TokenClient"]
+
+T = TypeVar("T")
+Clock = Callable[[], float]
+#: ``(status, content type, body)`` of a token endpoint's answer.
+Answer = tuple[int, str | None, bytes]
 
 _TIMED_OUT = "Login with Amazon timed out."
 _TOO_LARGE = "Login with Amazon's token answer is too large."
@@ -95,8 +119,14 @@ def _status(status: int, failure: str | None) -> str:
     return "timeout" if failure == _TIMED_OUT else "error"
 
 
+def _slot_option(name: str, value: object, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ConfigurationError(f"{name} must be a whole number >= {minimum}, got {value!r}")
+    return value
+
+
 class _TokenClientBase:
-    """Options and request building, shared by both clients."""
+    """Options, request building and the guard of each call, shared by both clients."""
 
     def __init__(
         self,
@@ -105,9 +135,18 @@ class _TokenClientBase:
         timeout: float = 5.0,
         allow_insecure_http: bool = False,
         recorder: Recorder | None = None,
+        max_concurrent_calls: int | None = None,
+        max_queued_calls: int = 0,
     ) -> None:
         #: Where each token request is counted (``None``: nowhere).
         self.recorder = recorder
+        #: The circuit breaker asked before each request and told its outcome (``None``:
+        #: none), on ``clock``'s time: see :meth:`guard_with`.
+        self.breaker: CircuitBreaker | None = None
+        self.clock: Clock = time.time
+        #: ``(max_concurrent_calls, max_queued_calls)``, or ``None``: calls not bounded.
+        self.slot_options: tuple[int, int] | None = None
+        self.bound(max_concurrent_calls, max_queued_calls)
         self.api_base_url = resolve_api_base_url(api_base_url, None)
         if is_insecure_http(self.api_base_url) and not allow_insecure_http:
             raise ConfigurationError(
@@ -124,10 +163,58 @@ class _TokenClientBase:
             raise ConfigurationError(f"timeout must be a positive number, got {timeout!r}")
         self.timeout = float(timeout)
 
+    def bound(self, max_concurrent_calls: int | None, max_queued_calls: int = 0) -> None:
+        """Hold this client's calls from now on to ``max_concurrent_calls`` at once, up to
+        ``max_queued_calls`` waiting (``None``: not bounded). Calls in flight keep the
+        slots they hold."""
+        if max_concurrent_calls is None:
+            self.slot_options = None
+        else:
+            self.slot_options = (
+                _slot_option("max_concurrent_calls", max_concurrent_calls, 1),
+                _slot_option("max_queued_calls", max_queued_calls, 0),
+            )
+        self._new_slots()
+
+    def _new_slots(self) -> None:
+        """Make the shell's slots for :attr:`slot_options`."""
+        raise NotImplementedError
+
+    def guard_with(self, breaker: CircuitBreaker | None, clock: Clock = time.time) -> None:
+        """Share ``breaker`` (on ``clock``'s time, the one its other callers use), unless
+        this client already has one: ``LWAMiddleware(..., login=...)`` gives the sign-in's
+        token calls the verifier's breaker, one per LWA host."""
+        if self.breaker is None and breaker is not None:
+            self.breaker, self.clock = breaker, clock
+
     def _observe(self, status: int, failure: str | None, started: float) -> None:
         recorder = self.recorder
         if recorder is not None:
             recorder.lwa_call("token", _status(status, failure), time.perf_counter() - started)
+
+    def _before(self) -> None:
+        """Before a request: :class:`~lwa_middleware.breaker.CircuitOpen` while the breaker
+        is open."""
+        if self.breaker is not None:
+            self.breaker.before_call(self.clock())
+
+    def _report(self, error: BaseException | None) -> None:
+        """After a request let through by :meth:`_before`: its outcome, for the breaker."""
+        if self.breaker is not None:
+            self.breaker.record(self.clock(), error)
+
+    def _overloaded(self) -> Overloaded:
+        if self.recorder is not None:
+            self.recorder.fanout_rejected()
+        return Overloaded()
+
+    def _left(self, budget: Budget) -> float:
+        """The time a request gets once it holds its slot; ``Overloaded`` (not sent, not
+        counted against LWA) when less than a real budget is left."""
+        left = call_budget(budget.remaining(), self.timeout)
+        if left is None:
+            raise self._overloaded()
+        return left
 
     def _code(
         self,
@@ -175,17 +262,25 @@ class TokenClient(_TokenClientBase):
         transport: httpx.BaseTransport | None = None,
         allow_insecure_http: bool = False,
         recorder: Recorder | None = None,
+        max_concurrent_calls: int | None = None,
+        max_queued_calls: int = 0,
     ) -> None:
         super().__init__(
             api_base_url,
             timeout=timeout,
             allow_insecure_http=allow_insecure_http,
             recorder=recorder,
+            max_concurrent_calls=max_concurrent_calls,
+            max_queued_calls=max_queued_calls,
         )
         if transport is not None:
             self._http = httpx.Client(transport=transport, **HTTPX_OPTIONS)
         else:
             self._http = hold_to_deadlines(httpx.Client(**HTTPX_OPTIONS))
+
+    def _new_slots(self) -> None:
+        options = self.slot_options
+        self._slots = None if options is None else Slots(*options)
 
     def exchange_code(
         self,
@@ -210,9 +305,11 @@ class TokenClient(_TokenClientBase):
     ) -> TokenGrant:
         """Send any grant request; the :class:`TokenGrant` or a ``GrantError`` (``errors``
         maps LWA's error codes to classes, as in :func:`~lwa_middleware.grants.parse_grant`)."""
-        status, content_type, body = self._send(request)
-        return parse_grant(
-            status, content_type, body, sensitive=request.sensitive_values, errors=errors
+        return self._call(
+            request,
+            lambda status, content_type, body: parse_grant(
+                status, content_type, body, sensitive=request.sensitive_values, errors=errors
+            ),
         )
 
     def create_code_pair(
@@ -221,8 +318,12 @@ class TokenClient(_TokenClientBase):
         """``POST /auth/o2/create/codepair``: a :class:`~lwa_middleware.device.CodePair`
         (received at ``clock()``) or a ``GrantError``."""
         request = code_pair_request(self.api_base_url, client_id=client_id, scope=scope)
-        status, content_type, body = self._send(request)
-        return parse_code_pair(status, content_type, body, now=clock())
+        return self._call(
+            request,
+            lambda status, content_type, body: parse_code_pair(
+                status, content_type, body, now=clock()
+            ),
+        )
 
     def poll_code_pair(self, pair: CodePair) -> TokenGrant:
         """One ``grant_type=device_code`` poll: the tokens, or ``AuthorizationPending``,
@@ -233,9 +334,34 @@ class TokenClient(_TokenClientBase):
         )
         return self.grant(request, errors=DEVICE_GRANT_ERRORS)
 
-    def _send(self, request: GrantRequest | CodePairRequest) -> tuple[int, str | None, bytes]:
+    def _call(
+        self, request: GrantRequest | CodePairRequest, parse: Callable[[int, str | None, bytes], T]
+    ) -> T:
+        """Send ``request`` in a slot (when bounded) within ``timeout``, and ``parse`` the
+        answer; the breaker (if any) is asked first and told the outcome."""
+        self._before()
+        try:
+            budget = Budget(self.timeout)
+            slots = self._slots
+            if slots is not None:
+                try:
+                    slots.take(budget)
+                except Overloaded:
+                    raise self._overloaded() from None
+            try:
+                answer = self._send(request, budget, self._left(budget))
+            finally:
+                if slots is not None:
+                    slots.give()
+            result = parse(*answer)
+        except BaseException as error:
+            self._report(error)
+            raise
+        self._report(None)
+        return result
+
+    def _send(self, request: GrantRequest | CodePairRequest, budget: Budget, left: float) -> Answer:
         """Post the form; ``(status, content type, body)`` or ``GrantUnavailable``."""
-        budget = transport.Budget(self.timeout)
         failure: str | None = None
         status = 0
         started = time.perf_counter()
@@ -247,7 +373,7 @@ class TokenClient(_TokenClientBase):
                     request.url,
                     content=request.body,
                     headers=dict(request.headers),
-                    timeout=self.timeout,
+                    timeout=left,
                 ) as r,
             ):
                 body = _capped(r.iter_bytes())
@@ -292,12 +418,16 @@ class AsyncTokenClient(_TokenClientBase):
         transport: httpx.AsyncBaseTransport | None = None,
         allow_insecure_http: bool = False,
         recorder: Recorder | None = None,
+        max_concurrent_calls: int | None = None,
+        max_queued_calls: int = 0,
     ) -> None:
         super().__init__(
             api_base_url,
             timeout=timeout,
             allow_insecure_http=allow_insecure_http,
             recorder=recorder,
+            max_concurrent_calls=max_concurrent_calls,
+            max_queued_calls=max_queued_calls,
         )
         self._transport = transport
         self._loops: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, httpx.AsyncClient] = (
@@ -330,6 +460,22 @@ class AsyncTokenClient(_TokenClientBase):
             client = self._loops[loop] = self._open()
         return client
 
+    def _new_slots(self) -> None:
+        # One set per event loop (its waiters are that loop's futures), made at first use.
+        self._slots: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, AsyncSlots] = (
+            weakref.WeakKeyDictionary()
+        )
+
+    def _loop_slots(self) -> AsyncSlots | None:
+        """The running asyncio loop's slots (``None``: calls not bounded, or not asyncio)."""
+        options, loop = self.slot_options, self._loop()
+        if options is None or loop is None:
+            return None
+        slots = self._slots.get(loop)
+        if slots is None:
+            slots = self._slots[loop] = AsyncSlots(*options)
+        return slots
+
     async def exchange_code(
         self,
         code: str,
@@ -354,9 +500,11 @@ class AsyncTokenClient(_TokenClientBase):
     ) -> TokenGrant:
         """Send any grant request; the :class:`TokenGrant` or a ``GrantError`` (``errors``
         maps LWA's error codes to classes, as in :func:`~lwa_middleware.grants.parse_grant`)."""
-        status, content_type, body = await self._send(request)
-        return parse_grant(
-            status, content_type, body, sensitive=request.sensitive_values, errors=errors
+        return await self._call(
+            request,
+            lambda status, content_type, body: parse_grant(
+                status, content_type, body, sensitive=request.sensitive_values, errors=errors
+            ),
         )
 
     async def create_code_pair(
@@ -365,8 +513,12 @@ class AsyncTokenClient(_TokenClientBase):
         """``POST /auth/o2/create/codepair``: a :class:`~lwa_middleware.device.CodePair`
         (received at ``clock()``) or a ``GrantError``."""
         request = code_pair_request(self.api_base_url, client_id=client_id, scope=scope)
-        status, content_type, body = await self._send(request)
-        return parse_code_pair(status, content_type, body, now=clock())
+        return await self._call(
+            request,
+            lambda status, content_type, body: parse_code_pair(
+                status, content_type, body, now=clock()
+            ),
+        )
 
     async def poll_code_pair(self, pair: CodePair) -> TokenGrant:
         """One ``grant_type=device_code`` poll (see :meth:`TokenClient.poll_code_pair`)."""
@@ -375,7 +527,32 @@ class AsyncTokenClient(_TokenClientBase):
         )
         return await self.grant(request, errors=DEVICE_GRANT_ERRORS)
 
-    async def _send(self, request: GrantRequest | CodePairRequest) -> tuple[int, str | None, bytes]:
+    async def _call(
+        self, request: GrantRequest | CodePairRequest, parse: Callable[[int, str | None, bytes], T]
+    ) -> T:
+        """As :meth:`TokenClient._call`."""
+        self._before()
+        try:
+            budget = Budget(self.timeout)
+            slots = self._loop_slots()
+            if slots is not None:
+                try:
+                    await slots.take(budget)
+                except Overloaded:
+                    raise self._overloaded() from None
+            try:
+                answer = await self._send(request, self._left(budget))
+            finally:
+                if slots is not None:
+                    slots.give()
+            result = parse(*answer)
+        except BaseException as error:
+            self._report(error)
+            raise
+        self._report(None)
+        return result
+
+    async def _send(self, request: GrantRequest | CodePairRequest, left: float) -> Answer:
         """Post the form; ``(status, content type, body)`` or ``GrantUnavailable``."""
         client = self._client()
         failure: str | None = _TIMED_OUT
@@ -384,14 +561,14 @@ class AsyncTokenClient(_TokenClientBase):
         started = time.perf_counter()
         # httpx's timeouts are per phase and per read: the deadline is a cancel scope around
         # the whole request (anyio: asyncio or trio).
-        with anyio.move_on_after(self.timeout):
+        with anyio.move_on_after(left):
             try:
                 async with client.stream(
                     request.method,
                     request.url,
                     content=request.body,
                     headers=dict(request.headers),
-                    timeout=self.timeout,
+                    timeout=left,
                 ) as r:
                     body = await _acapped(r.aiter_bytes())
                     status, content_type = r.status_code, r.headers.get("content-type")

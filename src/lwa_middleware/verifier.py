@@ -7,8 +7,10 @@ failure is shared only with the requests that waited on that call. Every verdict
 
 ``timeout`` is a deadline for the whole verification: waiting for a slot (at most
 ``max_concurrent_verifications`` verifications call LWA at once, see
-:mod:`lwa_middleware.admission`), waiting on another request's call for the same token, and
-both LWA calls (the clients hold each call to the time left, whatever LWA does).
+:mod:`lwa_middleware.admission` and :mod:`lwa_middleware.slots`), waiting on another
+request's call for the same token, and both LWA calls (the clients hold each call to the
+time left, whatever LWA does). A slot handed over with less than half of ``timeout`` left
+is given back unused (:func:`~lwa_middleware.breaker.call_budget`): ``Overloaded``, no call.
 
 Async clients belong to the loop that created them, so :class:`AsyncVerifier` keeps one
 client (and one in-flight table, and one Redis client) per event loop.
@@ -25,11 +27,13 @@ verifier), whose first read a cold verification waits for (briefly) in a new wor
 
 Operations: one :class:`~lwa_middleware.breaker.CircuitBreaker` per verifier (one
 ``api_base_url``, one host; off with ``breaker_failures=0``) is asked before a slot is
-taken and told every call's outcome; a verification that fails because LWA is failing (or
-the breaker is open) is answered stale when :meth:`Authority.fallback
-<lwa_middleware.verification.Authority.fallback>` allows it (``stale_if_error``). Every
-event goes to a :class:`~lwa_middleware.metrics.Stats` (what :meth:`stats` shows) and to
-the ``recorder`` passed in; a cold verification is an ``lwa.verify`` span.
+taken and told every call's outcome (only LWA's own failures count: never a request the
+fan-out limit refused, nor one that ran out of time waiting for a slot); a verification
+that fails because LWA is failing (or the breaker is open) is answered stale when
+:meth:`Authority.fallback <lwa_middleware.verification.Authority.fallback>` allows it
+(``stale_if_error``). Every event goes to a :class:`~lwa_middleware.metrics.Stats` (what
+:meth:`stats` shows) and to the ``recorder`` passed in; a cold verification is an
+``lwa.verify`` span.
 """
 
 from __future__ import annotations
@@ -44,8 +48,7 @@ from typing import Any
 
 import httpx
 
-from lwa_middleware.admission import Admission
-from lwa_middleware.breaker import CircuitBreaker, host_of
+from lwa_middleware.breaker import CircuitBreaker, call_budget, host_of
 from lwa_middleware.client import AsyncLWAClient, LWAClient
 from lwa_middleware.errors import ConfigurationError, LWAError, LWAUnavailable, Overloaded
 from lwa_middleware.integrations.otel import SPAN_VERIFY, SpanHandle, Tracer
@@ -63,6 +66,7 @@ from lwa_middleware.redis_store import (
 from lwa_middleware.revocation import RevocationFeed, Revocations
 from lwa_middleware.revocation_store import AsyncRevocationSync, RevocationSync, ready_wait
 from lwa_middleware.settings import LWASettings
+from lwa_middleware.slots import AsyncSlots, Slots
 from lwa_middleware.transport import Budget
 from lwa_middleware.verification import Authority
 
@@ -89,7 +93,7 @@ def _copy(error: BaseException) -> BaseException:
 @dataclass
 class _LoopState:
     client: AsyncLWAClient
-    admission: Admission[asyncio.Future[None]]
+    slots: AsyncSlots
     flights: dict[bytes, asyncio.Future[Identity]] = field(default_factory=dict)
     redis: AsyncRedisStore | None = None
     revocations: AsyncRevocationSync | None = None
@@ -185,12 +189,21 @@ class _VerifierBase:
     def kick(self) -> None:
         """Wake the revocation sync (this process revoked something)."""
 
-    def _admission(self) -> Admission[Any]:
+    def _slot_options(self) -> tuple[int, int]:
         settings = self.settings
-        return Admission(settings.max_concurrent_verifications, settings.max_queued_verifications)
+        return settings.max_concurrent_verifications, settings.max_queued_verifications
+
+    def _call_budget(self, budget: Budget) -> float:
+        """The time the LWA calls get, in a slot just taken; ``Overloaded`` (nothing sent,
+        nothing counted against LWA) when less than a real budget is left."""
+        left = call_budget(budget.remaining(), self.settings.timeout)
+        if left is None:
+            raise self._overloaded()
+        return left
 
     def _overloaded(self) -> Overloaded:
-        """The error for a request that found no slot in time (logged, rate-limited)."""
+        """The error for a request that found no slot in time, or too late to call LWA
+        (logged, rate-limited)."""
         error = Overloaded()
         self.recorder.fanout_rejected()
         self.authority.outage(error, self.clock())
@@ -304,7 +317,7 @@ class AsyncVerifier(_VerifierBase):
                 recorder=self.recorder,
                 tracer=self.tracer,
             )
-            state = self._loops[loop] = _LoopState(client, self._admission())
+            state = self._loops[loop] = _LoopState(client, AsyncSlots(*self._slot_options()))
             if self._redis:
                 owned = self._redis_client is None
                 state.redis = AsyncRedisStore(
@@ -426,19 +439,21 @@ class AsyncVerifier(_VerifierBase):
         """Token-info ∥ profile in a slot, within the deadline; the verdict is Authority's
         (the breaker is asked first, and told the outcome on every way out)."""
         self._guard(now)
+        slots = state.slots
         try:
-            await self._take_slot(state.admission, budget)
             try:
-                left = budget.remaining()
-                if left is None:
-                    raise LWAUnavailable(TIMED_OUT)
+                await slots.take(budget)
+            except Overloaded:
+                raise self._overloaded() from None
+            try:
+                left = self._call_budget(budget)
                 info, profile = await asyncio.gather(
                     state.client.tokeninfo(token, now=now, timeout=left),
                     state.client.profile(token, timeout=left),
                     return_exceptions=True,
                 )
             finally:
-                self._give_slot(state.admission)
+                slots.give()
             identity = self.authority.settle(key, info, profile, now)
         except BaseException as error:  # a verdict, a failure, a cancellation: the breaker
             self._report(error)  # counts a failure, a success, or frees the probe
@@ -465,34 +480,6 @@ class AsyncVerifier(_VerifierBase):
         except LWAError as error:
             raise _copy(error) from None
 
-    async def _take_slot(self, admission: Admission[asyncio.Future[None]], budget: Budget) -> None:
-        """A slot to call LWA, waited for (newest first) only while the deadline allows."""
-        if admission.acquire():
-            return
-        try:
-            waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-            evicted = admission.enqueue(waiter)
-        except Overloaded:
-            raise self._overloaded() from None
-        if evicted is not None and not evicted.done():
-            evicted.set_exception(Overloaded())
-        try:
-            await asyncio.wait_for(waiter, budget.remaining() or 0)
-        except BaseException as error:
-            if not admission.withdraw(waiter) and _holds_slot(waiter):
-                self._give_slot(admission)  # handed a slot just as we gave up: pass it on
-            if isinstance(error, (asyncio.TimeoutError, Overloaded)):
-                raise self._overloaded() from None
-            raise
-
-    @staticmethod
-    def _give_slot(admission: Admission[asyncio.Future[None]]) -> None:
-        """Hand the slot to the newest live waiter, or free it."""
-        while (waiter := admission.release()) is not None:
-            if not waiter.done():
-                waiter.set_result(None)
-                return
-
     async def aclose(self) -> None:
         """Close the clients of the running loop (clients of other loops close with them);
         a Redis client passed in is the caller's, and stays open."""
@@ -508,11 +495,6 @@ class AsyncVerifier(_VerifierBase):
                     await state.redis.aclose()
 
 
-def _holds_slot(waiter: asyncio.Future[None]) -> bool:
-    """Whether a waiter was handed a slot (its future holds a result)."""
-    return waiter.done() and not waiter.cancelled() and waiter.exception() is None
-
-
 class _Flight:
     __slots__ = ("done", "error", "identity")
 
@@ -520,16 +502,6 @@ class _Flight:
         self.done = threading.Event()
         self.identity: Identity | None = None
         self.error: BaseException | None = None
-
-
-class _Waiter:
-    """A thread waiting for a slot: woken when handed one (``granted``) or pushed out."""
-
-    __slots__ = ("event", "granted")
-
-    def __init__(self) -> None:
-        self.event = threading.Event()
-        self.granted = False
 
 
 class Verifier(_VerifierBase):
@@ -572,7 +544,8 @@ class Verifier(_VerifierBase):
         )
         self._flights: dict[bytes, _Flight] = {}
         self._lock = threading.Lock()
-        self.admission: Admission[_Waiter] = self._admission()
+        #: At most ``max_concurrent_verifications`` calls at once, shared by the threads.
+        self.slots = Slots(*self._slot_options())
 
     def kick(self) -> None:
         """Wake the revocation sync (started if need be)."""
@@ -658,45 +631,22 @@ class Verifier(_VerifierBase):
         """Token-info, then profile, in a slot, within the deadline (the breaker is asked
         first, and told the outcome on every way out)."""
         self._guard(now)
+        slots = self.slots
         try:
-            self._take_slot(budget)
             try:
+                slots.take(budget)
+            except Overloaded:
+                raise self._overloaded() from None
+            try:
+                self._call_budget(budget)
                 identity = self._fetch(key, token, now, budget)
             finally:
-                self._give_slot()
+                slots.give()
         except BaseException as error:
             self._report(error)
             raise
         self._report(None)
         return identity
-
-    def _take_slot(self, budget: Budget) -> None:
-        """A slot to call LWA, waited for (newest first) only while the deadline allows."""
-        admission = self.admission
-        with self._lock:
-            if admission.acquire():
-                return
-            waiter = _Waiter()
-            try:
-                evicted = admission.enqueue(waiter)
-            except Overloaded:
-                raise self._overloaded() from None
-            if evicted is not None:
-                evicted.event.set()  # not granted: it fails with Overloaded
-        waiter.event.wait(budget.remaining() or 0)
-        with self._lock:
-            if waiter.granted:
-                return
-            admission.withdraw(waiter)
-        raise self._overloaded()
-
-    def _give_slot(self) -> None:
-        """Hand the slot to the newest waiter, or free it."""
-        with self._lock:
-            waiter = self.admission.release()
-            if waiter is not None:
-                waiter.granted = True
-                waiter.event.set()
 
     def _fetch(self, key: bytes, token: str, now: float, budget: Budget) -> Identity:
         """Token-info, then (if it is ours) profile, both within the request's deadline."""

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 
-from lwa_middleware.csrf import OriginHeaders, request_origin
+from lwa_middleware.csrf import wsgi_origin_headers
 from lwa_middleware.errors import AccessDenied, ConfigurationError, LWAError
 from lwa_middleware.gate import Gate, check_on_error, is_cors_preflight
 from lwa_middleware.integrations.otel import Tracer
@@ -54,24 +54,6 @@ WSGIErrorHandler = Callable[["WSGIEnvironment", LWAError], "WSGIApplication | No
 def _raw(value: str | None) -> tuple[bytes, ...]:
     """A WSGI header (a latin-1 ``str``, PEP 3333) as the raw bytes the core reads."""
     return () if value is None else (value.encode("latin-1"),)
-
-
-def _origin_headers(environ: WSGIEnvironment) -> OriginHeaders:
-    """What the forgery check (:mod:`lwa_middleware.csrf`) reads: the request's own origin
-    (``wsgi.url_scheme`` and ``HTTP_HOST``, else ``SERVER_NAME`` and ``SERVER_PORT``),
-    ``Origin`` and ``Referer``."""
-    get = environ.get
-    host = get("HTTP_HOST")
-    server = None
-    if host is None and get("SERVER_NAME"):
-        port = str(get("SERVER_PORT") or "")
-        server = (get("SERVER_NAME"), int(port) if port.isdigit() else None)
-    origin, referer = get("HTTP_ORIGIN"), get("HTTP_REFERER")
-    return OriginHeaders(
-        request_origin(get("wsgi.url_scheme", "http"), () if host is None else (host,), server),
-        () if origin is None else (origin,),
-        () if referer is None else (referer,),
-    )
 
 
 class LWAWSGIMiddleware:
@@ -140,6 +122,8 @@ class LWAWSGIMiddleware:
         self._l1_hit = self.verifier.count_l1_hit  # bound once: the warm path counts hits
         if self._refresh is not None:
             self._refresh.count_with(self.recorder)
+            # The sign-in's token calls share the verifier's breaker (one per LWA host).
+            self._refresh.client.guard_with(self.verifier.breaker, self.verifier.clock)
         self.on_error = on_error
         self._query = self.gate.finder.reads_query
         self._preflights = self.gate.passes_preflights
@@ -216,7 +200,7 @@ class LWAWSGIMiddleware:
                 get("QUERY_STRING", "") if self._query else "",
                 self.verifier.cached_raw,
                 method=get("REQUEST_METHOD", ""),
-                origins=partial(_origin_headers, environ),
+                origins=partial(wsgi_origin_headers, environ),
             )
             identity = self.verifier.verify(found) if isinstance(found, str) else found
             if identity is not None:
@@ -295,7 +279,7 @@ class LWAWSGIMiddleware:
 
         def guard() -> None:
             if csrf.guards(method):
-                csrf.check(_origin_headers(environ))
+                csrf.check(wsgi_origin_headers(environ))
 
         try:
             identity, error, headers = self._refresh.recover(

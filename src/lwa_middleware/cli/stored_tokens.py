@@ -3,7 +3,8 @@
 * ``lwa-middleware token [--client-id ID] [--api-base-url URL | --region R]``: print the
   stored login's access token on standard output (only the token and a newline), refreshed
   first when it expires within ``--min-valid`` seconds, so
-  ``curl -H "Authorization: Bearer $(lwa-middleware token)" …`` works. With no
+  ``curl -H @<(printf 'Authorization: Bearer %s\n' "$(lwa-middleware token)") …`` works
+  (the header on a file descriptor: never in curl's arguments, which ``ps`` shows). With no
   ``--client-id`` (or ``--api-base-url``), the only stored login that matches is used.
 * ``lwa-middleware logout [--client-id ID] [--api-base-url URL | --region R] [--all]``:
   forget a stored login (the file entry and the keyring's password).
@@ -166,7 +167,9 @@ def add_token_command(commands: argparse._SubParsersAction[argparse.ArgumentPars
         help="print a valid access token of the stored login",
         description="Print the access token stored by `lwa-middleware login` on standard "
         "output (only the token, then a newline), refreshing it first when it expires "
-        'soon; e.g. curl -H "Authorization: Bearer $(lwa-middleware token)" URL. '
+        "soon; e.g. curl -H @<(printf 'Authorization: Bearer %s\\n' "
+        '"$(lwa-middleware token)") URL (the header on a file descriptor, not in curl\'s '
+        "arguments). "
         f"{STORE_VARIABLE}=file keeps the tokens out of the OS keyring.",
         epilog="Exit status: 0 the token was printed, 1 not logged in or the refresh token "
         "was refused (run lwa-middleware login), 2 usage error, several logins match, or "

@@ -13,7 +13,13 @@
   ``authorization_code`` grant of this client ID is forwarded, the client secret is added
   on the server when there is one, and the refresh token LWA may return is dropped (a
   page's script must never hold one). Errors come back as LWA's ``{"error",
-  "error_description"}`` with LWA's status.
+  "error_description"}`` with LWA's status; a malformed field (blank, surrounding
+  whitespace, control characters, longer than 4,096 characters) is ``400
+  invalid_request`` without calling LWA. Anyone can post here, so the calls to LWA are
+  bounded as the middleware bounds its own (``max_concurrent_calls`` at once,
+  ``max_queued_calls`` waiting, newest first, within ``timeout``): the excess is answered
+  ``ServerError`` (500) with ``Retry-After``, LWA not called
+  (:class:`~lwa_middleware.errors.Overloaded`).
 
 ::
 
@@ -40,8 +46,8 @@ from fastapi.openapi.docs import get_swagger_ui_html, get_swagger_ui_oauth2_redi
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 
-from lwa_middleware.errors import ConfigurationError
-from lwa_middleware.grants import GrantError
+from lwa_middleware.errors import ConfigurationError, ServerError
+from lwa_middleware.grants import GrantError, code_grant
 from lwa_middleware.integrations.fastapi import SCHEME_NAME, _check_scopes
 from lwa_middleware.settings import DEFAULT_API_BASE_URL, _base_url, is_insecure_http
 from lwa_middleware.token_client import AsyncTokenClient
@@ -60,9 +66,10 @@ MAX_FORM_BYTES = 8192
 _NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 
 
-def _error(status: int, error: str, description: str) -> Response:
+def _error(status: int, error: str, description: str, retry_after: int | None = None) -> Response:
+    headers = _NO_STORE if retry_after is None else {**_NO_STORE, "Retry-After": str(retry_after)}
     return JSONResponse(
-        {"error": error, "error_description": description}, status_code=status, headers=_NO_STORE
+        {"error": error, "error_description": description}, status_code=status, headers=headers
     )
 
 
@@ -109,6 +116,8 @@ def add_swagger_login(
     timeout: float = 5.0,
     allow_insecure_http: bool = False,
     transport: httpx.AsyncBaseTransport | None = None,
+    max_concurrent_calls: int = 32,
+    max_queued_calls: int = 256,
 ) -> AsyncTokenClient:
     """Make ``/docs``'s Authorize button sign in through LWA; returns the token client.
 
@@ -131,7 +140,12 @@ def add_swagger_login(
             "allow_insecure_http=True"
         )
     client = AsyncTokenClient(
-        base, timeout=timeout, transport=transport, allow_insecure_http=allow_insecure_http
+        base,
+        timeout=timeout,
+        transport=transport,
+        allow_insecure_http=allow_insecure_http,
+        max_concurrent_calls=max_concurrent_calls,
+        max_queued_calls=max_queued_calls,
     )
     secret = client_secret or None
     app.swagger_ui_init_oauth = {
@@ -160,15 +174,22 @@ def add_swagger_login(
                 "The token request needs code, redirect_uri and code_verifier (PKCE).",
             )
         try:
-            grant = await client.exchange_code(
-                code,
+            exchange = code_grant(
+                client.api_base_url,
+                code=code,
                 redirect_uri=redirect_uri,
                 client_id=client_id,
                 client_secret=secret,
                 code_verifier=verifier,
             )
+        except (TypeError, ValueError):  # a field no grant can carry (never echoed)
+            return _error(400, "invalid_request", "The token request has a malformed field.")
+        try:
+            grant = await client.grant(exchange)
         except GrantError as exc:
             return _error(exc.status, exc.error, exc.description)
+        except ServerError as exc:  # too many exchanges at once (Overloaded): LWA not asked
+            return _error(500, exc.error, exc.description, exc.retry_after)
         answer: dict[str, object] = {
             "access_token": grant.access_token,
             "token_type": "bearer",

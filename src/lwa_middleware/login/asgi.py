@@ -20,6 +20,7 @@ from collections.abc import Iterable
 import httpx
 from starlette.types import Receive, Scope, Send
 
+from lwa_middleware.csrf import asgi_origin_headers
 from lwa_middleware.errors import LWAError, ServerError
 from lwa_middleware.grants import GrantError, TokenGrant
 from lwa_middleware.login.config import DEFAULT_AUTHORIZE_URL, DEFAULT_SESSION_MAX_AGE, LoginConfig
@@ -41,26 +42,24 @@ def split_root(scope: Scope) -> tuple[str, str]:
 
 
 def asgi_request(scope: Scope) -> LoginRequest:
-    """The core's view of an HTTP scope."""
+    """The core's view of an HTTP scope (every ``Host``, ``Origin`` and ``Referer`` value
+    read as the middleware reads them: :func:`~lwa_middleware.csrf.asgi_origin_headers`)."""
     root, path = split_root(scope)
     cookies: list[str] = []
-    one: dict[bytes, str] = {}
+    accept: str | None = None
     for name, value in scope["headers"]:
         if name == b"cookie":
             cookies.append(value.decode("latin-1"))
-        elif name in (b"accept", b"origin", b"referer", b"host") and name not in one:
-            one[name] = value.decode("latin-1")
+        elif name == b"accept" and accept is None:
+            accept = value.decode("latin-1")
     return LoginRequest(
         method=scope["method"],
         path=path,
         root_path=root,
         query_string=scope.get("query_string", b"").decode("latin-1"),
         cookies=tuple(cookies),
-        accept=one.get(b"accept"),
-        origin=one.get(b"origin"),
-        referer=one.get(b"referer"),
-        host=one.get(b"host"),
-        scheme=scope.get("scheme", "http"),
+        accept=accept,
+        origins=asgi_origin_headers(scope),
     )
 
 
@@ -141,7 +140,7 @@ class LWALogin:
         )
         await send({"type": "http.response.body", "body": body})
 
-    async def _exchange(self, step: Exchange) -> TokenGrant | GrantError:
+    async def _exchange(self, step: Exchange) -> TokenGrant | GrantError | ServerError:
         try:
             return await self.client.exchange_code(
                 step.code,
@@ -150,7 +149,7 @@ class LWALogin:
                 client_secret=step.client_secret,
                 code_verifier=step.code_verifier,
             )
-        except GrantError as error:
+        except (GrantError, ServerError) as error:  # ServerError: refused, LWA not asked
             return error
 
     async def _refusal(self, access_token: str, path: str) -> LWAError | None:

@@ -27,6 +27,10 @@ DEFAULT_AUTHORIZE_URL = "https://www.amazon.com/ap/oa"
 DEFAULT_SESSION_MAX_AGE = 30 * 24 * 3600
 #: The longest ``session_max_age`` (browsers cap a cookie's ``Max-Age`` at 400 days).
 MAX_SESSION_MAX_AGE = 400 * 24 * 3600
+#: The sign-in's token calls in flight at once, and waiting (the middleware's defaults for
+#: its own calls: ``max_concurrent_verifications``, ``max_queued_verifications``).
+MAX_CONCURRENT_CALLS = 32
+MAX_QUEUED_CALLS = 256
 #: RFC 6265's cookie-name characters (an HTTP token).
 _COOKIE_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]{1,64}")
 _SCOPE = re.compile(r"[\x21-\x7e]{1,128}")
@@ -104,7 +108,8 @@ class LoginConfig:
         _url("api_base_url", self.api_base_url, allow_insecure_http=insecure)
         if not isinstance(self.cookie_name, str) or not _COOKIE_NAME.fullmatch(self.cookie_name):
             raise ConfigurationError("cookie_name must be 1-64 characters of an HTTP token")
-        if self.cookie_name.startswith(("__Secure-", "__Host-")) and not self.secure:
+        # Browsers match the prefixes in any case (RFC 6265bis): so do we.
+        if self.cookie_name.lower().startswith(("__secure-", "__host-")) and not self.secure:
             raise ConfigurationError(
                 "a __Secure- or __Host- cookie_name needs an https redirect_uri"
             )
@@ -131,6 +136,12 @@ class LoginConfig:
         return urlsplit(self.redirect_uri).scheme == "https"
 
     @property
+    def host_prefixed(self) -> bool:
+        """Whether ``cookie_name`` is a ``__Host-`` one (in any case, as browsers read it):
+        every cookie of the sign-in is then ``Path=/`` (and ``Secure``, no ``Domain``)."""
+        return self.cookie_name.lower().startswith("__host-")
+
+    @property
     def callback_path(self) -> str:
         """The path the callback answers at: ``redirect_uri``'s, whatever the mount point."""
         return urlsplit(self.redirect_uri).path or "/"
@@ -143,8 +154,16 @@ class LoginConfig:
 
     def client_options(self) -> dict[str, Any]:
         """The options (beside ``api_base_url`` and a transport) of the token client a shell
-        opens for this sign-in: one place for the sign-in apps and the refreshers."""
-        return {"timeout": self.timeout, "allow_insecure_http": self.allow_insecure_http}
+        opens for this sign-in: one place for the sign-in apps and the refreshers. Its
+        calls are bounded as the middleware bounds its own (anyone can start a sign-in and
+        make ``/callback`` call LWA): :data:`MAX_CONCURRENT_CALLS` at once, at most
+        :data:`MAX_QUEUED_CALLS` waiting."""
+        return {
+            "timeout": self.timeout,
+            "allow_insecure_http": self.allow_insecure_http,
+            "max_concurrent_calls": MAX_CONCURRENT_CALLS,
+            "max_queued_calls": MAX_QUEUED_CALLS,
+        }
 
     @property
     def secrets(self) -> tuple[bytes, ...]:

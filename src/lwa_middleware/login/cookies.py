@@ -11,7 +11,11 @@
 
 All three are ``HttpOnly; SameSite=Lax`` (the callback is a top-level ``GET`` from
 Amazon: ``Lax`` cookies come along, ``Strict`` ones would not), plus ``Secure`` when
-``redirect_uri`` is https. Fernet (AES-128-CBC with HMAC-SHA256 over the whole token, and a
+``redirect_uri`` is https. A ``__Host-`` ``cookie_name`` (which needs an https
+``redirect_uri``) makes all three ``__Host-`` cookies: ``Secure``, ``Path=/``, no
+``Domain``. A response that sets or clears any of them is ``Cache-Control: private,
+no-store`` (:func:`with_session_cookies`): no cache keeps it, and no shared one hands its
+cookies to someone else. Fernet (AES-128-CBC with HMAC-SHA256 over the whole token, and a
 timestamp) both encrypts and signs: a page script, a proxy log or the customer can neither
 read nor alter a sealed value. Each sealed cookie has its own key, derived from
 ``secret_key`` by HKDF-SHA256 with a per-purpose ``info``, so a value sealed for one
@@ -22,7 +26,7 @@ cookie never opens as another. ``cryptography`` is imported only when a sealer i
 from __future__ import annotations
 
 import base64
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 from lwa_middleware.errors import ConfigurationError
 from lwa_middleware.keys import LOGIN_SALT, hkdf
@@ -32,6 +36,8 @@ MAX_SEALED_CHARS = 4096
 _EXPIRED = "Thu, 01 Jan 1970 00:00:00 GMT"
 
 Header = tuple[str, str]
+#: The ``Cache-Control`` of every response that sets or clears a session cookie.
+CACHE_CONTROL: Header = ("cache-control", "private, no-store")
 
 
 def refresh_cookie_name(cookie_name: str) -> str:
@@ -75,6 +81,14 @@ def clear_cookie(name: str, *, path: str, secure: bool) -> Header:
     """A ``Set-Cookie`` header that makes the browser drop the cookie (same name and path)."""
     text = f"{name}=; Path={path}; Max-Age=0; Expires={_EXPIRED}; HttpOnly; SameSite=Lax"
     return ("set-cookie", text + "; Secure" if secure else text)
+
+
+def with_session_cookies(headers: Iterable[Header], cookies: Iterable[Header]) -> list[Header]:
+    """A response's ``headers`` plus ``cookies`` (``Set-Cookie``), its own
+    ``Cache-Control`` replaced by :data:`CACHE_CONTROL` (an app's ``public, max-age=…``
+    must not let a cache keep the session's cookies)."""
+    kept = [(name, value) for name, value in headers if name.lower() != "cache-control"]
+    return [*kept, *cookies, CACHE_CONTROL]
 
 
 class Sealer:

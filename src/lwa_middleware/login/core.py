@@ -37,8 +37,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from urllib.parse import parse_qs, quote, unquote, urlencode, urlsplit
 
-from lwa_middleware.csrf import CSRFPolicy, OriginHeaders, request_origin
-from lwa_middleware.errors import AccessDenied, CrossSiteRequest, LWAError
+from lwa_middleware.csrf import CSRFPolicy, OriginHeaders
+from lwa_middleware.errors import AccessDenied, CrossSiteRequest, LWAError, ServerError
 from lwa_middleware.grants import GrantError, GrantUnavailable, TokenGrant
 from lwa_middleware.login.config import LoginConfig
 from lwa_middleware.login.cookies import Sealer, clear_cookie, read_cookie, set_cookie
@@ -104,10 +104,9 @@ class LoginRequest:
     query_string: str = ""
     cookies: tuple[str, ...] = field(default=(), repr=False)
     accept: str | None = None
-    origin: str | None = None
-    referer: str | None = field(default=None, repr=False)
-    host: str | None = None
-    scheme: str = "http"
+    #: Every ``Host``, ``Origin`` and ``Referer`` value, as the middlewares read them
+    #: (:func:`~lwa_middleware.csrf.origin_headers`); none by default.
+    origins: OriginHeaders = field(default=OriginHeaders(None), repr=False)
 
     @property
     def full_path(self) -> str:
@@ -147,7 +146,7 @@ class LoginCore:
         self.states = StateKeeper(config.secrets, sealer, used_nonces)
         self._callback = config.callback_path
         # A __Host- cookie must be Path=/; else the login cookie goes to the callback only.
-        self._login_path = "/" if config.cookie_name.startswith("__Host-") else self._callback
+        self._login_path = "/" if config.host_prefixed else self._callback
         url = config.authorize_url
         self._authorize = url + ("&" if urlsplit(url).query else "?")
         self._csrf = CSRFPolicy(True, [config.origin])
@@ -272,24 +271,34 @@ class LoginCore:
     def exchanged(
         self,
         exchange: Exchange,
-        answer: TokenGrant | GrantError,
+        answer: TokenGrant | GrantError | ServerError,
         now: float,
         refusal: LWAError | None = None,
     ) -> Answer:
         """The callback's answer once LWA answered the code exchange (and, for a grant,
-        once :attr:`access_checks` answered: ``refusal`` is the first error one gave)."""
+        once :attr:`access_checks` answered: ``refusal`` is the first error one gave), or
+        once the token client refused to ask it (a
+        :class:`~lwa_middleware.errors.ServerError`: too many sign-ins at once,
+        ``Overloaded``, or the circuit breaker open: 503 with ``Retry-After``)."""
         clear = [self._clear_login()]
 
-        def failed(status: int, error: str, sentence: str) -> Answer:
+        def failed(status: int, error: str, sentence: str, *extra: Header) -> Answer:
             return error_answer(
                 status,
                 error,
                 sentence,
                 json_mode=exchange.json_mode,
                 retry_href=exchange.retry_href,
-                headers=clear,
+                headers=[*clear, *extra],
             )
 
+        if isinstance(answer, ServerError):
+            return failed(
+                503,
+                "temporarily_unavailable",
+                "Too many sign-ins are under way right now. Please try again in a moment.",
+                ("retry-after", str(answer.retry_after or 1)),
+            )
         if isinstance(answer, GrantUnavailable):
             return failed(502, "temporarily_unavailable", _AMAZON_ERRORS["server_error"][1])
         if isinstance(answer, GrantError):
@@ -341,16 +350,11 @@ class LoginCore:
 
     def same_origin(self, request: LoginRequest) -> bool:
         """Whether an unsafe request comes from this site, by the middlewares' forgery rule
-        (:mod:`lwa_middleware.csrf`): its ``Origin`` (else its ``Referer``'s origin) is the
-        request's own (``scheme://Host``) or ``redirect_uri``'s. Neither header, or
-        ``Origin: null``, is refused."""
-        headers = OriginHeaders(
-            request_origin(request.scheme, () if request.host is None else (request.host,)),
-            () if request.origin is None else (request.origin,),
-            () if request.referer is None else (request.referer,),
-        )
+        (:mod:`lwa_middleware.csrf`): its one ``Origin`` (else its one ``Referer``'s origin)
+        is the request's own (``scheme://Host``) or ``redirect_uri``'s. Neither header,
+        ``Origin: null``, or a repeated one (every value is read), is refused."""
         try:
-            self._csrf.check(headers)
+            self._csrf.check(request.origins)
         except CrossSiteRequest:
             return False
         return True

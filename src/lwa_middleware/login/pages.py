@@ -1,10 +1,11 @@
 """The sign-in app's small answers as ``(status, headers, body)``: redirects, HTML pages for
 browsers, JSON for clients that ask for it (no I/O).
 
-Every answer is ``Cache-Control: no-store`` and ``Referrer-Policy: no-referrer`` (a
-callback URL holds a code and a state); pages load nothing (a ``Content-Security-Policy``
-of ``default-src 'none'``), cannot be framed, and only ever show our own sentences: what
-comes from the query string (an ``error_description``) is never echoed.
+Every answer is ``Cache-Control: private, no-store`` (most set or clear a cookie) and
+``Referrer-Policy: no-referrer`` (a callback URL holds a code and a state); pages load
+nothing (a ``Content-Security-Policy`` of ``default-src 'none'``), cannot be framed, and
+only ever show our own sentences: what comes from the query string (an
+``error_description``) is never echoed.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import json
 from collections.abc import Iterable, Mapping
 
 from lwa_middleware.errors import JSON_CONTENT_TYPE
+from lwa_middleware.login.cookies import CACHE_CONTROL
 
 Header = tuple[str, str]
 #: ``(status, headers, body)``, what both shells write back as it is.
@@ -25,7 +27,7 @@ _CSP = (
     "frame-ancestors 'none'; base-uri 'none'"
 )
 _COMMON: tuple[Header, ...] = (
-    ("cache-control", "no-store"),
+    CACHE_CONTROL,
     ("referrer-policy", "no-referrer"),
     ("x-content-type-options", "nosniff"),
 )

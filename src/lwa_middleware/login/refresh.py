@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 from lwa_middleware.errors import ConfigurationError, LWAError, LWAUnavailable
 from lwa_middleware.grants import GrantError, InvalidGrant, TokenGrant
-from lwa_middleware.login.cookies import Header
+from lwa_middleware.login.cookies import Header, with_session_cookies
 from lwa_middleware.login.core import LoginCore
 from lwa_middleware.login.session import Outcome, RefreshPlan, SessionRules, SignedOut
 from lwa_middleware.metrics import Recorder
@@ -341,12 +341,17 @@ class Refresher(_RefresherBase):
 
 
 def send_with_headers(send: Send, headers: Sequence[Header]) -> Send:
-    """ASGI ``send`` that adds ``headers`` to the response's start."""
-    extra = [(name.encode("latin-1"), value.encode("latin-1")) for name, value in headers]
+    """ASGI ``send`` that adds ``headers`` (cookies) to the response's start, its
+    ``Cache-Control`` made ``private, no-store`` (``cookies.with_session_cookies``)."""
 
     async def wrapped(message: Message) -> None:
         if message["type"] == "http.response.start":
-            message = {**message, "headers": [*message.get("headers", ()), *extra]}
+            sent = [
+                (k.decode("latin-1"), v.decode("latin-1")) for k, v in message.get("headers", ())
+            ]
+            out = with_session_cookies(sent, headers)
+            encoded = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in out]
+            message = {**message, "headers": encoded}
         await send(message)
 
     return wrapped
@@ -355,11 +360,12 @@ def send_with_headers(send: Send, headers: Sequence[Header]) -> Send:
 def start_response_with_headers(
     start_response: StartResponse, headers: Sequence[Header]
 ) -> StartResponse:
-    """WSGI ``start_response`` that adds ``headers`` to the response's."""
+    """WSGI ``start_response`` that adds ``headers`` (cookies) to the response's, its
+    ``Cache-Control`` made ``private, no-store``."""
 
     def wrapped(
         status: str, response_headers: list[tuple[str, str]], exc_info: OptExcInfo | None = None
     ) -> Callable[[bytes], object]:
-        return start_response(status, [*response_headers, *headers], exc_info)
+        return start_response(status, with_session_cookies(response_headers, headers), exc_info)
 
     return wrapped

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 
 import httpx
 
+from lwa_middleware.csrf import wsgi_origin_headers
 from lwa_middleware.errors import LWAError, ServerError
 from lwa_middleware.grants import GrantError, TokenGrant
 from lwa_middleware.login.config import DEFAULT_AUTHORIZE_URL, DEFAULT_SESSION_MAX_AGE, LoginConfig
@@ -32,7 +33,8 @@ logger = logging.getLogger("lwa_middleware")
 
 
 def wsgi_request(environ: WSGIEnvironment) -> LoginRequest:
-    """The core's view of a WSGI environ."""
+    """The core's view of a WSGI environ (``Host``, ``Origin`` and ``Referer`` read as the
+    middleware reads them: :func:`~lwa_middleware.csrf.wsgi_origin_headers`)."""
     get = environ.get
     cookie = get("HTTP_COOKIE")
     return LoginRequest(
@@ -42,10 +44,7 @@ def wsgi_request(environ: WSGIEnvironment) -> LoginRequest:
         query_string=get("QUERY_STRING", ""),
         cookies=() if cookie is None else (cookie,),
         accept=get("HTTP_ACCEPT"),
-        origin=get("HTTP_ORIGIN"),
-        referer=get("HTTP_REFERER"),
-        host=get("HTTP_HOST"),
-        scheme=get("wsgi.url_scheme", "http"),
+        origins=wsgi_origin_headers(environ),
     )
 
 
@@ -109,7 +108,7 @@ class LWAWSGILogin:
         start_response(f"{status} {HTTPStatus(status).phrase}", headers)
         return [body]
 
-    def _exchange(self, step: Exchange) -> TokenGrant | GrantError:
+    def _exchange(self, step: Exchange) -> TokenGrant | GrantError | ServerError:
         try:
             return self.client.exchange_code(
                 step.code,
@@ -118,7 +117,7 @@ class LWAWSGILogin:
                 client_secret=step.client_secret,
                 code_verifier=step.code_verifier,
             )
-        except GrantError as error:
+        except (GrantError, ServerError) as error:  # ServerError: refused, LWA not asked
             return error
 
     def _refusal(self, access_token: str, path: str) -> LWAError | None:
