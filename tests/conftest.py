@@ -357,12 +357,16 @@ def assert_error(
     status: int,
     *,
     challenge: bool = True,
-    cache_control: str = "no-store",
+    cache_control: str | None = None,
 ) -> dict[str, str]:
     """The response is the documented error: status, headers and exactly the three fields
-    (``cache_control``: ``private, no-store`` where it also sets or clears cookies)."""
+    (``cache_control`` by default: ``private, no-store`` where it also sets or clears
+    cookies, else ``no-store``)."""
     assert response.status_code == status, response.text
     assert response.headers["content-type"] == "application/json;charset=UTF-8"
+    if cache_control is None:
+        cookies = response.headers.get_list("set-cookie")
+        cache_control = "private, no-store" if cookies else "no-store"
     assert response.headers.get_list("cache-control") == [cache_control]
     assert APP_HEADER[0] not in response.headers  # the app never ran
     body = response.json()
