@@ -9,6 +9,7 @@ app, warm (cached) token or not.
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import httpx
@@ -412,3 +413,18 @@ async def test_cookie_websocket_from_another_site_is_refused(protected: Any, emu
         ws_url, additional_headers=bearer(token), origin=Origin(EVIL)
     ) as ws:
         assert await ws.recv() == user.user_id
+
+
+def test_a_refusal_logs_both_origins_at_debug(caplog: pytest.LogCaptureFixture) -> None:
+    """Behind a TLS-terminating proxy the server computes http://, the browser sends
+    https://: the DEBUG line shows both, so the mismatch is visible."""
+    from lwa_middleware.csrf import CSRFPolicy, OriginHeaders
+    from lwa_middleware.errors import CrossSiteRequest
+
+    caplog.set_level(logging.DEBUG, logger="lwa_middleware")
+    request = OriginHeaders("http://app.example.com", origin=("https://app.example.com",))
+    with pytest.raises(CrossSiteRequest):
+        CSRFPolicy(True).check(request)
+    (line,) = [r.getMessage() for r in caplog.records if "cross-site" in r.getMessage()]
+    assert "'http://app.example.com'" in line and "'https://app.example.com'" in line
+    assert "Origin" in line

@@ -20,6 +20,7 @@ only the first, for both middlewares and both sign-in apps alike.
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -27,6 +28,8 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from lwa_middleware.errors import ConfigurationError, CrossSiteRequest
+
+logger = logging.getLogger("lwa_middleware")
 
 __all__ = [
     "SAFE_METHODS",
@@ -223,6 +226,17 @@ class CSRFPolicy:
             )
         if origin is not None and (origin == request.target or origin in self.trusted):
             return
+        # Why, for whoever debugs a refusal behind a proxy (an origin is no secret): the
+        # origin the server computed (scheme and Host as the app server saw them) and the
+        # one the browser sent.
+        logger.debug(
+            "cross-site request refused: this site's origin as the server sees it is %r, "
+            "the request's %s is %r (behind a TLS-terminating proxy, let the server trust "
+            "its forwarded headers, or set csrf_trusted_origins)",
+            request.target,
+            where,
+            origin if origin is not None else "unreadable",
+        )
         raise CrossSiteRequest(
             f"Cross-site request refused: the {where} is not this site's origin nor a trusted one."
         )

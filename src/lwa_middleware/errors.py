@@ -142,9 +142,19 @@ class ServerError(LWAError):
 
 
 class LWAUnavailable(ServerError):
-    """LWA could not be reached or answered something unusable (timeout, 5xx, 429, bad body)."""
+    """LWA could not be reached or answered something unusable (timeout, 5xx, 429, bad body).
+
+    ``cause`` (for log lines and ``inspect``, never in an answer to a client): the host
+    asked and why it failed (``api.amazon.com: connection refused``), when known;
+    ``retryable`` is ``False`` when trying again cannot help (the URL has no such
+    endpoint)."""
 
     default_description = "Login with Amazon could not verify the access token right now."
+
+    def __init__(self, description: str | None = None, *, cause: str | None = None) -> None:
+        super().__init__(description)
+        self.cause = cause
+        self.retryable = True
 
 
 class Overloaded(ServerError):

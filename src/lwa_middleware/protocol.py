@@ -11,9 +11,12 @@ from __future__ import annotations
 
 import json
 import math
+import socket
+import ssl
 from collections.abc import Callable, Generator, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar, cast
+from urllib.parse import urlsplit
 
 from lwa_middleware.errors import (
     InsufficientScope,
@@ -46,6 +49,11 @@ class HTTPRequest:
     def __repr__(self) -> str:
         return f"HTTPRequest({self.method} {self.url})"
 
+    @property
+    def host(self) -> str:
+        """``host[:port]`` of the URL (for log lines: the URL's path and query are not)."""
+        return urlsplit(self.url).netloc
+
 
 @dataclass(frozen=True, slots=True)
 class HTTPResponse:
@@ -58,7 +66,8 @@ class HTTPResponse:
 
 @dataclass(frozen=True, slots=True)
 class TransportFailure:
-    """No usable response: ``kind`` is ``"timeout"``, ``"connect"`` or ``"protocol"``."""
+    """No usable response: ``kind`` is ``"timeout"``, ``"connect"`` or ``"protocol"``;
+    ``detail`` says why in words (:func:`cause_of`), never a URL or a token."""
 
     kind: str
     detail: str = ""
@@ -70,6 +79,51 @@ class TransportFailure:
 
 
 Outcome = HTTPResponse | TransportFailure
+
+
+def cause_of(error: BaseException, kind: str) -> str:
+    """Why a request failed, in words for a log line: ``connection refused``, ``name not
+    resolved``, ``TLS failure: <the TLS library's reason>``, ``timed out``, else the
+    kind and the exception's class. Walks the exception's causes (HTTP libraries wrap the
+    socket's error); never reads an exception's message, which may hold the URL."""
+    seen: set[int] = set()
+    stack: list[BaseException] = [error]
+    while stack:
+        current = stack.pop()
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        if isinstance(current, (ssl.SSLError, ssl.CertificateError)):
+            # aiohttp's certificate error is one too, without the attributes: keep looking
+            reason = getattr(current, "verify_message", None) or getattr(current, "reason", None)
+            if isinstance(reason, str) and reason:
+                return f"TLS failure: {reason}"
+            linked = getattr(current, "certificate_error", None)
+            if not isinstance(linked, BaseException):
+                return "TLS failure"
+        if isinstance(current, ConnectionRefusedError):
+            return "connection refused"
+        if isinstance(current, socket.gaierror):
+            return "name not resolved"
+        if isinstance(current, (TimeoutError, socket.timeout)):
+            return "timed out"
+        stack += [
+            linked
+            for linked in (
+                current.__cause__,
+                current.__context__,
+                getattr(current, "os_error", None),  # aiohttp's connector errors
+                getattr(current, "certificate_error", None),
+            )
+            if isinstance(linked, BaseException)
+        ]
+    if kind == "timeout":
+        return "timed out"
+    return (
+        f"{'connection failed' if kind == 'connect' else 'protocol error'} ({type(error).__name__})"
+    )
+
+
 Steps = Generator[HTTPRequest, Outcome, T]
 
 
@@ -242,12 +296,23 @@ def exchange(
             if again and outcome.retryable:
                 continue
             what = "timed out" if outcome.kind == "timeout" else "could not be reached"
-            raise LWAUnavailable(f"Login with Amazon {what}.")
+            raise LWAUnavailable(
+                f"Login with Amazon {what}.", cause=f"{request.host}: {outcome.detail}"
+            )
         if outcome.status >= 500 and again:
             continue
         try:
             return parse(outcome)
         except LWAError as error:
+            if isinstance(error, LWAUnavailable) and error.cause is None:
+                error.cause = request.host
+                if outcome.status in (404, 405):  # no such endpoint there: not passing
+                    error.cause = (
+                        f"{request.url} answered {outcome.status}: the URL is wrong "
+                        "(api_base_url must be the API's base URL, such as "
+                        "https://api.amazon.com)"
+                    )
+                    error.retryable = False
             raise scrubbed(error, secret) from None
 
 

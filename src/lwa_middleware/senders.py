@@ -20,7 +20,13 @@ import anyio
 import httpx
 
 from lwa_middleware.errors import ConfigurationError
-from lwa_middleware.protocol import HTTPRequest, HTTPResponse, Outcome, TransportFailure
+from lwa_middleware.protocol import (
+    HTTPRequest,
+    HTTPResponse,
+    Outcome,
+    TransportFailure,
+    cause_of,
+)
 from lwa_middleware.transport import (
     DEADLINE_MISSED,
     HTTPX_OPTIONS,
@@ -117,7 +123,7 @@ def aiohttp_failure(exc: BaseException) -> TransportFailure:
         kind = "connect"
     else:
         kind = "protocol"
-    return TransportFailure(kind, type(exc).__name__)
+    return TransportFailure(kind, cause_of(exc, kind))
 
 
 async def _read_capped(content: aiohttp.StreamReader) -> bytes | None:

@@ -17,7 +17,7 @@ from typing import Any
 
 import httpx
 
-from lwa_middleware.protocol import HTTPResponse, Outcome, TransportFailure
+from lwa_middleware.protocol import HTTPResponse, Outcome, TransportFailure, cause_of
 
 #: Connection pool limits: 100 connections (a cold verification makes two requests at once,
 #: and the verifier admits 32 at a time by default), kept alive 60 s when idle.
@@ -48,12 +48,15 @@ class Budget:
 
 
 def failure(exc: httpx.HTTPError) -> TransportFailure:
-    """The failure for an httpx exception; the detail is the class name only."""
+    """The failure for an httpx exception; the detail is its cause in words
+    (:func:`~lwa_middleware.protocol.cause_of`), never its message."""
     if isinstance(exc, httpx.TimeoutException):
-        return TransportFailure("timeout", type(exc).__name__)
-    if isinstance(exc, httpx.ConnectError):
-        return TransportFailure("connect", type(exc).__name__)
-    return TransportFailure("protocol", type(exc).__name__)
+        kind = "timeout"
+    elif isinstance(exc, httpx.ConnectError):
+        kind = "connect"
+    else:
+        kind = "protocol"
+    return TransportFailure(kind, cause_of(exc, kind))
 
 
 SPENT = TransportFailure("timeout", "budget spent")

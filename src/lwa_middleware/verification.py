@@ -420,4 +420,6 @@ class Authority:
             return
         more, self._outages_unlogged, self._outage_logged_at = self._outages_unlogged, 0, now
         suffix = f" ({more} more failure(s) since the last warning)" if more else ""
-        logger.warning("LWA verification is failing: %s%s", error.description, suffix)
+        cause = getattr(error, "cause", None)
+        where = f" [{cause}]" if cause else ""
+        logger.warning("LWA verification is failing: %s%s%s", error.description, where, suffix)

@@ -29,7 +29,7 @@ from typing import Any, TextIO, TypeVar
 from lwa_middleware.cli.console import EXIT_ERROR, EXIT_OK, EXIT_REFUSED, fail, say
 from lwa_middleware.cli.serving import identifier
 from lwa_middleware.client import LWAClient
-from lwa_middleware.errors import ConfigurationError, LWAError, ServerError
+from lwa_middleware.errors import ConfigurationError, LWAError, LWAUnavailable, ServerError
 from lwa_middleware.models import Identity, Profile, TokenInfo
 from lwa_middleware.policy import REFUSALS, AccessPolicy, parse_json_variable
 from lwa_middleware.policy_watch import build_policy
@@ -455,6 +455,11 @@ def render(inspection: Inspection) -> str:
         out.append("Verdict: ACCEPTED (LWAMiddleware with these client IDs would accept it)")
     elif verdict == "refused":
         out.append(f"Verdict: REFUSED ({'; '.join(inspection.reasons())})")
+    elif any(
+        isinstance(error, LWAUnavailable) and not error.retryable
+        for error in (inspection.token_info_error, inspection.profile_error)
+    ):
+        out.append("Verdict: UNKNOWN (the URL is wrong: check --api-base-url)")
     else:
         out.append("Verdict: UNKNOWN (Login with Amazon could not be asked; try again)")
     return "\n".join(out)
@@ -467,7 +472,8 @@ def _rows(pairs: Iterable[tuple[str, object]]) -> list[str]:
 def _describe(error: LWAError | None) -> str:
     if error is None:
         return "-"
-    return f"{error.error}: {error.description}"
+    cause = getattr(error, "cause", None)
+    return f"{error.error}: {error.description}" + (f" ({cause})" if cause else "")
 
 
 def _utc(epoch: float) -> datetime:
