@@ -5,12 +5,23 @@ served on 127.0.0.1 by a small ``http.server`` thread, and every page is opened 
 Chromium (``tests/browser.py``: a missing browser FAILS the test). On each page:
 
 - the page itself never scrolls sideways (``scrollWidth <= innerWidth``);
-- no code block (``pre > code``, API signatures included) and no table is wider than its
-  box: nothing is hidden behind a horizontal scroll bar;
+- no code block (``pre > code``, API signatures included) is wider than its box: nothing
+  is hidden behind a horizontal scroll bar;
+- no table is wider than the column: its wrappers (``.md-typeset__scrollwrap``,
+  ``.md-typeset__table``) never scroll; a table whose narrowest layout is wider than the
+  column scrolls inside its own bordered box (``overflow-x: auto``), never past it;
 - no word of a table cell's code is broken in the middle (``invalid_requ est``): a line
   inside a ``<code>`` may only end at a space, at a ``<wbr>`` the site's table hook put
   there (``docs/_ext/tables.py``), or, in a word longer than 20 characters, next to
   punctuation; never inside a run of letters and digits, never inside a shorter word.
+
+The page is measured the same everywhere: the test command installs a pinned Debian font
+package (``fonts-roboto-unhinted``, ``scripts/system-deps``), the font Material's pages ask
+for first, and the browser fetches nothing but the site (Material's Google Fonts stylesheet
+is refused), so a networked CI machine and a closed one lay out the same page; a test
+fails, naming the package, when the body text is not set in Roboto. And a table made too
+wide for any column (a row of long unbreakable words, added in the page) scrolls inside its
+box at 1280 px while the page and the table's wrappers stay within the column.
 
 Screenshots of a few pages at both widths go to ``$LWA_SCREENSHOT_DIR`` when it is set,
 else to the test's temporary directory. And the copy button of a code block copies the
@@ -38,7 +49,7 @@ from browser import chromium
 from test_docs_snippets import DOCS, marked_blocks
 
 if TYPE_CHECKING:
-    from playwright.sync_api import Browser
+    from playwright.sync_api import Browser, Page
 
 ROOT = Path(__file__).resolve().parent.parent
 WIDTHS = {1280: 800, 390: 844}  # width: height (a 1280 px laptop, a 390 px phone)
@@ -54,10 +65,18 @@ PROBLEMS_JS = r"""
   }
   const label = (el) => el.textContent.trim().replace(/\s+/g, " ").slice(0, 60);
   for (const el of document.querySelectorAll(
-      "pre > code, .md-typeset table, .md-typeset__scrollwrap, .md-typeset__table")) {
+      "pre > code, .md-typeset__scrollwrap, .md-typeset__table")) {
     if (el.scrollWidth > el.clientWidth + 1) {
       problems.push(`${el.tagName.toLowerCase()}.${el.className} is cut off `
         + `(${el.scrollWidth} > ${el.clientWidth}): ${label(el)}`);
+    }
+  }
+  // A table may be wider than the column only by scrolling inside its own box.
+  for (const table of document.querySelectorAll(".md-typeset table")) {
+    const overflow = getComputedStyle(table).overflowX;
+    if (table.scrollWidth > table.clientWidth + 1 && !["auto", "scroll"].includes(overflow)) {
+      problems.push(`table.${table.className} is cut off (${table.scrollWidth} > `
+        + `${table.clientWidth}, overflow-x: ${overflow}): ${label(table)}`);
     }
   }
   // Words broken mid-identifier in table cells: find where each line of a <code> starts.
@@ -103,6 +122,65 @@ PROBLEMS_JS = r"""
   return problems;
 }
 """
+
+
+# Runs in the page: a row of long unbreakable words added to the first table, then where
+# the table, its wrappers, the column and the row's last cell end.
+WIDE_TABLE_JS = r"""
+() => {
+  const wrap = document.querySelector(".md-typeset__scrollwrap");
+  const table = wrap.querySelector("table");
+  const row = table.querySelector("tbody tr").cloneNode(true);
+  for (const cell of row.cells) cell.textContent = "W".repeat(40);
+  table.tBodies[0].appendChild(row);
+  const inner = wrap.querySelector(".md-typeset__table");
+  const column = document.querySelector(".md-content__inner").getBoundingClientRect();
+  const result = {
+    pageScrolls: document.documentElement.scrollWidth > window.innerWidth,
+    wrappers: [wrap, inner].filter((el) => el.scrollWidth > el.clientWidth + 1)
+      .map((el) => `${el.className}: ${el.scrollWidth} > ${el.clientWidth}`),
+    tableRight: table.getBoundingClientRect().right,
+    columnRight: column.right,
+    scrollWidth: table.scrollWidth,
+    clientWidth: table.clientWidth,
+  };
+  table.scrollLeft = table.scrollWidth;
+  const last = row.cells[row.cells.length - 1].getBoundingClientRect();
+  const box = table.getBoundingClientRect();
+  result.lastCellShown = last.right <= box.right + 1 && last.left >= box.left - 1;
+  return result;
+}
+"""
+
+PINNED_FONT_PACKAGE = "fonts-roboto-unhinted"
+
+
+def open_page(browser: Browser, site_url: str, width: int) -> Page:
+    """A page of the site at ``width`` that fetches nothing but the site: Material's Google
+    Fonts stylesheet is refused, so the page is set in the installed fonts everywhere."""
+    page = browser.new_page(viewport={"width": width, "height": WIDTHS[width]})
+    page.route(
+        "**/*",
+        lambda route: (
+            route.continue_() if route.request.url.startswith(site_url) else route.abort()
+        ),
+    )
+    return page
+
+
+def platform_fonts(page: Page, selector: str) -> set[str]:
+    """The fonts Chromium drew the text right inside ``selector``'s first match with."""
+    cdp = page.context.new_cdp_session(page)
+    try:
+        cdp.send("DOM.enable")
+        cdp.send("CSS.enable")
+        root = cdp.send("DOM.getDocument", {"depth": 0})["root"]["nodeId"]
+        node = cdp.send("DOM.querySelector", {"nodeId": root, "selector": selector})["nodeId"]
+        assert node, f"nothing matches {selector!r}"
+        fonts = cdp.send("CSS.getPlatformFontsForNode", {"nodeId": node})["fonts"]
+    finally:
+        cdp.detach()
+    return {font["familyName"] for font in fonts}
 
 
 class _QuietHandler(SimpleHTTPRequestHandler):
@@ -186,7 +264,7 @@ def test_every_page_is_built_and_searchable(site: Path) -> None:
 def test_nothing_is_cut_off(
     width: int, site: Path, site_url: str, browser: Browser, screenshot_dir: Path
 ) -> None:
-    page = browser.new_page(viewport={"width": width, "height": WIDTHS[width]})
+    page = open_page(browser, site_url, width)
     problems: list[str] = []
     try:
         for path in site_pages(site):
@@ -198,6 +276,36 @@ def test_nothing_is_cut_off(
     finally:
         page.close()
     assert not problems, "\n".join(problems)
+
+
+def test_pages_are_set_in_the_pinned_font(site_url: str, browser: Browser) -> None:
+    page = open_page(browser, site_url, 1280)
+    try:
+        page.goto(site_url + "quickstart/", wait_until="load")
+        text = platform_fonts(page, ".md-content .md-typeset > p:not(:has(code))")
+        code = platform_fonts(page, ".md-content .md-typeset > p > code")
+    finally:
+        page.close()
+    hint = f"install {PINNED_FONT_PACKAGE} (Debian; scripts/system-deps does)"
+    assert text == {"Roboto"}, f"the body text is set in {text}, not Roboto: {hint}"
+    # Material asks for Roboto Mono (no Debian package), then the system's monospace.
+    assert code == {"DejaVu Sans Mono"}, f"code is set in {code}: install fonts-dejavu-core"
+
+
+def test_a_table_too_wide_for_the_column_scrolls_inside_its_box(
+    site_url: str, browser: Browser
+) -> None:
+    page = open_page(browser, site_url, 1280)
+    try:
+        page.goto(site_url + "errors/", wait_until="load")
+        result = page.evaluate(WIDE_TABLE_JS)
+    finally:
+        page.close()
+    assert result["scrollWidth"] > result["clientWidth"] + 100, result  # it does not fit
+    assert not result["pageScrolls"], result
+    assert not result["wrappers"], result
+    assert result["tableRight"] <= result["columnRight"] + 1, result
+    assert result["lastCellShown"], result  # scrolled to its end, the last cell is in view
 
 
 def test_copy_button_copies_the_code_as_written(site_url: str, browser: Browser) -> None:

@@ -13,9 +13,8 @@ import sys
 import urllib.parse
 import urllib.request
 from collections.abc import AsyncGenerator
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
-import aiohttp
 import anyio
 import httpx
 
@@ -37,6 +36,11 @@ from lwa_middleware.transport import (
     response,
     ssl_context,
 )
+
+if TYPE_CHECKING:
+    # At run time aiohttp (~100 ms to import) is imported by the first AiohttpSender, which
+    # a middleware builds at lifespan startup: ``import lwa_middleware`` stays cheap.
+    import aiohttp
 
 
 class AsyncSender(Protocol):
@@ -170,6 +174,9 @@ class AiohttpSender:
     __slots__ = ("_closed", "_holder", "_loop", "_proxy", "_session")
 
     def __init__(self, base_url: str) -> None:
+        global aiohttp  # every use of aiohttp in this module follows a sender's creation
+        import aiohttp
+
         self._proxy = environment_proxy(base_url)
         self._session: aiohttp.ClientSession | None = None
         self._holder: AsyncGenerator[None, None] | None = None

@@ -1,10 +1,12 @@
-"""The soak: ``LWA_SOAK_SECONDS`` (default 60) at concurrency 64 over 1,000 users through
+"""The soak: ``LWA_SOAK_SECONDS`` (default 10 in the suite; ``python bench/soak.py`` runs
+the full 60 s and prints its figures) at concurrency 64 over 1,000 users through
 uvicorn (one worker, in a subprocess: ``soak_server.py``) with ``LWAMiddleware`` against an
 emulator of this module's own on the real clock, ``cache_ttl`` 5 s (the first pass is paced
 over 5 s, so about 200 entries expire and are re-verified every second), ~5 % of the tokens
 revoked during the run and LWA failing ~10 % of the time (a ``503`` or ``reset`` fault on
-every endpoint, in bursts of 0.5-1 s every 5-8 s), stale-if-error (10 s) and the circuit
-breaker (5 failures, 1 s) on. ``LWA_SOAK_SEED`` replays a run's random choices.
+every endpoint, in bursts of 0.5-1 s, 3-5 s apart once the last one's recovery is seen: one
+in the warm-up, then at least one in the main phase however short), stale-if-error (10 s)
+and the circuit breaker (5 failures, 1 s) on. ``LWA_SOAK_SEED`` replays a run's random choices.
 
 The load comes from this process: 64 tasks, each with its own keep-alive connection
 (``Connection``: httpx could not keep 64 requests on the wire here), each sending its next
@@ -56,7 +58,9 @@ import pytest
 from lwa_middleware.emulator import Emulator
 
 HERE = Path(__file__).parent
-SOAK_SECONDS = float(os.environ.get("LWA_SOAK_SECONDS", "60"))
+#: The main phase. 10 s in the suite still sees a fault burst or two, revocations and every
+#: check below; the full soak (60 s, ``bench/soak.py``) is what the figures come from.
+SOAK_SECONDS = float(os.environ.get("LWA_SOAK_SECONDS", "10"))
 SEED = int(os.environ.get("LWA_SOAK_SEED", str(random.randrange(1_000_000))))
 WARMUP_SECONDS = 4.0  # after the first pass over every token; RSS baseline at its end
 USERS = 1000
@@ -76,7 +80,10 @@ OPTIONS = {
     "timeout": TIMEOUT,
 }
 
-HEALTHY_GAP = (4.0, 7.0)  # from the end of a burst's recovery check to the next burst
+#: From the end of a burst's recovery check to the next burst. The first burst is over and
+#: its recovery seen 4.3 s after the start at the latest, so the second begins 9.3 s after
+#: it at the latest and still ends, with its recovery, within a 10 s main phase.
+HEALTHY_GAP = (3.0, 5.0)
 FAULT_BURST = (0.5, 1.0)
 FAULT_KINDS = ("503", "reset")
 #: Both ends of a burst are stamped on the safe side (``began`` before ``emu.fault``,
