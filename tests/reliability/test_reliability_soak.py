@@ -442,7 +442,10 @@ async def soak(emu: Emulator, server: Server) -> Run:
     # Afterwards, LWA healthy and past any breaker window: revoked tokens refused, others
     # accepted as their own user.
     emu.clear_faults()
-    await asyncio.sleep(BREAKER_WINDOW + 0.5)
+    # ...and past the cache life of the last revoked token's identity (a short soak revokes
+    # within cache_ttl of its end): then LWA is asked again and refuses it.
+    settled = max(run.revoked_at.values(), default=0.0) + CACHE_TTL + 0.2
+    await asyncio.sleep(max(BREAKER_WINDOW + 0.5, settled - time.monotonic()))
     others = rng.sample([i for i in range(USERS) if i not in run.revoked_at], 100)
     for token, user_id, _, _ in run.cold:  # the newcomers, verified now LWA is back
         raw_tokens.append(token.encode())
