@@ -12,7 +12,7 @@ is not in it. The variants:
 * ``aiohttp`` (one ``aiohttp.ClientSession`` used directly), and again with
   ``trust_env=True`` (how aiohttp would read proxies from the environment);
 * ``AsyncLWAClient.tokeninfo`` as shipped: the same GET plus token checks, the sans-IO
-  exchange, JSON parsing and the :class:`~lwa_middleware.models.TokenInfo`.
+  exchange, JSON parsing and the :class:`~lwa_middleware.core.models.TokenInfo`.
 
 Each variant's client is built once and kept (a warm connection pool, as in a server). A
 round runs a batch through every variant at each concurrency, the variant order rotating
@@ -45,9 +45,9 @@ from bench_report import Section, print_section, progress
 from bench_servers import ServerProcess
 from warm_path import prepare_emulator
 
-from lwa_middleware.client import HTTPX_OPTIONS, AsyncLWAClient
-from lwa_middleware.protocol import tokeninfo_request
-from lwa_middleware.transport import ssl_context
+from lwa_middleware.core.protocol import tokeninfo_request
+from lwa_middleware.upstream.client import HTTPX_OPTIONS, AsyncLWAClient
+from lwa_middleware.upstream.transport import ssl_context
 
 CONCURRENCIES = (1, 50)
 TARGET_CONCURRENCY = 50

@@ -45,9 +45,9 @@ from bench_report import Section, print_section, progress
 from starlette.types import Message
 
 from lwa_middleware import LWAMiddleware
-from lwa_middleware.cache import MemoryCache
-from lwa_middleware.models import Identity
-from lwa_middleware.protocol import HTTPResponse, parse_profile, parse_tokeninfo
+from lwa_middleware.core.cache import MemoryCache
+from lwa_middleware.core.models import Identity
+from lwa_middleware.core.protocol import HTTPResponse, parse_profile, parse_tokeninfo
 
 #: The figure the "Speed" issue asks for: bytes retained per cached identity.
 TARGET_BYTES = 1024

@@ -59,7 +59,7 @@ from bench_servers import ServerProcess
 from bench_stats import percentile, table
 
 from lwa_middleware import LWASettings
-from lwa_middleware.verifier import AsyncVerifier, Verifier
+from lwa_middleware.upstream.verifier import AsyncVerifier, Verifier
 
 WORKERS = 4
 SENDERS = 16
@@ -120,7 +120,8 @@ def serve_worker() -> None:
     its URL; run until stdin closes."""
     import uvicorn
 
-    from lwa_middleware import LWAMiddleware, redis_store
+    from lwa_middleware import LWAMiddleware
+    from lwa_middleware.upstream import redis_store
 
     redis_store.LOCK = os.environ.get("BENCH_REDIS_LOCK", "1") == "1"
     app = LWAMiddleware(raw_app, settings=LWASettings.from_env())

@@ -26,7 +26,7 @@ from starlette.middleware.authentication import AuthenticationMiddleware
 from starlette.types import ASGIApp
 
 from lwa_middleware import LWAMiddleware, LWAWSGIMiddleware
-from lwa_middleware.cache import KeyMaker
+from lwa_middleware.core.cache import KeyMaker
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import WSGIApplication

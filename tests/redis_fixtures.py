@@ -39,10 +39,10 @@ from typing import Any
 import pytest
 
 from lwa_middleware import LWAMiddleware, LWAWSGIMiddleware
-from lwa_middleware.cache import cache_key
+from lwa_middleware.core.cache import cache_key
+from lwa_middleware.core.keys import KeyRing, secret_keys
+from lwa_middleware.core.l2 import TAG_CHARS
 from lwa_middleware.emulator import Emulator, ServerHandle, serve, serve_wsgi
-from lwa_middleware.keys import KeyRing, secret_keys
-from lwa_middleware.l2 import TAG_CHARS
 
 from conftest import FakeClock, Teardown, inner_app, wsgi_whoami
 

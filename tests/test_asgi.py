@@ -24,8 +24,8 @@ from starlette.routing import Mount, Route
 from starlette.types import Message
 
 from lwa_middleware import LWAError, LWAMiddleware
+from lwa_middleware.core.credentials import LWAUser
 from lwa_middleware.emulator import Emulator, serve
-from lwa_middleware.integrations.starlette import LWAUser
 
 from conftest import FakeClock, ServeProtected, assert_error, bearer, inner_app
 

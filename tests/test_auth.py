@@ -21,9 +21,14 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from lwa_middleware import DeviceFlow, InvalidGrant, LWAAuth, TokenGrant
+from lwa_middleware.callers.token_store import (
+    NotLoggedIn,
+    StoredTokens,
+    TokenStore,
+    TokenStoreError,
+)
+from lwa_middleware.core.errors import ConfigurationError
 from lwa_middleware.emulator import Emulator, serve
-from lwa_middleware.errors import ConfigurationError
-from lwa_middleware.token_store import NotLoggedIn, StoredTokens, TokenStore, TokenStoreError
 
 from conftest import FakeClock, ServeProtected
 

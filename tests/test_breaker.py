@@ -8,7 +8,7 @@ import threading
 
 import pytest
 
-from lwa_middleware.breaker import (
+from lwa_middleware.core.breaker import (
     MIN_CALL_SHARE,
     BreakerRegistry,
     CircuitBreaker,
@@ -16,7 +16,7 @@ from lwa_middleware.breaker import (
     call_budget,
     is_upstream_failure,
 )
-from lwa_middleware.errors import (
+from lwa_middleware.core.errors import (
     ConfigurationError,
     InsufficientScope,
     InvalidRequest,
@@ -26,7 +26,7 @@ from lwa_middleware.errors import (
     ServerError,
     render_error,
 )
-from lwa_middleware.grants import GrantUnavailable, InvalidClient, InvalidGrant
+from lwa_middleware.core.grants import GrantUnavailable, InvalidClient, InvalidGrant
 
 T0 = 1_000_000.0
 

@@ -14,7 +14,7 @@ import pytest
 
 from browser import chromium
 from lwa_middleware.cli.demo import free_port
-from lwa_middleware.demo import demo_app
+from lwa_middleware.cli.demo_app import demo_app
 from lwa_middleware.emulator import Emulator, serve
 
 

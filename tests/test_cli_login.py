@@ -27,11 +27,11 @@ from pathlib import Path
 import httpx
 import pytest
 
+from lwa_middleware.callers.token_store import STORE_VARIABLE, TokenStore
 from lwa_middleware.cli import build_parser, device_login, main, stored_tokens
-from lwa_middleware.client import LWAClient
-from lwa_middleware.device import CodePair, Wait
+from lwa_middleware.core.device import CodePair, Wait
 from lwa_middleware.emulator import Emulator
-from lwa_middleware.token_store import STORE_VARIABLE, TokenStore
+from lwa_middleware.upstream.client import LWAClient
 
 from conftest import FakeClock, ServeProtected
 

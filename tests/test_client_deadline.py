@@ -8,7 +8,7 @@ a server that accepts and never answers, and raw TCP servers written here that t
 status line and headers, trickle a body, or send a body that never ends. Every call must
 end in ``LWAUnavailable("Login with Amazon timed out.")`` within the timeout plus slack
 (the figure is printed: ``pytest -s``). The sync client's deadline comes from
-:class:`~lwa_middleware.deadlines.DeadlineBackend`, unit-tested at the end.
+:class:`~lwa_middleware.upstream.deadlines.DeadlineBackend`, unit-tested at the end.
 """
 
 from __future__ import annotations
@@ -26,10 +26,10 @@ import httpcore
 import httpx
 import pytest
 
-from lwa_middleware import deadlines, transport
-from lwa_middleware.client import AsyncLWAClient, LWAClient
+from lwa_middleware.core.errors import LWAUnavailable
 from lwa_middleware.emulator import Emulator
-from lwa_middleware.errors import LWAUnavailable
+from lwa_middleware.upstream import deadlines, transport
+from lwa_middleware.upstream.client import AsyncLWAClient, LWAClient
 
 MODES = ["sync", "async"]
 ENDPOINTS = ["tokeninfo", "profile"]

@@ -15,16 +15,16 @@ from typing import Any
 
 import pytest
 
-from lwa_middleware.client import AsyncLWAClient, LWAClient
-from lwa_middleware.emulator import Emulator
-from lwa_middleware.errors import (
+from lwa_middleware.core.errors import (
     InsufficientScope,
     InvalidToken,
     LWAError,
     LWAUnavailable,
     ServerError,
 )
-from lwa_middleware.models import Profile, TokenInfo
+from lwa_middleware.core.models import Profile, TokenInfo
+from lwa_middleware.emulator import Emulator
+from lwa_middleware.upstream.client import AsyncLWAClient, LWAClient
 
 MODES = ["sync", "async"]
 START = 1_800_000_000.0

@@ -17,8 +17,7 @@ from typing import Any
 import httpx
 import pytest
 
-from lwa_middleware.client import AsyncLWAClient, LWAClient
-from lwa_middleware.errors import (
+from lwa_middleware.core.errors import (
     ConfigurationError,
     InsufficientScope,
     InvalidRequest,
@@ -26,8 +25,9 @@ from lwa_middleware.errors import (
     LWAError,
     LWAUnavailable,
 )
-from lwa_middleware.protocol import profile_request, tokeninfo_request
-from lwa_middleware.settings import REGIONS
+from lwa_middleware.core.protocol import profile_request, tokeninfo_request
+from lwa_middleware.core.settings import REGIONS
+from lwa_middleware.upstream.client import AsyncLWAClient, LWAClient
 
 Handler = Callable[[httpx.Request], httpx.Response]
 

@@ -26,12 +26,12 @@ import aiohttp
 import httpx
 import pytest
 
-from lwa_middleware import senders
-from lwa_middleware.client import AsyncLWAClient
+from lwa_middleware.core.errors import ConfigurationError, InvalidToken, LWAError, LWAUnavailable
 from lwa_middleware.emulator import Emulator
-from lwa_middleware.errors import ConfigurationError, InvalidToken, LWAError, LWAUnavailable
-from lwa_middleware.senders import AiohttpSender, HTTPXSender
-from lwa_middleware.transport import MAX_BODY
+from lwa_middleware.upstream import senders
+from lwa_middleware.upstream.client import AsyncLWAClient
+from lwa_middleware.upstream.senders import AiohttpSender, HTTPXSender
+from lwa_middleware.upstream.transport import MAX_BODY
 
 T = TypeVar("T")
 

@@ -20,12 +20,12 @@ from lwa_middleware import (
     Profile,
     TokenInfo,
 )
-from lwa_middleware.cache import Rejected, cache_key
-from lwa_middleware.errors import render_error
-from lwa_middleware.gate import Gate, request_id
-from lwa_middleware.rules import Mode, PathRules, normalize_path
-from lwa_middleware.tokens import TokenFinder, cookie_signer, unchanged_by_the_rules
-from lwa_middleware.verification import Authority, authorize
+from lwa_middleware.core.cache import Rejected, cache_key
+from lwa_middleware.core.errors import render_error
+from lwa_middleware.core.gate import Gate, request_id
+from lwa_middleware.core.rules import Mode, PathRules, normalize_path
+from lwa_middleware.core.tokens import TokenFinder, cookie_signer, unchanged_by_the_rules
+from lwa_middleware.core.verification import Authority, authorize
 
 CLIENT = "amzn1.application-oa2-client.ours"
 TOKEN = "Atza|" + "A1b2-_" * 60
@@ -155,7 +155,7 @@ class TestTokenFinder:
         twice = TOKEN.replace("|", "%257C")
         assert self.finder.find(amz_token=[twice]) == TOKEN.replace("|", "%7C")  # decoded once
         # ... and the character check then refuses the leftover '%' before LWA is asked
-        from lwa_middleware.tokens import validate_token
+        from lwa_middleware.core.tokens import validate_token
 
         with pytest.raises(InvalidRequest):
             validate_token(TOKEN.replace("|", "%7C"))
@@ -183,7 +183,7 @@ class TestTokenFinder:
 
     @pytest.mark.parametrize("bad", ["Atza|a b", "Atza|a\x00b", "Atza|a\nb", "Atza|é", "Atza|a%b"])
     def test_character_check(self, bad: str) -> None:
-        from lwa_middleware.tokens import validate_token
+        from lwa_middleware.core.tokens import validate_token
 
         with pytest.raises(InvalidRequest):
             validate_token(bad)
@@ -373,7 +373,7 @@ class TestAuthority:
 
 class TestStarletteCredentials:
     def test_built_once_per_identity_and_read_only(self) -> None:
-        from lwa_middleware.integrations.starlette import CredentialsMemo, LWAUser
+        from lwa_middleware.core.credentials import CredentialsMemo, LWAUser
 
         memo = CredentialsMemo(limit=2)
         identity = Identity.build(info(), profile(name="Ada"))

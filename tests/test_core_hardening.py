@@ -9,24 +9,24 @@ import logging
 import pytest
 
 from lwa_middleware import LWASettings
-from lwa_middleware.admission import Admission
-from lwa_middleware.cache import Rejected, RejectionCache
-from lwa_middleware.errors import (
+from lwa_middleware.core.admission import Admission
+from lwa_middleware.core.cache import Rejected, RejectionCache
+from lwa_middleware.core.errors import (
     InvalidRequest,
     InvalidToken,
     LWAUnavailable,
     Overloaded,
     render_error,
 )
-from lwa_middleware.protocol import (
+from lwa_middleware.core.protocol import (
     HTTPResponse,
     echoes,
     exchange,
     parse_tokeninfo,
     tokeninfo_request,
 )
-from lwa_middleware.tokens import TokenFinder, query_tokens
-from lwa_middleware.verification import OUTAGE_LOG_INTERVAL, Authority
+from lwa_middleware.core.tokens import TokenFinder, query_tokens
+from lwa_middleware.core.verification import OUTAGE_LOG_INTERVAL, Authority
 
 TOKEN = "Atza|" + "t" * 400
 

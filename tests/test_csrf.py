@@ -1,4 +1,4 @@
-"""Cross-site request forgery protection: the pure rule (``lwa_middleware.csrf``) and both
+"""Cross-site request forgery protection: the pure rule (``lwa_middleware.core.csrf``) and both
 shells through real servers against the emulator.
 
 A cookie-authenticated request whose method can change state needs an ``Origin`` (or,
@@ -15,24 +15,24 @@ from typing import Any
 import httpx
 import pytest
 
-from lwa_middleware.csrf import (
+from lwa_middleware.core.csrf import (
     CSRFPolicy,
     OriginHeaders,
     normalize_origin,
     referer_origin,
     request_origin,
 )
-from lwa_middleware.emulator import Emulator
-from lwa_middleware.errors import (
+from lwa_middleware.core.errors import (
     ConfigurationError,
     CrossSiteRequest,
     ErrorStyle,
     render_error,
     www_authenticate,
 )
-from lwa_middleware.gate import Gate
-from lwa_middleware.settings import LWASettings
-from lwa_middleware.tokens import cookie_signer
+from lwa_middleware.core.gate import Gate
+from lwa_middleware.core.settings import LWASettings
+from lwa_middleware.core.tokens import cookie_signer
+from lwa_middleware.emulator import Emulator
 
 from conftest import APP_HEADER, STYLES, Served, assert_error, bearer
 
@@ -418,8 +418,8 @@ async def test_cookie_websocket_from_another_site_is_refused(protected: Any, emu
 def test_a_refusal_logs_both_origins_at_debug(caplog: pytest.LogCaptureFixture) -> None:
     """Behind a TLS-terminating proxy the server computes http://, the browser sends
     https://: the DEBUG line shows both, so the mismatch is visible."""
-    from lwa_middleware.csrf import CSRFPolicy, OriginHeaders
-    from lwa_middleware.errors import CrossSiteRequest
+    from lwa_middleware.core.csrf import CSRFPolicy, OriginHeaders
+    from lwa_middleware.core.errors import CrossSiteRequest
 
     caplog.set_level(logging.DEBUG, logger="lwa_middleware")
     request = OriginHeaders("http://app.example.com", origin=("https://app.example.com",))

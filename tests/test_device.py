@@ -30,7 +30,7 @@ from lwa_middleware import (
     UnauthorizedClient,
     UnsupportedGrantType,
 )
-from lwa_middleware.device import (
+from lwa_middleware.core.device import (
     CODE_PAIR_PATH,
     DEFAULT_INTERVAL,
     DevicePoll,
@@ -41,7 +41,7 @@ from lwa_middleware.device import (
     code_pair_request,
     parse_code_pair,
 )
-from lwa_middleware.grants import DEVICE_GRANT_ERRORS, GRANT_ERRORS, device_grant, parse_grant
+from lwa_middleware.core.grants import DEVICE_GRANT_ERRORS, GRANT_ERRORS, device_grant, parse_grant
 
 API = "https://api.amazon.com"
 CLIENT = "amzn1.application-oa2-client.abc"

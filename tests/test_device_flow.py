@@ -24,9 +24,9 @@ from lwa_middleware import (
     TokenClient,
     TokenGrant,
 )
-from lwa_middleware.client import LWAClient
-from lwa_middleware.device import Wait
+from lwa_middleware.core.device import Wait
 from lwa_middleware.emulator import Emulator
+from lwa_middleware.upstream.client import LWAClient
 
 from conftest import FakeClock
 

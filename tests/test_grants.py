@@ -1,4 +1,4 @@
-"""The token endpoint's protocol without I/O (``lwa_middleware.grants``): requests built,
+"""The token endpoint's protocol without I/O (``lwa_middleware.core.grants``): requests built,
 every documented error, malformed answers refused, no secret in a ``repr`` or a message."""
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ from urllib.parse import parse_qsl
 
 import pytest
 
-from lwa_middleware.errors import ConfigurationError
-from lwa_middleware.grants import (
+from lwa_middleware.core.errors import ConfigurationError
+from lwa_middleware.core.grants import (
     GRANT_ERRORS,
     MAX_EXPIRES_IN,
     MAX_GRANT_BODY,

@@ -23,8 +23,8 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from lwa_middleware import LWAMiddleware, LWAWSGIMiddleware
+from lwa_middleware.core.errors import ConfigurationError
 from lwa_middleware.emulator import Emulator, serve
-from lwa_middleware.errors import ConfigurationError
 
 from conftest import APP_HEADER, Served, assert_error, bearer
 

@@ -9,9 +9,9 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from itsdangerous import BadSignature
 
 from lwa_middleware import ConfigurationError
-from lwa_middleware.keys import LOGIN_SALT, KeyRing, hkdf, secret_keys
+from lwa_middleware.core.keys import LOGIN_SALT, KeyRing, hkdf, secret_keys
+from lwa_middleware.core.tokens import cookie_signer
 from lwa_middleware.login.cookies import Sealer
-from lwa_middleware.tokens import cookie_signer
 
 NEW, OLD = "new-secret-0123456789", "old-secret-0123456789"
 

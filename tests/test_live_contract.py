@@ -17,9 +17,9 @@ from typing import Any
 
 import pytest
 
-from lwa_middleware.client import AsyncLWAClient, LWAClient
-from lwa_middleware.errors import InvalidToken
-from lwa_middleware.models import Profile, TokenInfo
+from lwa_middleware.core.errors import InvalidToken
+from lwa_middleware.core.models import Profile, TokenInfo
+from lwa_middleware.upstream.client import AsyncLWAClient, LWAClient
 
 TOKEN = os.environ.get("LWA_LIVE_TOKEN", "")
 CLIENT_ID = os.environ.get("LWA_LIVE_CLIENT_ID", "")

@@ -12,8 +12,8 @@ import pytest
 from itsdangerous import URLSafeSerializer
 
 from lwa_middleware import ConfigurationError, LWASettings
-from lwa_middleware.csrf import origin_headers
-from lwa_middleware.errors import (
+from lwa_middleware.core.csrf import origin_headers
+from lwa_middleware.core.errors import (
     InsufficientScope,
     InvalidRequest,
     InvalidToken,
@@ -21,13 +21,15 @@ from lwa_middleware.errors import (
     MissingToken,
     ServerError,
 )
-from lwa_middleware.grants import (
+from lwa_middleware.core.grants import (
     GrantUnavailable,
     InvalidClient,
     InvalidGrant,
     TokenGrant,
     code_challenge_s256,
 )
+from lwa_middleware.core.models import Identity, Profile, TokenInfo
+from lwa_middleware.core.tokens import cookie_signer
 from lwa_middleware.login import (
     Exchange,
     LoginConfig,
@@ -41,8 +43,6 @@ from lwa_middleware.login import (
 from lwa_middleware.login.cookies import Sealer, read_cookie
 from lwa_middleware.login.pages import Answer, wants_json
 from lwa_middleware.login.state import STATE_SALT, UsedNonces
-from lwa_middleware.models import Identity, Profile, TokenInfo
-from lwa_middleware.tokens import cookie_signer
 
 SECRET = "test-secret-key-0123456789abcdef"
 CLIENT = "amzn1.application-oa2-client.core"

@@ -24,8 +24,8 @@ from starlette.routing import Mount, Route
 from starlette.types import Receive, Scope, Send
 
 from lwa_middleware import LWALogin, LWAMiddleware, LWAWSGILogin, LWAWSGIMiddleware
+from lwa_middleware.core.tokens import cookie_signer
 from lwa_middleware.emulator import Emulator, ServerHandle, serve, serve_wsgi
-from lwa_middleware.tokens import cookie_signer
 
 from conftest import FakeClock, Teardown, assert_error, serve_werkzeug, whoami, wsgi_whoami
 

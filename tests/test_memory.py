@@ -22,9 +22,10 @@ import httpx
 import pytest
 from starlette.types import Message, Receive, Scope, Send
 
-from lwa_middleware import Identity, LWAMiddleware, MemoryCache, Profile, models
-from lwa_middleware.integrations import starlette as lwa_starlette
-from lwa_middleware.protocol import HTTPResponse, parse_profile, parse_tokeninfo
+from lwa_middleware import Identity, LWAMiddleware, MemoryCache, Profile
+from lwa_middleware.core import credentials as lwa_credentials
+from lwa_middleware.core import models
+from lwa_middleware.core.protocol import HTTPResponse, parse_profile, parse_tokeninfo
 
 NOW = 1_750_000_000.0
 CLIENT = "amzn1.application-oa2-client.0123456789abcdef0123456789abcdef"
@@ -137,7 +138,7 @@ def fresh_tables(monkeypatch: pytest.MonkeyPatch) -> None:
     """Empty sharing tables, so other tests' values neither fill nor pre-seed them."""
     monkeypatch.setattr(models, "_texts", {})
     monkeypatch.setattr(models, "_scope_sets", dict(models._scope_sets))
-    monkeypatch.setattr(lwa_starlette, "_shared_credentials", {})
+    monkeypatch.setattr(lwa_credentials, "_shared_credentials", {})
 
 
 @pytest.mark.usefixtures("fresh_tables")
@@ -267,14 +268,14 @@ def test_text_table_is_bounded() -> None:
 def test_scope_and_credentials_tables_are_bounded() -> None:
     info = parse_tokeninfo(tokeninfo(), NOW)
     profile = Profile("amzn1.account.U")
-    memo = lwa_starlette.CredentialsMemo()
+    memo = lwa_credentials.CredentialsMemo()
     for i in range(1_000):
         scopes = frozenset({"profile:user_id", f"custom:{i}"})
         identity = Identity(info, profile, scopes)
         assert identity.scopes == scopes
         assert list(memo(identity)[1].scopes) == sorted(scopes)
     assert len(models._scope_sets) <= models.SCOPE_TABLE_LIMIT
-    assert len(lwa_starlette._shared_credentials) <= lwa_starlette.SHARED_CREDENTIALS_LIMIT
+    assert len(lwa_credentials._shared_credentials) <= lwa_credentials.SHARED_CREDENTIALS_LIMIT
 
 
 # The Starlette pair ------------------------------------------------------------------
@@ -283,20 +284,20 @@ def test_scope_and_credentials_tables_are_bounded() -> None:
 @pytest.mark.usefixtures("fresh_tables")
 def test_starlette_pair_is_built_once_per_identity() -> None:
     info = parse_tokeninfo(tokeninfo(), NOW)
-    memo = lwa_starlette.CredentialsMemo()
+    memo = lwa_credentials.CredentialsMemo()
     a = Identity.build(info, Profile("amzn1.account.U", "Ada"))
     b = Identity.build(info, Profile("amzn1.account.U", "Bob"))
     user_a, auth_a = memo(a)
-    assert isinstance(user_a, lwa_starlette.LWAUser) and user_a.lwa is a
+    assert isinstance(user_a, lwa_credentials.LWAUser) and user_a.lwa is a
     assert memo(a)[0] is user_a  # every request of this identity: the same objects
-    assert lwa_starlette.CredentialsMemo()(a)[0] is user_a  # kept with the identity
+    assert lwa_credentials.CredentialsMemo()(a)[0] is user_a  # kept with the identity
     user_b, auth_b = memo(b)
-    assert isinstance(user_b, lwa_starlette.LWAUser) and user_b.lwa is b
+    assert isinstance(user_b, lwa_credentials.LWAUser) and user_b.lwa is b
     assert auth_b is auth_a  # one read-only credentials object per scope set
     # A copy is a new identity: it builds its own pair, naming itself.
     for clone in (copy.copy(a), pickle.loads(pickle.dumps(a))):
         user = memo(clone)[0]
-        assert isinstance(user, lwa_starlette.LWAUser) and user.lwa is clone
+        assert isinstance(user, lwa_credentials.LWAUser) and user.lwa is clone
 
 
 # MemoryCache: incremental eviction -----------------------------------------------------

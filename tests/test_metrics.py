@@ -7,7 +7,7 @@ import threading
 
 import pytest
 
-from lwa_middleware.errors import (
+from lwa_middleware.core.errors import (
     InsufficientScope,
     InvalidRequest,
     InvalidToken,
@@ -15,7 +15,7 @@ from lwa_middleware.errors import (
     MissingToken,
     Overloaded,
 )
-from lwa_middleware.metrics import (
+from lwa_middleware.core.metrics import (
     OUTCOMES,
     FanOut,
     NullRecorder,
@@ -27,7 +27,7 @@ from lwa_middleware.metrics import (
     status_label,
     status_of,
 )
-from lwa_middleware.protocol import HTTPResponse, TransportFailure
+from lwa_middleware.core.protocol import HTTPResponse, TransportFailure
 
 TOKEN = "Atza|" + "x" * 400
 

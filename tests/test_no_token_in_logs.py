@@ -30,12 +30,12 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from lwa_middleware.asgi import LWAMiddleware
-from lwa_middleware.cache import MemoryCache, cache_key
-from lwa_middleware.client import AsyncLWAClient, LWAClient
+from lwa_middleware.core.cache import MemoryCache, cache_key
+from lwa_middleware.core.errors import LWAError
+from lwa_middleware.core.models import Identity
+from lwa_middleware.core.settings import LWASettings
 from lwa_middleware.emulator import Emulator, serve, serve_wsgi
-from lwa_middleware.errors import LWAError
-from lwa_middleware.models import Identity
-from lwa_middleware.settings import LWASettings
+from lwa_middleware.upstream.client import AsyncLWAClient, LWAClient
 from lwa_middleware.wsgi import LWAWSGIMiddleware
 
 if TYPE_CHECKING:

@@ -34,11 +34,21 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from lwa_middleware import ConfigurationError, LWAMiddleware, LWASettings, LWAWSGIMiddleware
-from lwa_middleware import verifier as verifier_module
-from lwa_middleware.breaker import CircuitOpen
+from lwa_middleware.core.breaker import CircuitOpen
+from lwa_middleware.core.errors import InvalidToken, LWAUnavailable, Overloaded
+from lwa_middleware.core.metrics import Stats
+from lwa_middleware.core.stale import is_stale
+from lwa_middleware.core.verification import Authority
 from lwa_middleware.emulator import Emulator, ServerHandle, serve, serve_wsgi
-from lwa_middleware.errors import InvalidToken, LWAUnavailable, Overloaded
-from lwa_middleware.integrations.otel import (
+from lwa_middleware.integrations.prometheus import (
+    PrometheusRecorder,
+    metrics_app,
+    metrics_wsgi_app,
+)
+from lwa_middleware.login import LWALogin
+from lwa_middleware.upstream import verifier as verifier_module
+from lwa_middleware.upstream.token_client import AsyncTokenClient, TokenClient
+from lwa_middleware.upstream.tracing import (
     ATTR_CACHE,
     ATTR_ERROR_TYPE,
     ATTR_OUTCOME,
@@ -49,17 +59,7 @@ from lwa_middleware.integrations.otel import (
     SPAN_VERIFY,
     Tracer,
 )
-from lwa_middleware.integrations.prometheus import (
-    PrometheusRecorder,
-    metrics_app,
-    metrics_wsgi_app,
-)
-from lwa_middleware.login import LWALogin
-from lwa_middleware.metrics import Stats
-from lwa_middleware.stale import is_stale
-from lwa_middleware.token_client import AsyncTokenClient, TokenClient
-from lwa_middleware.verification import Authority
-from lwa_middleware.verifier import AsyncVerifier, Verifier, _copy
+from lwa_middleware.upstream.verifier import AsyncVerifier, Verifier, _copy
 from redis_fixtures import SECRET, RedisServer, body_of, redis_server_fixture
 
 from conftest import SHELLS, FakeClock, Teardown, assert_error, bearer

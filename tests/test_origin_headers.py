@@ -1,5 +1,5 @@
 """Every ``Origin``, ``Referer`` and ``Host`` value is read, by the middlewares and by both
-sign-in apps alike (one function, :func:`lwa_middleware.csrf.origin_headers`), through real
+sign-in apps alike (one function, :func:`lwa_middleware.core.csrf.origin_headers`), through real
 servers: a request carrying this site's ``Origin`` and then another site's (or the other
 way round, or both on one line) is refused, never judged by the first value alone.
 
@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from lwa_middleware import LWALogin, LWAWSGILogin
-from lwa_middleware.csrf import origin_headers
+from lwa_middleware.core.csrf import origin_headers
 from lwa_middleware.emulator import Emulator, serve, serve_wsgi
 
 from conftest import Served

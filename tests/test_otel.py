@@ -12,8 +12,8 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, StatusCode
 
-from lwa_middleware.errors import InvalidToken, LWAUnavailable
-from lwa_middleware.integrations.otel import (
+from lwa_middleware.core.errors import InvalidToken, LWAUnavailable
+from lwa_middleware.upstream.tracing import (
     ATTR_CACHE,
     ATTR_ERROR_TYPE,
     ATTR_OUTCOME,

@@ -35,8 +35,8 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from lwa_middleware import Identity, LWAMiddleware, LWAWSGIMiddleware
+from lwa_middleware.core.rules import MAX_JUDGED_PATH, Mode, PathRules, normalize_path
 from lwa_middleware.emulator import Emulator, serve, serve_wsgi
-from lwa_middleware.rules import MAX_JUDGED_PATH, Mode, PathRules, normalize_path
 
 from conftest import APP_HEADER, assert_error, bearer, raw_get, serve_werkzeug
 

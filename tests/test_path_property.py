@@ -20,8 +20,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from lwa_middleware.core.rules import Mode, PathRules, normalize_path, path_forms
 from lwa_middleware.emulator import Emulator
-from lwa_middleware.rules import Mode, PathRules, normalize_path, path_forms
 from test_path_attacks import CONFIGS, Site, check_invariants, site
 
 from conftest import bearer, raw_get

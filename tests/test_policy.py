@@ -24,9 +24,9 @@ from lwa_middleware import (
     Profile,
     TokenInfo,
 )
-from lwa_middleware.errors import render_error
-from lwa_middleware.gate import Gate
-from lwa_middleware.policy import (
+from lwa_middleware.core.errors import render_error
+from lwa_middleware.core.gate import Gate
+from lwa_middleware.core.policy import (
     DENIED,
     REFUSALS,
     AccessPolicy,
@@ -38,8 +38,8 @@ from lwa_middleware.policy import (
     parse_document,
     parse_rules,
 )
-from lwa_middleware.policy_watch import PolicyFile, PolicyWatch, build_policy
-from lwa_middleware.rules import PathRules, path_forms
+from lwa_middleware.core.rules import PathRules, path_forms
+from lwa_middleware.upstream.policy_watch import PolicyFile, PolicyWatch, build_policy
 
 CLIENT = "amzn1.application-oa2-client.policy"
 

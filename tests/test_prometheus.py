@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 
+from lwa_middleware.core.metrics import FanOut, Recorder, Stats
 from lwa_middleware.integrations.prometheus import (
     MULTIPROC_ENV,
     PrometheusRecorder,
@@ -22,7 +23,6 @@ from lwa_middleware.integrations.prometheus import (
     metrics_registry,
     metrics_wsgi_app,
 )
-from lwa_middleware.metrics import FanOut, Recorder, Stats
 
 TOKEN = "Atza|" + "x" * 400
 

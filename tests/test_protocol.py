@@ -1,7 +1,7 @@
-"""Unit tests of :mod:`lwa_middleware.protocol`: the LWA wire protocol without I/O.
+"""Unit tests of :mod:`lwa_middleware.core.protocol`: the LWA wire protocol without I/O.
 
 Requests are built with the token in headers only, answers are parsed into models or
-typed errors, and :func:`~lwa_middleware.protocol.exchange` owns the retry policy (at
+typed errors, and :func:`~lwa_middleware.core.protocol.exchange` owns the retry policy (at
 most one retry, on connection/protocol errors and 5xx only). Nothing here touches a
 socket or a clock: ``now`` is passed in and outcomes are fed to the generator by hand.
 """
@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from lwa_middleware.errors import (
+from lwa_middleware.core.errors import (
     InsufficientScope,
     InvalidRequest,
     InvalidToken,
@@ -22,8 +22,8 @@ from lwa_middleware.errors import (
     LWAUnavailable,
     ServerError,
 )
-from lwa_middleware.models import Profile, TokenInfo
-from lwa_middleware.protocol import (
+from lwa_middleware.core.models import Profile, TokenInfo
+from lwa_middleware.core.protocol import (
     PROFILE_PATH,
     TOKENINFO_PATH,
     HTTPRequest,

@@ -1,4 +1,4 @@
-"""The shared cache's sans-IO core (``lwa_middleware.l2`` and ``Authority``'s L2 verdicts),
+"""The shared cache's sans-IO core (``lwa_middleware.core.l2`` and ``Authority``'s L2 verdicts),
 with ``now`` passed in (a fake clock): key format, compact values without the token, each
 with its MAC (HMAC-SHA-256 over key and value, keyed from ``secret_key``), TTLs rounded
 down and bounded by the token's expiry, strict decoding (unauthenticated, malformed,
@@ -21,10 +21,10 @@ from typing import Any
 import pytest
 
 from lwa_middleware import Identity, InvalidToken, LWASettings, LWAUnavailable, Profile, TokenInfo
-from lwa_middleware.cache import Rejected, RejectionCache, cache_key
-from lwa_middleware.keys import KeyRing, hkdf, secret_keys
-from lwa_middleware.l2 import MAX_VALUE_BYTES, TAG_CHARS, Backoff, L2Codec, Write
-from lwa_middleware.verification import EXPIRED, WRONG_AUDIENCE, Authority
+from lwa_middleware.core.cache import Rejected, RejectionCache, cache_key
+from lwa_middleware.core.keys import KeyRing, hkdf, secret_keys
+from lwa_middleware.core.l2 import MAX_VALUE_BYTES, TAG_CHARS, Backoff, L2Codec, Write
+from lwa_middleware.core.verification import EXPIRED, WRONG_AUDIENCE, Authority
 
 CLIENT = "amzn1.application-oa2-client.ours"
 OTHER = "amzn1.application-oa2-client.someone-else"

@@ -38,10 +38,10 @@ from lwa_middleware import (
     LWAWSGILogin,
     LWAWSGIMiddleware,
 )
+from lwa_middleware.core.l2 import L2Stats
+from lwa_middleware.core.revocation import POLL_INTERVAL
 from lwa_middleware.emulator import Emulator, serve, serve_wsgi
-from lwa_middleware.l2 import L2Stats
-from lwa_middleware.revocation import POLL_INTERVAL
-from lwa_middleware.verifier import AsyncVerifier, Verifier
+from lwa_middleware.upstream.verifier import AsyncVerifier, Verifier
 from redis_fixtures import (
     SECRET,
     Middleware,

@@ -12,14 +12,11 @@ from typing import Any
 import pytest
 
 from lwa_middleware import LWASettings
-from lwa_middleware.cache import KeyMaker
-from lwa_middleware.errors import InvalidToken, LWAUnavailable, MissingToken
-from lwa_middleware.grants import TokenGrant
-from lwa_middleware.login import LoginConfig, LoginCore, RefreshPlan, SignedOut
-from lwa_middleware.login.cookies import Sealer
-from lwa_middleware.login.session import SESSION_EXPIRED, SESSION_REVOKED, legacy_session_id
-from lwa_middleware.models import Identity, Profile, TokenInfo
-from lwa_middleware.revocation import (
+from lwa_middleware.core.cache import KeyMaker
+from lwa_middleware.core.errors import InvalidToken, LWAUnavailable, MissingToken
+from lwa_middleware.core.grants import TokenGrant
+from lwa_middleware.core.models import Identity, Profile, TokenInfo
+from lwa_middleware.core.revocation import (
     ACCESS,
     ACCESS_TOKEN_MAX_LIFETIME,
     SESSION,
@@ -29,7 +26,10 @@ from lwa_middleware.revocation import (
     Revocations,
     session_key,
 )
-from lwa_middleware.verification import REVOKED, Authority
+from lwa_middleware.core.verification import REVOKED, Authority
+from lwa_middleware.login import LoginConfig, LoginCore, RefreshPlan, SignedOut
+from lwa_middleware.login.cookies import Sealer
+from lwa_middleware.login.session import SESSION_EXPIRED, SESSION_REVOKED, legacy_session_id
 
 NOW = 1_700_000_000.0
 API = "https://api.amazon.com"

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from lwa_middleware import ConfigurationError, LWASettings
-from lwa_middleware.settings import RESERVED_VARIABLES, is_insecure_http, split_items
+from lwa_middleware.core.settings import RESERVED_VARIABLES, is_insecure_http, split_items
 
 CLIENT = "amzn1.application-oa2-client.ours"
 EMULATOR = "http://127.0.0.1:8765"

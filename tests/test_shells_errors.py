@@ -13,8 +13,8 @@ from urllib.parse import quote
 import httpx
 import pytest
 
+from lwa_middleware.core.tokens import cookie_signer
 from lwa_middleware.emulator import Emulator
-from lwa_middleware.tokens import cookie_signer
 
 from conftest import EXPECTED, OTHER_CLIENT, STYLES, Served, assert_error, bearer
 

@@ -34,10 +34,10 @@ from starlette.types import Receive, Scope, Send
 from werkzeug.middleware.dispatcher import DispatcherMiddleware
 
 from lwa_middleware import LWALogin, LWAMiddleware, LWAWSGILogin, LWAWSGIMiddleware
-from lwa_middleware.cache import cache_key
+from lwa_middleware.core.cache import cache_key
+from lwa_middleware.core.revocation import ACCESS, Revocation, RevocationFeed, Revocations
+from lwa_middleware.core.tokens import cookie_signer
 from lwa_middleware.emulator import DEFAULT_CLIENT_SECRET, Emulator, ServerHandle, serve, serve_wsgi
-from lwa_middleware.revocation import ACCESS, Revocation, RevocationFeed, Revocations
-from lwa_middleware.tokens import cookie_signer
 from redis_fixtures import RedisServer, free_port
 
 from conftest import FakeClock, assert_error, bearer, whoami, ws_echo, wsgi_whoami

@@ -6,11 +6,11 @@ import pickle
 
 import pytest
 
-from lwa_middleware.breaker import CircuitOpen
-from lwa_middleware.cache import MemoryCache, Rejected, RejectionCache
-from lwa_middleware.errors import ConfigurationError, InvalidToken, LWAUnavailable, Overloaded
-from lwa_middleware.models import Identity, Profile, TokenInfo
-from lwa_middleware.stale import (
+from lwa_middleware.core.breaker import CircuitOpen
+from lwa_middleware.core.cache import MemoryCache, Rejected, RejectionCache
+from lwa_middleware.core.errors import ConfigurationError, InvalidToken, LWAUnavailable, Overloaded
+from lwa_middleware.core.models import Identity, Profile, TokenInfo
+from lwa_middleware.core.stale import (
     StaleIdentity,
     StalePolicy,
     is_stale,

@@ -27,18 +27,18 @@ from lwa_middleware import (
     UnauthorizedClient,
     UnsupportedGrantType,
 )
-from lwa_middleware.client import LWAClient
-from lwa_middleware.emulator import Emulator
-from lwa_middleware.emulator.oauth import DEFAULT_CLIENT_SECRET, DEFAULT_REDIRECT_URI
-from lwa_middleware.emulator.state import TOKEN_ENDPOINT
-from lwa_middleware.errors import ConfigurationError
-from lwa_middleware.grants import (
+from lwa_middleware.core.errors import ConfigurationError
+from lwa_middleware.core.grants import (
     MAX_GRANT_BODY,
     code_challenge_s256,
     grant_request,
     new_code_verifier,
     refresh_grant,
 )
+from lwa_middleware.emulator import Emulator
+from lwa_middleware.emulator.oauth import DEFAULT_CLIENT_SECRET, DEFAULT_REDIRECT_URI
+from lwa_middleware.emulator.state import TOKEN_ENDPOINT
+from lwa_middleware.upstream.client import LWAClient
 
 T = TypeVar("T")
 

@@ -15,8 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from lwa_middleware.grants import TokenGrant
-from lwa_middleware.token_store import (
+from lwa_middleware.callers.token_store import (
     KEYRING_SERVICE,
     STORE_VARIABLE,
     AmbiguousLogin,
@@ -26,6 +25,7 @@ from lwa_middleware.token_store import (
     TokenStoreError,
     config_dir,
 )
+from lwa_middleware.core.grants import TokenGrant
 
 API = "https://api.amazon.com"
 EU = "https://api.amazon.co.uk"

@@ -17,8 +17,8 @@ import httpx
 import pytest
 
 from lwa_middleware.cli import main
+from lwa_middleware.core.protocol import cause_of
 from lwa_middleware.emulator import Emulator
-from lwa_middleware.protocol import cause_of
 from test_host_cookie import Certificate, certificate  # noqa: F401 (a fixture)
 
 from conftest import Served, bearer

@@ -13,9 +13,9 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from lwa_middleware import Identity, LWASettings
+from lwa_middleware.core.errors import InvalidToken, Overloaded
 from lwa_middleware.emulator import Emulator
-from lwa_middleware.errors import InvalidToken, Overloaded
-from lwa_middleware.verifier import AsyncVerifier, Verifier
+from lwa_middleware.upstream.verifier import AsyncVerifier, Verifier
 
 LATENCY = 0.3
 

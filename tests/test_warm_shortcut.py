@@ -8,7 +8,7 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from lwa_middleware.tokens import TokenFinder, unchanged_by_the_rules
+from lwa_middleware.core.tokens import TokenFinder, unchanged_by_the_rules
 
 TOKEN = "Atza|" + "t" * 40
 OTHER = "Atza|" + "o" * 40

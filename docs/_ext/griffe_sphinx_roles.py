@@ -3,7 +3,7 @@
 mkdocstrings renders a docstring's text as Markdown. ``double backticks`` already are
 Markdown code, but two reST constructs are not:
 
-- Sphinx roles (``:class:`~lwa_middleware.errors.LWAError```, ``:meth:`Emulator.mint```,
+- Sphinx roles (``:class:`~lwa_middleware.core.errors.LWAError```, ``:meth:`Emulator.mint```,
   ``:func:``, ``:mod:``, ``:data:``, ``:attr:``) would show as literal text. Each becomes an
   optional cross-reference: a link when the target is on the site, plain code otherwise
   (``<autoref ... optional>``, the form mkdocstrings' own templates use, so an internal

@@ -22,13 +22,14 @@ from lwa_middleware._version import __version__
 
 if TYPE_CHECKING:  # the names, for type checkers and editors; at run time see __getattr__
     from lwa_middleware.asgi import LWAMiddleware
-    from lwa_middleware.auth import LWAAuth
-    from lwa_middleware.breaker import CircuitBreaker, CircuitOpen
-    from lwa_middleware.cache import MemoryCache
-    from lwa_middleware.client import AsyncLWAClient, LWAClient
-    from lwa_middleware.device import CodePair
-    from lwa_middleware.device_flow import AsyncDeviceFlow, DeviceFlow
-    from lwa_middleware.errors import (
+    from lwa_middleware.callers.auth import LWAAuth
+    from lwa_middleware.callers.device_flow import AsyncDeviceFlow, DeviceFlow
+    from lwa_middleware.callers.token_store import TokenStore
+    from lwa_middleware.core.breaker import CircuitBreaker, CircuitOpen
+    from lwa_middleware.core.cache import MemoryCache
+    from lwa_middleware.core.credentials import LWAUser
+    from lwa_middleware.core.device import CodePair
+    from lwa_middleware.core.errors import (
         AccessDenied,
         ConfigurationError,
         CrossSiteRequest,
@@ -40,7 +41,7 @@ if TYPE_CHECKING:  # the names, for type checkers and editors; at run time see _
         MissingToken,
         ServerError,
     )
-    from lwa_middleware.grants import (
+    from lwa_middleware.core.grants import (
         AuthorizationPending,
         GrantError,
         GrantUnavailable,
@@ -54,72 +55,71 @@ if TYPE_CHECKING:  # the names, for type checkers and editors; at run time see _
         UnauthorizedClient,
         UnsupportedGrantType,
     )
-    from lwa_middleware.integrations.starlette import LWAUser
+    from lwa_middleware.core.metrics import FanOut, NullRecorder, Recorder, Stats
+    from lwa_middleware.core.models import Identity, Profile, TokenInfo
+    from lwa_middleware.core.settings import LWAOptions, LWASettings
+    from lwa_middleware.core.stale import StaleIdentity
     from lwa_middleware.login import LoginConfig, LoginCore, LWALogin, LWAWSGILogin
-    from lwa_middleware.metrics import FanOut, NullRecorder, Recorder, Stats
-    from lwa_middleware.models import Identity, Profile, TokenInfo
-    from lwa_middleware.settings import LWAOptions, LWASettings
-    from lwa_middleware.stale import StaleIdentity
-    from lwa_middleware.token_client import AsyncTokenClient, TokenClient
-    from lwa_middleware.token_store import TokenStore
-    from lwa_middleware.verifier import AsyncVerifier, Verifier
+    from lwa_middleware.upstream.client import AsyncLWAClient, LWAClient
+    from lwa_middleware.upstream.token_client import AsyncTokenClient, TokenClient
+    from lwa_middleware.upstream.verifier import AsyncVerifier, Verifier
     from lwa_middleware.wsgi import LWAWSGIMiddleware
 
 #: Each public name and the module it comes from.
 _EXPORTS: dict[str, str] = {
-    "AccessDenied": "lwa_middleware.errors",
-    "AsyncDeviceFlow": "lwa_middleware.device_flow",
-    "AsyncLWAClient": "lwa_middleware.client",
-    "AsyncTokenClient": "lwa_middleware.token_client",
-    "AsyncVerifier": "lwa_middleware.verifier",
-    "AuthorizationPending": "lwa_middleware.grants",
-    "CircuitBreaker": "lwa_middleware.breaker",
-    "CircuitOpen": "lwa_middleware.breaker",
-    "CodePair": "lwa_middleware.device",
-    "ConfigurationError": "lwa_middleware.errors",
-    "CrossSiteRequest": "lwa_middleware.errors",
-    "DeviceFlow": "lwa_middleware.device_flow",
-    "FanOut": "lwa_middleware.metrics",
-    "GrantError": "lwa_middleware.grants",
-    "GrantUnavailable": "lwa_middleware.grants",
-    "Identity": "lwa_middleware.models",
-    "InsufficientScope": "lwa_middleware.errors",
-    "InvalidClient": "lwa_middleware.grants",
-    "InvalidCodePair": "lwa_middleware.grants",
-    "InvalidGrant": "lwa_middleware.grants",
-    "InvalidGrantRequest": "lwa_middleware.grants",
-    "InvalidRequest": "lwa_middleware.errors",
-    "InvalidScope": "lwa_middleware.grants",
-    "InvalidToken": "lwa_middleware.errors",
-    "LWAAuth": "lwa_middleware.auth",
-    "LWAClient": "lwa_middleware.client",
-    "LWAError": "lwa_middleware.errors",
+    "AccessDenied": "lwa_middleware.core.errors",
+    "AsyncDeviceFlow": "lwa_middleware.callers.device_flow",
+    "AsyncLWAClient": "lwa_middleware.upstream.client",
+    "AsyncTokenClient": "lwa_middleware.upstream.token_client",
+    "AsyncVerifier": "lwa_middleware.upstream.verifier",
+    "AuthorizationPending": "lwa_middleware.core.grants",
+    "CircuitBreaker": "lwa_middleware.core.breaker",
+    "CircuitOpen": "lwa_middleware.core.breaker",
+    "CodePair": "lwa_middleware.core.device",
+    "ConfigurationError": "lwa_middleware.core.errors",
+    "CrossSiteRequest": "lwa_middleware.core.errors",
+    "DeviceFlow": "lwa_middleware.callers.device_flow",
+    "FanOut": "lwa_middleware.core.metrics",
+    "GrantError": "lwa_middleware.core.grants",
+    "GrantUnavailable": "lwa_middleware.core.grants",
+    "Identity": "lwa_middleware.core.models",
+    "InsufficientScope": "lwa_middleware.core.errors",
+    "InvalidClient": "lwa_middleware.core.grants",
+    "InvalidCodePair": "lwa_middleware.core.grants",
+    "InvalidGrant": "lwa_middleware.core.grants",
+    "InvalidGrantRequest": "lwa_middleware.core.grants",
+    "InvalidRequest": "lwa_middleware.core.errors",
+    "InvalidScope": "lwa_middleware.core.grants",
+    "InvalidToken": "lwa_middleware.core.errors",
+    "LWAAuth": "lwa_middleware.callers.auth",
+    "LWAClient": "lwa_middleware.upstream.client",
+    "LWAError": "lwa_middleware.core.errors",
     "LWALogin": "lwa_middleware.login",
     "LWAMiddleware": "lwa_middleware.asgi",
-    "LWAOptions": "lwa_middleware.settings",
-    "LWASettings": "lwa_middleware.settings",
-    "LWAUnavailable": "lwa_middleware.errors",
-    "LWAUser": "lwa_middleware.integrations.starlette",
+    "LWAOptions": "lwa_middleware.core.settings",
+    "LWASettings": "lwa_middleware.core.settings",
+    "LWAUnavailable": "lwa_middleware.core.errors",
+    "LWAUser": "lwa_middleware.core.credentials",
     "LWAWSGILogin": "lwa_middleware.login",
     "LWAWSGIMiddleware": "lwa_middleware.wsgi",
     "LoginConfig": "lwa_middleware.login",
     "LoginCore": "lwa_middleware.login",
-    "MemoryCache": "lwa_middleware.cache",
-    "MissingToken": "lwa_middleware.errors",
-    "NullRecorder": "lwa_middleware.metrics",
-    "Profile": "lwa_middleware.models",
-    "Recorder": "lwa_middleware.metrics",
-    "ServerError": "lwa_middleware.errors",
-    "SlowDown": "lwa_middleware.grants",
-    "StaleIdentity": "lwa_middleware.stale",
-    "Stats": "lwa_middleware.metrics",
-    "TokenClient": "lwa_middleware.token_client",
-    "TokenGrant": "lwa_middleware.grants",
-    "TokenInfo": "lwa_middleware.models",
-    "TokenStore": "lwa_middleware.token_store",
-    "UnauthorizedClient": "lwa_middleware.grants",
-    "UnsupportedGrantType": "lwa_middleware.grants",
-    "Verifier": "lwa_middleware.verifier",
+    "MemoryCache": "lwa_middleware.core.cache",
+    "MissingToken": "lwa_middleware.core.errors",
+    "NullRecorder": "lwa_middleware.core.metrics",
+    "Profile": "lwa_middleware.core.models",
+    "Recorder": "lwa_middleware.core.metrics",
+    "ServerError": "lwa_middleware.core.errors",
+    "SlowDown": "lwa_middleware.core.grants",
+    "StaleIdentity": "lwa_middleware.core.stale",
+    "Stats": "lwa_middleware.core.metrics",
+    "TokenClient": "lwa_middleware.upstream.token_client",
+    "TokenGrant": "lwa_middleware.core.grants",
+    "TokenInfo": "lwa_middleware.core.models",
+    "TokenStore": "lwa_middleware.callers.token_store",
+    "UnauthorizedClient": "lwa_middleware.core.grants",
+    "UnsupportedGrantType": "lwa_middleware.core.grants",
+    "Verifier": "lwa_middleware.upstream.verifier",
 }
 
 __all__ = [

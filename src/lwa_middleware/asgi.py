@@ -1,14 +1,14 @@
 """``LWAMiddleware``: pure ASGI middleware (Starlette's own style, never ``BaseHTTPMiddleware``).
 
 It only adapts an ASGI scope to the core: the path below ``root_path`` to
-:class:`~lwa_middleware.gate.Gate`, the headers to the token finder, the token to
-:class:`~lwa_middleware.verifier.AsyncVerifier`, and an error back as an HTTP response, a
+:class:`~lwa_middleware.core.gate.Gate`, the headers to the token finder, the token to
+:class:`~lwa_middleware.upstream.verifier.AsyncVerifier`, and an error back as an HTTP response, a
 WebSocket denial response, or close code 1008. Lifespan passes through; the middleware
 only listens to it to open its HTTP client at startup and close it (and the Redis client
 it built, if any) at shutdown. CORS preflights pass through unverified unless
 ``verify_preflight`` is set; a connection of any other ASGI type on a path that needs
 verification never reaches the app. The access policy (``allow``, ``deny``,
-``policy_file``, the environment, ``authorize``: :mod:`lwa_middleware.policy`) is judged
+``policy_file``, the environment, ``authorize``: :mod:`lwa_middleware.core.policy`) is judged
 on every request with an identity, the warm path included, and for a sign-in joined
 through ``login=``.
 """
@@ -26,25 +26,25 @@ import httpx
 from starlette.requests import HTTPConnection
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from lwa_middleware.csrf import (
+from lwa_middleware.core.credentials import CredentialsMemo
+from lwa_middleware.core.csrf import (
     SAFE_METHODS,
     WEBSOCKET,
     asgi_origin_headers,
 )
-from lwa_middleware.errors import AccessDenied, ConfigurationError, LWAError
-from lwa_middleware.gate import Gate, check_on_error, is_cors_preflight
-from lwa_middleware.integrations.otel import Tracer
-from lwa_middleware.integrations.starlette import CredentialsMemo
+from lwa_middleware.core.errors import AccessDenied, ConfigurationError, LWAError
+from lwa_middleware.core.gate import Gate, check_on_error, is_cors_preflight
+from lwa_middleware.core.metrics import Recorder, outcome_of
+from lwa_middleware.core.models import Identity
+from lwa_middleware.core.policy import DENIED, callable_failed, callable_verdict
+from lwa_middleware.core.rules import Route
+from lwa_middleware.core.settings import LWAOptions, LWASettings
+from lwa_middleware.core.verification import authorize
 from lwa_middleware.login.refresh import AsyncRefresher, login_core, send_with_headers
 from lwa_middleware.login.wsgi import LWAWSGILogin
-from lwa_middleware.metrics import Recorder, outcome_of
-from lwa_middleware.models import Identity
-from lwa_middleware.policy import DENIED, callable_failed, callable_verdict
-from lwa_middleware.policy_watch import build_policy
-from lwa_middleware.rules import Route
-from lwa_middleware.settings import LWAOptions, LWASettings
-from lwa_middleware.verification import authorize
-from lwa_middleware.verifier import AsyncVerifier, Clock
+from lwa_middleware.upstream.policy_watch import build_policy
+from lwa_middleware.upstream.tracing import Tracer
+from lwa_middleware.upstream.verifier import AsyncVerifier, Clock
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack
@@ -80,14 +80,14 @@ class LWAMiddleware:
 
     ``LWAMiddleware(app, client_ids=[...], ...)`` or ``LWAMiddleware(app, settings=...)``;
     ``Starlette.add_middleware(LWAMiddleware, client_ids=[...])`` works too. The options
-    are those of :class:`~lwa_middleware.settings.LWASettings` (typed as
-    :class:`~lwa_middleware.settings.LWAOptions`); given together with ``settings``, they
+    are those of :class:`~lwa_middleware.core.settings.LWASettings` (typed as
+    :class:`~lwa_middleware.core.settings.LWAOptions`); given together with ``settings``, they
     override its values. A bad option raises
-    :class:`~lwa_middleware.errors.ConfigurationError` here, never at a request.
+    :class:`~lwa_middleware.core.errors.ConfigurationError` here, never at a request.
 
     On a verified request the app gets ``scope["lwa"]`` (an
-    :class:`~lwa_middleware.models.Identity`), ``scope["user"]`` (an
-    :class:`~lwa_middleware.integrations.starlette.LWAUser`) and ``scope["auth"]``; a
+    :class:`~lwa_middleware.core.models.Identity`), ``scope["user"]`` (an
+    :class:`~lwa_middleware.core.credentials.LWAUser`) and ``scope["auth"]``; a
     refused one never reaches it (LWA's JSON error, or close code 1008 for a WebSocket).
 
     The other arguments: ``on_error(conn, error)`` returns an ASGI app to answer a refusal
@@ -95,8 +95,8 @@ class LWAMiddleware:
     seconds (tests); ``transport`` is an ``httpx.AsyncBaseTransport`` for the LWA calls
     (tests: ``httpx.MockTransport``); ``redis`` a ``redis.asyncio`` client for the shared
     cache, instead of ``redis_url``; ``recorder`` a
-    :class:`~lwa_middleware.metrics.Recorder` that gets every event besides the built-in
-    counters; ``tracer`` an :class:`~lwa_middleware.integrations.otel.Tracer`; ``login``
+    :class:`~lwa_middleware.core.metrics.Recorder` that gets every event besides the built-in
+    counters; ``tracer`` an :class:`~lwa_middleware.upstream.tracing.Tracer`; ``login``
     the :class:`~lwa_middleware.login.LWALogin` whose session cookies are read and
     refreshed, and which refuses a sign-in the access policy would refuse.
     """

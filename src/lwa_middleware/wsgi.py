@@ -1,7 +1,7 @@
 """``LWAWSGIMiddleware``: the native WSGI shell (Flask, Django, any WSGI server).
 
 Same options, rules and error table as :class:`~lwa_middleware.asgi.LWAMiddleware`, on the
-same sans-IO core and the blocking :class:`~lwa_middleware.verifier.Verifier`: no event
+same sans-IO core and the blocking :class:`~lwa_middleware.upstream.verifier.Verifier`: no event
 loop, no thread hop. It sets ``environ["lwa"]`` (the :class:`Identity`) and
 ``environ["REMOTE_USER"]`` (the user id) so Django's ``RemoteUserMiddleware`` can sign the
 customer in. The access policy is judged as in the ASGI shell; ``authorize`` must be a
@@ -20,25 +20,25 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 
-from lwa_middleware.csrf import wsgi_origin_headers
-from lwa_middleware.errors import AccessDenied, ConfigurationError, LWAError
-from lwa_middleware.gate import Gate, check_on_error, is_cors_preflight
-from lwa_middleware.integrations.otel import Tracer
-from lwa_middleware.login.asgi import LWALogin
-from lwa_middleware.login.refresh import Refresher, login_core, start_response_with_headers
-from lwa_middleware.metrics import Recorder, outcome_of
-from lwa_middleware.models import Identity
-from lwa_middleware.policy import (
+from lwa_middleware.core.csrf import wsgi_origin_headers
+from lwa_middleware.core.errors import AccessDenied, ConfigurationError, LWAError
+from lwa_middleware.core.gate import Gate, check_on_error, is_cors_preflight
+from lwa_middleware.core.metrics import Recorder, outcome_of
+from lwa_middleware.core.models import Identity
+from lwa_middleware.core.policy import (
     DENIED,
     callable_failed,
     callable_verdict,
     is_async_callable,
 )
-from lwa_middleware.policy_watch import build_policy
-from lwa_middleware.rules import Route
-from lwa_middleware.settings import LWAOptions, LWASettings
-from lwa_middleware.verification import authorize
-from lwa_middleware.verifier import Clock, Verifier
+from lwa_middleware.core.rules import Route
+from lwa_middleware.core.settings import LWAOptions, LWASettings
+from lwa_middleware.core.verification import authorize
+from lwa_middleware.login.asgi import LWALogin
+from lwa_middleware.login.refresh import Refresher, login_core, start_response_with_headers
+from lwa_middleware.upstream.policy_watch import build_policy
+from lwa_middleware.upstream.tracing import Tracer
+from lwa_middleware.upstream.verifier import Clock, Verifier
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
@@ -65,7 +65,7 @@ class LWAWSGIMiddleware:
     (one cache, one pooled ``httpx.Client``); :meth:`close` closes the pool.
 
     On a verified request the app gets ``environ["lwa"]`` (an
-    :class:`~lwa_middleware.models.Identity`) and ``REMOTE_USER`` (its user id); on an
+    :class:`~lwa_middleware.core.models.Identity`) and ``REMOTE_USER`` (its user id); on an
     optional path without a token, ``environ["lwa"]`` is ``None`` and ``REMOTE_USER`` is
     removed. The other arguments are the ASGI middleware's, for WSGI: ``on_error(environ,
     error)`` returns a WSGI app or ``None``; ``transport`` is an ``httpx.BaseTransport``;

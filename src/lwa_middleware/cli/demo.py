@@ -1,6 +1,6 @@
 """The ``demo`` subcommand: the emulator plus the demo app, and the checks of ``--once``.
 
-``lwa-middleware demo`` serves the LWA emulator and ``lwa_middleware.demo``'s app behind
+``lwa-middleware demo`` serves the LWA emulator and ``lwa_middleware.cli.demo_app``'s app behind
 ``LWAMiddleware`` and prints tokens and a curl line for every outcome (each a ``Check``);
 ``--once`` makes those requests itself and exits 0 when every answer is the expected one.
 """
@@ -35,7 +35,7 @@ from lwa_middleware.cli.serving import (
     stop_signals,
     wait,
 )
-from lwa_middleware.settings import is_loopback_host
+from lwa_middleware.core.settings import is_loopback_host
 
 if TYPE_CHECKING:
     from lwa_middleware.emulator import Emulator
@@ -165,7 +165,7 @@ def run_demo(args: argparse.Namespace) -> int:
             "which is allowed on a loopback address only; use --host 127.0.0.1 (or 0.0.0.0 "
             "to listen on every address)"
         )
-    from lwa_middleware.demo import demo_app
+    from lwa_middleware.cli.demo_app import demo_app
     from lwa_middleware.emulator import serve
 
     # The sign-in's redirect_uri names the demo's port: pick a free one now when asked to.

@@ -3,10 +3,10 @@ store the tokens.
 
 ``lwa-middleware login --client-id ID`` asks LWA for a code pair, prints the page to open
 and the code to enter (standard output), polls the token endpoint as
-:class:`~lwa_middleware.device.DevicePoll` decides (the interval, ``slow_down`` and the
+:class:`~lwa_middleware.core.device.DevicePoll` decides (the interval, ``slow_down`` and the
 pair's expiry) with a countdown on standard error (one line rewritten in place on a
 terminal, a plain line now and then otherwise), and stores the tokens
-(:mod:`lwa_middleware.token_store`): in the OS keyring when the ``keyring`` package is
+(:mod:`lwa_middleware.callers.token_store`): in the OS keyring when the ``keyring`` package is
 installed (``--no-keyring``: not), else in a ``0600`` JSON file. No token is printed.
 
 ``clock`` and ``sleep`` are the seams tests move time with (the command runs in-process).
@@ -21,6 +21,8 @@ import time
 from collections.abc import Callable
 from typing import NoReturn, TextIO
 
+from lwa_middleware.callers.device_flow import DeviceFlow
+from lwa_middleware.callers.token_store import STORE_VARIABLE, StoredTokens, TokenStoreError
 from lwa_middleware.cli.console import EXIT_OK, fail, say
 from lwa_middleware.cli.serving import identifier
 from lwa_middleware.cli.stored_tokens import (
@@ -29,10 +31,9 @@ from lwa_middleware.cli.stored_tokens import (
     open_store,
     refused,
 )
-from lwa_middleware.device import CodePair, Wait
-from lwa_middleware.device_flow import DeviceFlow
-from lwa_middleware.errors import ConfigurationError
-from lwa_middleware.grants import (
+from lwa_middleware.core.device import CodePair, Wait
+from lwa_middleware.core.errors import ConfigurationError
+from lwa_middleware.core.grants import (
     GrantError,
     GrantUnavailable,
     InvalidClient,
@@ -41,8 +42,7 @@ from lwa_middleware.grants import (
     InvalidScope,
     UnauthorizedClient,
 )
-from lwa_middleware.settings import DEFAULT_API_BASE_URL, is_insecure_http
-from lwa_middleware.token_store import STORE_VARIABLE, StoredTokens, TokenStoreError
+from lwa_middleware.core.settings import DEFAULT_API_BASE_URL, is_insecure_http
 
 __all__ = ["Countdown", "add_login_command", "run_login"]
 

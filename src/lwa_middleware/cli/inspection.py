@@ -28,19 +28,19 @@ from typing import Any, TextIO, TypeVar
 
 from lwa_middleware.cli.console import EXIT_ERROR, EXIT_OK, EXIT_REFUSED, fail, say
 from lwa_middleware.cli.serving import identifier
-from lwa_middleware.client import LWAClient
-from lwa_middleware.errors import ConfigurationError, LWAError, LWAUnavailable, ServerError
-from lwa_middleware.models import Identity, Profile, TokenInfo
-from lwa_middleware.policy import REFUSALS, AccessPolicy, parse_json_variable
-from lwa_middleware.policy_watch import build_policy
-from lwa_middleware.rules import MAX_JUDGED_PATH, path_forms
-from lwa_middleware.settings import (
+from lwa_middleware.core.errors import ConfigurationError, LWAError, LWAUnavailable, ServerError
+from lwa_middleware.core.models import Identity, Profile, TokenInfo
+from lwa_middleware.core.policy import REFUSALS, AccessPolicy, parse_json_variable
+from lwa_middleware.core.rules import MAX_JUDGED_PATH, path_forms
+from lwa_middleware.core.settings import (
     DEFAULT_API_BASE_URL,
     REGIONS,
     is_insecure_http,
     resolve_api_base_url,
 )
-from lwa_middleware.tokens import normalize_token
+from lwa_middleware.core.tokens import normalize_token
+from lwa_middleware.upstream.client import LWAClient
+from lwa_middleware.upstream.policy_watch import build_policy
 
 __all__ = ["Inspection", "PolicyVerdict", "add_inspect_command", "inspect_token", "run_inspect"]
 
@@ -52,7 +52,7 @@ _METHOD = re.compile(r"[A-Z]{1,20}")
 class PolicyVerdict:
     """The access policy's verdict on the customer at ``method`` ``path``: ``refusal`` is
     the kind of rule that refused them (a key of
-    :data:`~lwa_middleware.policy.REFUSALS`), ``None`` when admitted."""
+    :data:`~lwa_middleware.core.policy.REFUSALS`), ``None`` when admitted."""
 
     method: str
     path: str

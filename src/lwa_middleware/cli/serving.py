@@ -20,8 +20,8 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING, TypeVar
 
 from lwa_middleware.cli.console import EXIT_OK, EXIT_REFUSED, CommandFailed, error, fail, say
+from lwa_middleware.core.settings import is_insecure_http
 from lwa_middleware.emulator.state import DEFAULT_APP_ID, DEFAULT_CLIENT_ID
-from lwa_middleware.settings import is_insecure_http
 
 if TYPE_CHECKING:
     from lwa_middleware.emulator import Emulator, ServerHandle

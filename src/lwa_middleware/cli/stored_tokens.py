@@ -9,7 +9,7 @@
 * ``lwa-middleware logout [--client-id ID] [--api-base-url URL | --region R] [--all]``:
   forget a stored login (the file entry and the keyring's password).
 
-Where the tokens are kept: :mod:`lwa_middleware.token_store`. ``clock`` is the seam tests
+Where the tokens are kept: :mod:`lwa_middleware.callers.token_store`. ``clock`` is the seam tests
 move time with (the command runs in-process there).
 """
 
@@ -20,24 +20,7 @@ import math
 import time
 from collections.abc import Callable
 
-from lwa_middleware.cli.console import EXIT_OK, EXIT_REFUSED, CommandFailed, error, fail, say
-from lwa_middleware.cli.serving import identifier
-from lwa_middleware.errors import ConfigurationError
-from lwa_middleware.grants import (
-    GrantError,
-    GrantUnavailable,
-    InvalidClient,
-    InvalidGrant,
-    UnauthorizedClient,
-)
-from lwa_middleware.settings import (
-    DEFAULT_API_BASE_URL,
-    REGIONS,
-    is_insecure_http,
-    resolve_api_base_url,
-)
-from lwa_middleware.token_client import TokenClient
-from lwa_middleware.token_store import (
+from lwa_middleware.callers.token_store import (
     STORE_VARIABLE,
     AmbiguousLogin,
     NotLoggedIn,
@@ -45,6 +28,23 @@ from lwa_middleware.token_store import (
     TokenStore,
     TokenStoreError,
 )
+from lwa_middleware.cli.console import EXIT_OK, EXIT_REFUSED, CommandFailed, error, fail, say
+from lwa_middleware.cli.serving import identifier
+from lwa_middleware.core.errors import ConfigurationError
+from lwa_middleware.core.grants import (
+    GrantError,
+    GrantUnavailable,
+    InvalidClient,
+    InvalidGrant,
+    UnauthorizedClient,
+)
+from lwa_middleware.core.settings import (
+    DEFAULT_API_BASE_URL,
+    REGIONS,
+    is_insecure_http,
+    resolve_api_base_url,
+)
+from lwa_middleware.upstream.token_client import TokenClient
 
 __all__ = [
     "add_logout_command",

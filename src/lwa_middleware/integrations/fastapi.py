@@ -3,7 +3,7 @@
 The middleware does the verifying; these helpers only read its result (``scope["lwa"]``)
 and tell FastAPI's docs which routes need a token. Nothing here calls LWA or sees a token.
 
-* :func:`lwa_identity` / :data:`LWAIdentity`: the :class:`~lwa_middleware.models.Identity`,
+* :func:`lwa_identity` / :data:`LWAIdentity`: the :class:`~lwa_middleware.core.models.Identity`,
   or a 401 challenge when there is none (a route the middleware does not protect, or an
   ``optional`` route called without a token).
 * :func:`optional_lwa_identity` / :data:`OptionalLWAIdentity`: the identity or ``None``.
@@ -64,7 +64,7 @@ from fastapi.security.base import SecurityBase
 from starlette.requests import HTTPConnection, Request
 from starlette.responses import Response
 
-from lwa_middleware.errors import (
+from lwa_middleware.core.errors import (
     ConfigurationError,
     ErrorStyle,
     InsufficientScope,
@@ -72,10 +72,10 @@ from lwa_middleware.errors import (
     MissingToken,
     render_error,
 )
-from lwa_middleware.gate import request_id
-from lwa_middleware.models import Identity
-from lwa_middleware.settings import ERROR_STYLES, KNOWN_SCOPES
-from lwa_middleware.verification import authorize
+from lwa_middleware.core.gate import request_id
+from lwa_middleware.core.models import Identity
+from lwa_middleware.core.settings import ERROR_STYLES, KNOWN_SCOPES
+from lwa_middleware.core.verification import authorize
 
 __all__ = [
     "LWABearer",
@@ -104,7 +104,7 @@ _DESCRIPTION = (
 class LWAHTTPException(HTTPException):
     """An LWA error as a FastAPI ``HTTPException``: status and headers as the middleware's.
 
-    ``lwa_error`` is the :class:`~lwa_middleware.errors.LWAError`; ``body`` is LWA's JSON
+    ``lwa_error`` is the :class:`~lwa_middleware.core.errors.LWAError`; ``body`` is LWA's JSON
     body (what :func:`lwa_exception_handler` answers); ``detail`` is the same as a dict.
     """
 

@@ -1,7 +1,7 @@
 """Prometheus metrics for lwa-middleware (the ``prometheus`` extra: ``prometheus_client``).
 
-:class:`PrometheusRecorder` is a :class:`~lwa_middleware.metrics.Recorder`; pass it to the
-middlewares (beside or instead of the default :class:`~lwa_middleware.metrics.Stats`).
+:class:`PrometheusRecorder` is a :class:`~lwa_middleware.core.metrics.Recorder`; pass it to the
+middlewares (beside or instead of the default :class:`~lwa_middleware.core.metrics.Stats`).
 Series, with ``namespace="lwa"``::
 
     lwa_verifications_total{outcome}            ok, invalid_token, ..., stale, other
@@ -15,7 +15,7 @@ Series, with ``namespace="lwa"``::
     lwa_redis_errors_total
     lwa_l2_malformed_total
 
-Every label value comes from a fixed set (:mod:`lwa_middleware.metrics`), never a user, a
+Every label value comes from a fixed set (:mod:`lwa_middleware.core.metrics`), never a user, a
 token or a path.
 
 **Several worker processes** (gunicorn, ``uvicorn --workers``): set ``PROMETHEUS_MULTIPROC_DIR``
@@ -48,7 +48,7 @@ from prometheus_client import (
 )
 from prometheus_client.multiprocess import MultiProcessCollector
 
-from lwa_middleware.metrics import (
+from lwa_middleware.core.metrics import (
     CACHE_LEVELS,
     ENDPOINTS,
     ERROR_CODES,
@@ -166,7 +166,7 @@ def _metrics(
 
 
 class PrometheusRecorder:
-    """A :class:`~lwa_middleware.metrics.Recorder` writing prometheus_client metrics.
+    """A :class:`~lwa_middleware.core.metrics.Recorder` writing prometheus_client metrics.
 
     ``registry`` defaults to prometheus_client's global ``REGISTRY``; recorders built for
     one registry and namespace share one set of metrics (the first one's ``buckets`` and

@@ -19,7 +19,7 @@
   bounded as the middleware bounds its own (``max_concurrent_calls`` at once,
   ``max_queued_calls`` waiting, newest first, within ``timeout``): the excess is answered
   ``ServerError`` (500) with ``Retry-After``, LWA not called
-  (:class:`~lwa_middleware.errors.Overloaded`).
+  (:class:`~lwa_middleware.core.errors.Overloaded`).
 
 ::
 
@@ -46,11 +46,11 @@ from fastapi.openapi.docs import get_swagger_ui_html, get_swagger_ui_oauth2_redi
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 
-from lwa_middleware.errors import ConfigurationError, ServerError
-from lwa_middleware.grants import GrantError, code_grant
+from lwa_middleware.core.errors import ConfigurationError, ServerError
+from lwa_middleware.core.grants import GrantError, code_grant
+from lwa_middleware.core.settings import DEFAULT_API_BASE_URL, _base_url, is_insecure_http
 from lwa_middleware.integrations.fastapi import SCHEME_NAME, _check_scopes
-from lwa_middleware.settings import DEFAULT_API_BASE_URL, _base_url, is_insecure_http
-from lwa_middleware.token_client import AsyncTokenClient
+from lwa_middleware.upstream.token_client import AsyncTokenClient
 
 __all__ = ["DEFAULT_AUTHORIZE_URL", "SCOPE_DESCRIPTIONS", "add_swagger_login"]
 

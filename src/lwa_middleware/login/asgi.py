@@ -2,7 +2,7 @@
 
 It adapts a scope to a :class:`~lwa_middleware.login.core.LoginRequest`, writes the core's
 answer back, and runs the one I/O step, the code exchange, on an
-:class:`~lwa_middleware.token_client.AsyncTokenClient`. Give it to
+:class:`~lwa_middleware.upstream.token_client.AsyncTokenClient`. Give it to
 ``LWAMiddleware(..., login=...)`` as well: the middleware then refreshes expired sessions
 through the same client (:attr:`LWALogin.refresher`).
 
@@ -20,13 +20,13 @@ from collections.abc import Iterable
 import httpx
 from starlette.types import Receive, Scope, Send
 
-from lwa_middleware.csrf import asgi_origin_headers
-from lwa_middleware.errors import LWAError, ServerError
-from lwa_middleware.grants import GrantError, TokenGrant
+from lwa_middleware.core.csrf import asgi_origin_headers
+from lwa_middleware.core.errors import LWAError, ServerError
+from lwa_middleware.core.grants import GrantError, TokenGrant
 from lwa_middleware.login.config import DEFAULT_AUTHORIZE_URL, DEFAULT_SESSION_MAX_AGE, LoginConfig
 from lwa_middleware.login.core import Exchange, LoginCore, LoginRequest, policy_path
 from lwa_middleware.login.refresh import AsyncRefresher, Clock
-from lwa_middleware.token_client import AsyncTokenClient
+from lwa_middleware.upstream.token_client import AsyncTokenClient
 
 logger = logging.getLogger("lwa_middleware")
 
@@ -43,7 +43,7 @@ def split_root(scope: Scope) -> tuple[str, str]:
 
 def asgi_request(scope: Scope) -> LoginRequest:
     """The core's view of an HTTP scope (every ``Host``, ``Origin`` and ``Referer`` value
-    read as the middleware reads them: :func:`~lwa_middleware.csrf.asgi_origin_headers`)."""
+    read as the middleware reads them: :func:`~lwa_middleware.core.csrf.asgi_origin_headers`)."""
     root, path = split_root(scope)
     cookies: list[str] = []
     accept: str | None = None

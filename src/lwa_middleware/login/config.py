@@ -2,7 +2,7 @@
 
 Both shells (:class:`~lwa_middleware.login.asgi.LWALogin`,
 :class:`~lwa_middleware.login.wsgi.LWAWSGILogin`) take the same keyword options and build
-one of these; a bad option is a :class:`~lwa_middleware.errors.ConfigurationError` at
+one of these; a bad option is a :class:`~lwa_middleware.core.errors.ConfigurationError` at
 construction. Secrets (``client_secret``, ``secret_key``) never appear in a ``repr`` or
 an error message.
 """
@@ -16,9 +16,9 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
-from lwa_middleware.errors import ConfigurationError
-from lwa_middleware.keys import SecretKey, secret_keys
-from lwa_middleware.settings import is_insecure_http, resolve_api_base_url
+from lwa_middleware.core.errors import ConfigurationError
+from lwa_middleware.core.keys import SecretKey, secret_keys
+from lwa_middleware.core.settings import is_insecure_http, resolve_api_base_url
 
 #: Where Amazon asks the customer for consent (NA; EU and FE use the same host).
 DEFAULT_AUTHORIZE_URL = "https://www.amazon.com/ap/oa"

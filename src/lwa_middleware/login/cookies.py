@@ -1,7 +1,7 @@
 """The sign-in cookies: names, attributes, and how each value is protected (no I/O).
 
 * ``cookie_name``, the session: the access token signed by
-  :func:`~lwa_middleware.tokens.cookie_signer` (what the middlewares read); ``Path=/``,
+  :func:`~lwa_middleware.core.tokens.cookie_signer` (what the middlewares read); ``Path=/``,
   ``Max-Age=expires_in``.
 * ``cookie_name + "_refresh"``: the session (refresh token, sign-in time, session id),
   Fernet-sealed; ``Path=/`` (every path the middleware protects may need to refresh),
@@ -28,8 +28,8 @@ from __future__ import annotations
 import base64
 from collections.abc import Iterable, Sequence
 
-from lwa_middleware.errors import ConfigurationError
-from lwa_middleware.keys import LOGIN_SALT, hkdf
+from lwa_middleware.core.errors import ConfigurationError
+from lwa_middleware.core.keys import LOGIN_SALT, hkdf
 
 #: A Fernet token longer than this is not opened (a cookie holds at most 4096 bytes).
 MAX_SEALED_CHARS = 4096

@@ -37,9 +37,9 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from urllib.parse import parse_qs, quote, unquote, urlencode, urlsplit
 
-from lwa_middleware.csrf import CSRFPolicy, OriginHeaders
-from lwa_middleware.errors import AccessDenied, CrossSiteRequest, LWAError, ServerError
-from lwa_middleware.grants import GrantError, GrantUnavailable, TokenGrant
+from lwa_middleware.core.csrf import CSRFPolicy, OriginHeaders
+from lwa_middleware.core.errors import AccessDenied, CrossSiteRequest, LWAError, ServerError
+from lwa_middleware.core.grants import GrantError, GrantUnavailable, TokenGrant
 from lwa_middleware.login.config import LoginConfig
 from lwa_middleware.login.cookies import Sealer, clear_cookie, read_cookie, set_cookie
 from lwa_middleware.login.pages import (
@@ -105,7 +105,7 @@ class LoginRequest:
     cookies: tuple[str, ...] = field(default=(), repr=False)
     accept: str | None = None
     #: Every ``Host``, ``Origin`` and ``Referer`` value, as the middlewares read them
-    #: (:func:`~lwa_middleware.csrf.origin_headers`); none by default.
+    #: (:func:`~lwa_middleware.core.csrf.origin_headers`); none by default.
     origins: OriginHeaders = field(default=OriginHeaders(None), repr=False)
 
     @property
@@ -278,7 +278,7 @@ class LoginCore:
         """The callback's answer once LWA answered the code exchange (and, for a grant,
         once :attr:`access_checks` answered: ``refusal`` is the first error one gave), or
         once the token client refused to ask it (a
-        :class:`~lwa_middleware.errors.ServerError`: too many sign-ins at once,
+        :class:`~lwa_middleware.core.errors.ServerError`: too many sign-ins at once,
         ``Overloaded``, or the circuit breaker open: 503 with ``Retry-After``)."""
         clear = [self._clear_login()]
 
@@ -350,7 +350,7 @@ class LoginCore:
 
     def same_origin(self, request: LoginRequest) -> bool:
         """Whether an unsafe request comes from this site, by the middlewares' forgery rule
-        (:mod:`lwa_middleware.csrf`): its one ``Origin`` (else its one ``Referer``'s origin)
+        (:mod:`lwa_middleware.core.csrf`): its one ``Origin`` (else its one ``Referer``'s origin)
         is the request's own (``scheme://Host``) or ``redirect_uri``'s. Neither header,
         ``Origin: null``, or a repeated one (every value is read), is refused."""
         try:

@@ -14,7 +14,7 @@ import html
 import json
 from collections.abc import Iterable, Mapping
 
-from lwa_middleware.errors import JSON_CONTENT_TYPE
+from lwa_middleware.core.errors import JSON_CONTENT_TYPE
 from lwa_middleware.login.cookies import CACHE_CONTROL
 
 Header = tuple[str, str]

@@ -26,16 +26,16 @@ from collections.abc import Awaitable, Callable, Sequence
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
-from lwa_middleware.errors import ConfigurationError, LWAError, LWAUnavailable
-from lwa_middleware.grants import GrantError, InvalidGrant, TokenGrant
+from lwa_middleware.core.errors import ConfigurationError, LWAError, LWAUnavailable
+from lwa_middleware.core.grants import GrantError, InvalidGrant, TokenGrant
+from lwa_middleware.core.metrics import Recorder
+from lwa_middleware.core.models import Identity
+from lwa_middleware.core.settings import LWASettings
+from lwa_middleware.core.tokens import query_tokens
 from lwa_middleware.login.cookies import Header, with_session_cookies
 from lwa_middleware.login.core import LoginCore
 from lwa_middleware.login.session import Outcome, RefreshPlan, SessionRules, SignedOut
-from lwa_middleware.metrics import Recorder
-from lwa_middleware.models import Identity
-from lwa_middleware.settings import LWASettings
-from lwa_middleware.token_client import AsyncTokenClient, TokenClient
-from lwa_middleware.tokens import query_tokens
+from lwa_middleware.upstream.token_client import AsyncTokenClient, TokenClient
 
 if TYPE_CHECKING:
     from _typeshed import OptExcInfo

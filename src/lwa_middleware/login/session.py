@@ -13,7 +13,7 @@ A request's cookie session is refreshed when all of these hold (:meth:`SessionRu
 * the refresh cookie opens (sealed by us);
 * the session has not ended: less than ``session_max_age`` since sign-in (else both cookies
   are cleared and the answer is ``invalid_token``), and not signed out (:mod:`sign-out's
-  revocations <lwa_middleware.revocation>`, checked by the refresher: the same answer).
+  revocations <lwa_middleware.core.revocation>`, checked by the refresher: the same answer).
 
 The refresh cookie seals a :class:`Session`: the refresh token, the time of sign-in and a
 random session id, both carried unchanged across refreshes; its ``Max-Age`` (and the access
@@ -30,7 +30,7 @@ each outcome a minute, so requests that still carry the old cookies (sent before
 ones arrived) reuse it instead of refreshing again (once the session is not revoked).
 
 Sign-out (:meth:`SessionRules.revoke`) revokes the session's access token and the session
-itself (by its id: every refresh token it had) in :class:`~lwa_middleware.revocation.
+itself (by its id: every refresh token it had) in :class:`~lwa_middleware.core.revocation.
 Revocations`, shared with the middlewares given ``login=``.
 """
 
@@ -47,7 +47,7 @@ from dataclasses import dataclass, field
 
 from itsdangerous import BadSignature
 
-from lwa_middleware.errors import (
+from lwa_middleware.core.errors import (
     ConfigurationError,
     InvalidRequest,
     InvalidToken,
@@ -56,7 +56,11 @@ from lwa_middleware.errors import (
     MissingToken,
     ServerError,
 )
-from lwa_middleware.grants import GrantError, GrantUnavailable, TokenGrant
+from lwa_middleware.core.grants import GrantError, GrantUnavailable, TokenGrant
+from lwa_middleware.core.models import Identity
+from lwa_middleware.core.revocation import Revocations, session_key
+from lwa_middleware.core.settings import LWASettings
+from lwa_middleware.core.tokens import cookie_signer, normalize_token, validate_token
 from lwa_middleware.login.config import MAX_SESSION_MAX_AGE, LoginConfig
 from lwa_middleware.login.cookies import (
     Header,
@@ -67,10 +71,6 @@ from lwa_middleware.login.cookies import (
     refresh_cookie_name,
     set_cookie,
 )
-from lwa_middleware.models import Identity
-from lwa_middleware.revocation import Revocations, session_key
-from lwa_middleware.settings import LWASettings
-from lwa_middleware.tokens import cookie_signer, normalize_token, validate_token
 
 #: How long a refresh's outcome is reused for requests still carrying the old cookies.
 RECENT_REFRESH_TTL = 60.0
@@ -97,7 +97,7 @@ class Session:
 
     @property
     def key(self) -> bytes:
-        """Its revocation key (:func:`~lwa_middleware.revocation.session_key`)."""
+        """Its revocation key (:func:`~lwa_middleware.core.revocation.session_key`)."""
         return session_key(self.session_id)
 
     def seal_data(self) -> bytes:

@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 
 from itsdangerous import BadData, URLSafeSerializer
 
-from lwa_middleware.grants import code_challenge_s256, new_code_verifier
+from lwa_middleware.core.grants import code_challenge_s256, new_code_verifier
 from lwa_middleware.login.cookies import Sealer
 
 #: How long a sign-in may take from ``/login`` to ``/callback`` (the issue's 10 minutes).

@@ -1,7 +1,7 @@
 """``LWAWSGILogin``: the website sign-in as a WSGI app (Flask, Django, any WSGI server).
 
 The same core and options as :class:`~lwa_middleware.login.asgi.LWALogin`, on the
-blocking :class:`~lwa_middleware.token_client.TokenClient`. Mount it with Werkzeug's
+blocking :class:`~lwa_middleware.upstream.token_client.TokenClient`. Mount it with Werkzeug's
 ``DispatcherMiddleware`` (``{"/auth": login}``): ``/login`` and ``/logout`` are matched
 against ``PATH_INFO``, the callback against ``SCRIPT_NAME + PATH_INFO`` (``redirect_uri``'s
 path). Give it to ``LWAWSGIMiddleware(..., login=...)`` as well, for the refresh.
@@ -18,13 +18,13 @@ from typing import TYPE_CHECKING
 
 import httpx
 
-from lwa_middleware.csrf import wsgi_origin_headers
-from lwa_middleware.errors import LWAError, ServerError
-from lwa_middleware.grants import GrantError, TokenGrant
+from lwa_middleware.core.csrf import wsgi_origin_headers
+from lwa_middleware.core.errors import LWAError, ServerError
+from lwa_middleware.core.grants import GrantError, TokenGrant
 from lwa_middleware.login.config import DEFAULT_AUTHORIZE_URL, DEFAULT_SESSION_MAX_AGE, LoginConfig
 from lwa_middleware.login.core import Exchange, LoginCore, LoginRequest, policy_path
 from lwa_middleware.login.refresh import Clock, Refresher
-from lwa_middleware.token_client import TokenClient
+from lwa_middleware.upstream.token_client import TokenClient
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIEnvironment
@@ -34,7 +34,7 @@ logger = logging.getLogger("lwa_middleware")
 
 def wsgi_request(environ: WSGIEnvironment) -> LoginRequest:
     """The core's view of a WSGI environ (``Host``, ``Origin`` and ``Referer`` read as the
-    middleware reads them: :func:`~lwa_middleware.csrf.wsgi_origin_headers`)."""
+    middleware reads them: :func:`~lwa_middleware.core.csrf.wsgi_origin_headers`)."""
     get = environ.get
     cookie = get("HTTP_COOKIE")
     return LoginRequest(
