@@ -40,6 +40,7 @@ from lwa_middleware.core.policy import (
 )
 from lwa_middleware.core.rules import PathRules, path_forms
 from lwa_middleware.upstream.policy_watch import PolicyFile, PolicyWatch, build_policy
+from lwa_middleware.upstream.steps import arun
 
 CLIENT = "amzn1.application-oa2-client.policy"
 
@@ -529,7 +530,7 @@ def test_async_callable_through_asyncio() -> None:
         return path != "/no"
 
     middleware = LWAMiddleware(asgi_app, client_ids=[CLIENT], authorize=judge)
-    asyncio.run(middleware._authorized(ADA, "GET", "/yes"))
+    asyncio.run(arun(middleware._authorized(ADA, "GET", "/yes")))
     with pytest.raises(AccessDenied):
-        asyncio.run(middleware._authorized(ADA, "GET", "/no"))
+        asyncio.run(arun(middleware._authorized(ADA, "GET", "/no")))
     assert seen == [("GET", "/yes"), ("GET", "/no")]

@@ -16,40 +16,27 @@ through ``login=``.
 from __future__ import annotations
 
 import inspect
-import time
 from collections.abc import Awaitable, Callable, Sequence
 from functools import partial
 from hashlib import sha256
-from typing import TYPE_CHECKING, Any
 
 import httpx
 from starlette.requests import HTTPConnection
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from lwa_middleware._shell import Shell
 from lwa_middleware.core.credentials import CredentialsMemo
-from lwa_middleware.core.csrf import (
-    SAFE_METHODS,
-    WEBSOCKET,
-    asgi_origin_headers,
-)
-from lwa_middleware.core.errors import AccessDenied, ConfigurationError, LWAError
-from lwa_middleware.core.gate import Gate, check_on_error, is_cors_preflight
-from lwa_middleware.core.metrics import Recorder, outcome_of
+from lwa_middleware.core.csrf import SAFE_METHODS, WEBSOCKET, asgi_origin_headers
+from lwa_middleware.core.errors import LWAError
+from lwa_middleware.core.gate import is_cors_preflight
+from lwa_middleware.core.metrics import outcome_of
 from lwa_middleware.core.models import Identity
-from lwa_middleware.core.policy import DENIED, callable_failed, callable_verdict
 from lwa_middleware.core.rules import Route
-from lwa_middleware.core.settings import LWAOptions, LWASettings
-from lwa_middleware.core.verification import authorize
-from lwa_middleware.login.refresh import AsyncRefresher, login_core, send_with_headers
+from lwa_middleware.login.asgi import LWALogin
+from lwa_middleware.login.refresh import AsyncRefresher, send_with_headers
 from lwa_middleware.login.wsgi import LWAWSGILogin
-from lwa_middleware.upstream.policy_watch import build_policy
-from lwa_middleware.upstream.tracing import Tracer
-from lwa_middleware.upstream.verifier import AsyncVerifier, Clock
-
-if TYPE_CHECKING:
-    from typing_extensions import Unpack
-
-    from lwa_middleware.login import LoginCore, LWALogin
+from lwa_middleware.upstream.steps import arun
+from lwa_middleware.upstream.verifier import AsyncVerifier
 
 #: ``on_error(conn, error)`` returns an ASGI app (e.g. a Starlette ``Response``) to answer
 #: with, or ``None`` for the documented JSON error; it may be async.
@@ -75,7 +62,7 @@ def _route_path(scope: Scope) -> str:
     return path
 
 
-class LWAMiddleware:
+class LWAMiddleware(Shell[ASGIApp, ErrorHandler, httpx.AsyncBaseTransport, LWALogin]):
     """Verify LWA access tokens in front of any ASGI app.
 
     ``LWAMiddleware(app, client_ids=[...], ...)`` or ``LWAMiddleware(app, settings=...)``;
@@ -101,83 +88,25 @@ class LWAMiddleware:
     refreshed, and which refuses a sign-in the access policy would refuse.
     """
 
-    def __init__(
-        self,
-        app: ASGIApp,
-        settings: LWASettings | None = None,
-        *,
-        on_error: ErrorHandler | None = None,
-        clock: Clock = time.time,
-        transport: httpx.AsyncBaseTransport | None = None,
-        redis: Any = None,
-        recorder: Recorder | None = None,
-        tracer: Tracer | None = None,
-        login: LWALogin | LoginCore | None = None,
-        **options: Unpack[LWAOptions],
-    ) -> None:
-        check_on_error(on_error)
-        self.app = app
-        self.settings = LWASettings.build(settings, dict(options))
-        #: ``login=``: expired cookie sessions are refreshed through the sign-in's refresh
-        #: cookie (its ``secret_key`` is taken when none is given).
-        self._refresh = None if login is None else AsyncRefresher.of(login, clock)
-        if self._refresh is not None:
-            self.settings = self._refresh.join(self.settings)
-        #: The access policy's sources (options, policy_file, environment), read now: a
-        #: file missing or broken is a ConfigurationError.
-        self.policy = build_policy(self.settings)
-        self.gate = Gate(self.settings, self.policy.policy)
-        self.policy.on_change = self.gate.rules.set_policy
-        #: Looks at the policy files at most once a second (None: no file to watch).
-        self._tick = self.policy.tick if self.policy.watching else None
-        #: ``authorize``: called when the rules admit, on every request with an identity.
-        self._judge = self.settings.authorize
-        #: Whether the warm path has more to do than a route's rules (a file, a callable).
-        self._policed = self._tick is not None or self._judge is not None
-        self.verifier = AsyncVerifier(
-            self.settings,
-            clock=clock,
-            transport=transport,
-            redis=redis,
-            recorder=recorder,
-            tracer=tracer,
-            # Sign-out's revocations: the sign-in's (it revokes, this refuses).
-            revocations=None if self._refresh is None else self._refresh.session.revocations,
-        )
-        #: Every event counted: the verifier's ``Stats`` and the ``recorder`` given, if any.
-        self.recorder = self.verifier.recorder
-        self._l1_hit = self.verifier.count_l1_hit  # bound once: the warm path counts hits
-        if self._refresh is not None:
-            self._refresh.count_with(self.recorder)
-            # The sign-in's token calls share the verifier's breaker (one per LWA host).
-            self._refresh.client.guard_with(self.verifier.breaker, self.verifier.clock)
-        self.on_error = on_error
-        self._query = self.gate.finder.reads_query
-        self._preflights = self.gate.passes_preflights
+    _verifier_type = AsyncVerifier
+    _refresher_type = AsyncRefresher
+    _other_login = LWAWSGILogin
+    _login_name = "LWALogin"
+    verifier: AsyncVerifier
+    _refresh: AsyncRefresher | None
+
+    def _bind(self) -> None:
         # Bound once: the warm path runs these on every request.
-        self._route = self.gate.rules.route
         self._resolve = self.gate.resolve
         self._cached_raw = self.verifier.cached_raw
         self._credentials = CredentialsMemo()
         self._warm = self.gate.finder.warm
-        self._memo = self.gate.rules.memo.get
-        #: A lone ``Authorization`` header, or a lone session cookie, is looked at here first.
-        self._bearer_first = self.gate.finder.reads_headers and not self._query
+        #: A lone session cookie is looked at first too (the warm path).
         self._plain_cookie = None if self._query else self.gate.finder.plain_cookie
         #: A cookie token on a method that can change state skips the warm path: the
         #: forgery check (Gate.resolve) runs first.
         self._csrf = self.gate.csrf.enabled
         self._guards = self.gate.csrf.guards
-        self._key_prefix = self.verifier.authority.key.prefix
-        self._peek = self.verifier.authority.cache.peek
-        self._clock = self.verifier.clock
-        if login is not None and (self.policy.configured or self._judge is not None):
-            if isinstance(login, LWAWSGILogin):
-                raise ConfigurationError(
-                    "login= must be an LWALogin (or its LoginCore) for LWAMiddleware when an "
-                    "access policy is set: the sign-in checks the policy with this middleware"
-                )
-            login_core(login).access_checks.append(self.sign_in_check)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
@@ -247,35 +176,25 @@ class LWAMiddleware:
             ):  # the cookie's token, on a method the forgery check guards: the full path
                 plain = None
         if plain is not None:
-            item = self._peek(sha256(self._key_prefix + plain).digest())
-            if item is not None:
-                now = self._clock()
-                hit = item[1]
-                required = route.required_scopes
-                if (
-                    now < item[0]
-                    and now < hit.token_info.expires_at
-                    and (not required or required <= hit.scopes)
-                ):
-                    access = route.access
-                    if access is not None or self._policed:  # the access policy
-                        if self._tick is not None:
-                            self._tick(now)
-                        if access is not None and not access.admits(hit):
-                            await self._deny(scope, receive, send, AccessDenied(DENIED))
-                            return
-                        if self._judge is not None:
-                            try:
-                                await self._authorized(hit, scope.get("method", WEBSOCKET), path)
-                            except LWAError as error:
-                                await self._deny(scope, receive, send, error)
-                                return
-                    scope["lwa"] = hit
-                    self._l1_hit()
-                    # The (user, auth) pair kept on the identity (CredentialsMemo's slot).
-                    scope["user"], scope["auth"] = hit._derived or self._credentials(hit)
-                    await self.app(scope, receive, send)
-                    return
+            now = self._clock()
+            hit = self._fresh(sha256(self._key_prefix + plain).digest(), now)
+            if hit is not None and (
+                not (required := route.required_scopes) or required <= hit.scopes
+            ):
+                if route.access is not None or self._policed:  # the access policy
+                    method = scope.get("method", WEBSOCKET)
+                    refusal: LWAError | None = self._refusal(route, hit, now)
+                    if refusal is None and self._judge is not None:
+                        refusal = await arun(self._judged(hit, method, path))
+                    if refusal is not None:
+                        await self._deny(scope, receive, send, refusal)
+                        return
+                scope["lwa"] = hit
+                self._l1_hit()
+                # The (user, auth) pair kept on the identity (CredentialsMemo's slot).
+                scope["user"], scope["auth"] = hit._derived or self._credentials(hit)
+                await self.app(scope, receive, send)
+                return
         if self._tick is not None:
             self._tick(self._clock())
         try:
@@ -291,12 +210,13 @@ class LWAMiddleware:
             )
             identity = await self.verifier.verify(found) if isinstance(found, str) else found
             if identity is not None:
-                await self._admit(identity, route, scope, path)
+                self._rules(identity, route)
+                if self._judge is not None:
+                    await arun(self._authorized(identity, scope.get("method", WEBSOCKET), path))
         except LWAError as error:
             if self._refresh is not None and cookies is not None and kind == "http":
-                await self._refreshed(
-                    scope, receive, send, route, error, authorization, amz, cookies, query
-                )
+                tokens = (authorization or (), amz or (), cookies, query)
+                await self._refreshed(scope, receive, send, route, error, tokens)
                 return
             await self._deny(scope, receive, send, error)
             return
@@ -306,53 +226,18 @@ class LWAMiddleware:
             and cookies is not None
             and kind == "http"
         ):
-            await self._refreshed(  # anonymous on an optional route: a session to refresh?
-                scope, receive, send, route, None, authorization, amz, cookies, query
-            )
+            tokens = (authorization or (), amz or (), cookies, query)
+            # Anonymous on an optional route: a session to refresh?
+            await self._refreshed(scope, receive, send, route, None, tokens)
             return
-        if identity is not None:
-            self.recorder.verification("stale" if identity.stale else "ok")
-        scope["lwa"] = identity
-        scope["user"], scope["auth"] = self._credentials(identity)
-        await self.app(scope, receive, send)
-
-    async def _admit(self, identity: Identity, route: Route, scope: Scope, path: str) -> None:
-        """Whether a verified identity may enter: the route's scopes, then the access
-        policy's rules, then ``authorize``; raises the ``LWAError`` to answer."""
-        authorize(identity, route.required_scopes)
-        self.gate.admit(route, identity)
-        if self._judge is not None:
-            await self._authorized(identity, scope.get("method", WEBSOCKET), path)
-
-    async def _authorized(self, identity: Identity, method: str, path: str) -> None:
-        """Ask ``authorize`` (sync or async): ``AccessDenied`` on ``False``; a
-        ``ServerError`` when it raises or answers something else (logged)."""
-        assert self._judge is not None
-        try:
-            result = self._judge(identity, method, path)
-            if inspect.isawaitable(result):
-                result = await result
-        except Exception as error:
-            raise callable_failed(error) from None
-        callable_verdict(result)
+        await self._pass(scope, receive, send, identity)
 
     async def sign_in_check(self, access_token: str, path: str) -> LWAError | None:
         """The sign-in's question (``login=``): may the customer of a new access token enter
         ``path`` with a ``GET``? ``None`` when yes (or when no policy is set), else the
         error: ``AccessDenied``, or the verification's own. The token is verified (and so
         cached) by this middleware's verifier."""
-        if self._tick is not None:
-            self._tick(self._clock())
-        if self.gate.judges_nothing:
-            return None
-        try:
-            identity = await self.verifier.verify(access_token)
-            self.gate.admit_path(path, identity)
-            if self._judge is not None:
-                await self._authorized(identity, "GET", path)
-        except LWAError as error:
-            return error
-        return None
+        return await arun(self._sign_in_check(access_token, path))
 
     async def _refreshed(
         self,
@@ -361,45 +246,33 @@ class LWAMiddleware:
         send: Send,
         route: Route,
         error: LWAError | None,
-        authorization: Sequence[bytes] | None,
-        amz: Sequence[bytes] | None,
-        cookies: Sequence[bytes],
-        query: str,
+        tokens: tuple[Sequence[bytes], Sequence[bytes], Sequence[bytes], str],
     ) -> None:
         """A cookie session that failed with ``error`` (``None``: none on an optional route),
-        refreshed through ``login=`` when :mod:`lwa_middleware.login.session` says so: the
-        new identity, or the sign-out (``error``, cookies cleared), with the cookies added
-        to whatever is answered; else the request as it was."""
-        assert self._refresh is not None
-        headers: Sequence[tuple[str, str]] = ()
-        method = scope["method"]
+        refreshed through ``login=`` (``Shell._recovered``), the cookies added to whatever
+        is answered."""
         csrf = self.gate.csrf
+        method = scope["method"]
 
         def guard() -> None:
             if csrf.guards(method):
                 csrf.check(asgi_origin_headers(scope))
 
-        try:
-            identity, error, headers = await self._refresh.recover(
-                error,
-                authorization or (),
-                amz or (),
-                cookies,
-                query,
-                self.verifier.verify,
-                guard,
-                self.verifier.revocations_ready,
-            )
-            if identity is not None:
-                path = _route_path(scope) if scope.get("root_path") else scope["path"]
-                await self._admit(identity, route, scope, path)
-        except LWAError as failure:
-            error = failure
+        path = _route_path(scope) if scope.get("root_path") else scope["path"]
+        identity, error, headers = await arun(
+            self._recovered(route, error, tokens, method, path, guard)
+        )
         if headers:
             send = send_with_headers(send, headers)
         if error is not None:
             await self._deny(scope, receive, send, error)
             return
+        await self._pass(scope, receive, send, identity)
+
+    async def _pass(
+        self, scope: Scope, receive: Receive, send: Send, identity: Identity | None
+    ) -> None:
+        """Hand the request to the app with ``identity`` (``None``: anonymous)."""
         if identity is not None:
             self.recorder.verification("stale" if identity.stale else "ok")
         scope["lwa"] = identity
@@ -428,12 +301,6 @@ class LWAMiddleware:
             elif name == _REQUEST_METHOD:
                 method = value
         return is_cors_preflight("OPTIONS", origin, method)
-
-    def stats(self) -> dict[str, Any]:
-        """What the middleware counted, as a JSON-safe ``dict``: verifications by outcome,
-        L1/L2 hits and misses, LWA calls by endpoint and status with their latency, errors
-        answered, the circuit breaker, stale answers, ... (``AsyncVerifier.stats``)."""
-        return self.verifier.stats()
 
     async def _deny(self, scope: Scope, receive: Receive, send: Send, error: LWAError) -> None:
         """Answer ``error``: the app's ``on_error`` response, else the documented one."""

@@ -10,41 +10,31 @@ plain (sync) callable here, refused at construction otherwise.
 
 from __future__ import annotations
 
-import inspect
-import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable
 from functools import partial
 from hashlib import sha256
 from http import HTTPStatus
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import httpx
 
+from lwa_middleware._shell import Shell
 from lwa_middleware.core.csrf import wsgi_origin_headers
-from lwa_middleware.core.errors import AccessDenied, ConfigurationError, LWAError
-from lwa_middleware.core.gate import Gate, check_on_error, is_cors_preflight
-from lwa_middleware.core.metrics import Recorder, outcome_of
+from lwa_middleware.core.errors import ConfigurationError, LWAError
+from lwa_middleware.core.gate import is_cors_preflight
+from lwa_middleware.core.metrics import outcome_of
 from lwa_middleware.core.models import Identity
-from lwa_middleware.core.policy import (
-    DENIED,
-    callable_failed,
-    callable_verdict,
-    is_async_callable,
-)
+from lwa_middleware.core.policy import is_async_callable
 from lwa_middleware.core.rules import Route
-from lwa_middleware.core.settings import LWAOptions, LWASettings
-from lwa_middleware.core.verification import authorize
+from lwa_middleware.core.settings import LWASettings
 from lwa_middleware.login.asgi import LWALogin
-from lwa_middleware.login.refresh import Refresher, login_core, start_response_with_headers
-from lwa_middleware.upstream.policy_watch import build_policy
-from lwa_middleware.upstream.tracing import Tracer
-from lwa_middleware.upstream.verifier import Clock, Verifier
+from lwa_middleware.login.refresh import Refresher, start_response_with_headers
+from lwa_middleware.login.wsgi import LWAWSGILogin
+from lwa_middleware.upstream.steps import run
+from lwa_middleware.upstream.verifier import Verifier
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
-    from typing_extensions import Unpack
-
-    from lwa_middleware.login import LoginCore, LWAWSGILogin
 
 #: ``on_error(environ, error)`` returns a WSGI app to answer with (e.g. a Werkzeug
 #: ``Response``), or ``None`` for the documented JSON error.
@@ -56,7 +46,9 @@ def _raw(value: str | None) -> tuple[bytes, ...]:
     return () if value is None else (value.encode("latin-1"),)
 
 
-class LWAWSGIMiddleware:
+class LWAWSGIMiddleware(
+    Shell["WSGIApplication", WSGIErrorHandler, httpx.BaseTransport, LWAWSGILogin]
+):
     """Verify LWA access tokens in front of any WSGI app.
 
     ``LWAWSGIMiddleware(flask_app.wsgi_app, client_ids=[...])`` or ``settings=...``: the
@@ -73,75 +65,19 @@ class LWAWSGIMiddleware:
     :class:`~lwa_middleware.login.LWAWSGILogin`.
     """
 
-    def __init__(
-        self,
-        app: WSGIApplication,
-        settings: LWASettings | None = None,
-        *,
-        on_error: WSGIErrorHandler | None = None,
-        clock: Clock = time.time,
-        transport: httpx.BaseTransport | None = None,
-        redis: Any = None,
-        recorder: Recorder | None = None,
-        tracer: Tracer | None = None,
-        login: LWAWSGILogin | LoginCore | None = None,
-        **options: Unpack[LWAOptions],
-    ) -> None:
-        check_on_error(on_error)
-        self.app = app
-        self.settings = LWASettings.build(settings, dict(options))
-        #: ``login=``: expired cookie sessions are refreshed (see LWAMiddleware).
-        self._refresh = None if login is None else Refresher.of(login, clock)
-        if self._refresh is not None:
-            self.settings = self._refresh.join(self.settings)
-        if is_async_callable(self.settings.authorize):
+    _verifier_type = Verifier
+    _refresher_type = Refresher
+    _other_login = LWALogin
+    _login_name = "LWAWSGILogin"
+    verifier: Verifier
+    _refresh: Refresher | None
+
+    def _check(self, settings: LWASettings) -> None:
+        if is_async_callable(settings.authorize):
             raise ConfigurationError(
                 "authorize is async: LWAWSGIMiddleware has no event loop to await it; give "
                 "it a plain function (identity, method, path) -> bool"
             )
-        #: The access policy's sources, read now (see LWAMiddleware).
-        self.policy = build_policy(self.settings)
-        self.gate = Gate(self.settings, self.policy.policy)
-        self.policy.on_change = self.gate.rules.set_policy
-        self._tick = self.policy.tick if self.policy.watching else None
-        self._judge = self.settings.authorize
-        #: Whether the warm path has more to do than a route's rules (a file, a callable).
-        self._policed = self._tick is not None or self._judge is not None
-        self.verifier = Verifier(
-            self.settings,
-            clock=clock,
-            transport=transport,
-            redis=redis,
-            recorder=recorder,
-            tracer=tracer,
-            # Sign-out's revocations: the sign-in's (it revokes, this refuses).
-            revocations=None if self._refresh is None else self._refresh.session.revocations,
-        )
-        #: Every event counted: the verifier's ``Stats`` and the ``recorder`` given, if any.
-        self.recorder = self.verifier.recorder
-        self._l1_hit = self.verifier.count_l1_hit  # bound once: the warm path counts hits
-        if self._refresh is not None:
-            self._refresh.count_with(self.recorder)
-            # The sign-in's token calls share the verifier's breaker (one per LWA host).
-            self._refresh.client.guard_with(self.verifier.breaker, self.verifier.clock)
-        self.on_error = on_error
-        self._query = self.gate.finder.reads_query
-        self._preflights = self.gate.passes_preflights
-        # Bound once: the warm path runs these on every request (see LWAMiddleware).
-        self._memo = self.gate.rules.memo.get
-        self._route = self.gate.rules.route
-        self._bearer_first = self.gate.finder.reads_headers and not self._query
-        self._key_prefix = self.verifier.authority.key.prefix
-        self._peek = self.verifier.authority.cache.peek
-        self._clock = self.verifier.clock
-        if login is not None and (self.policy.configured or self._judge is not None):
-            if isinstance(login, LWALogin):
-                raise ConfigurationError(
-                    "login= must be an LWAWSGILogin (or its LoginCore) for LWAWSGIMiddleware "
-                    "when an access policy is set: the sign-in checks the policy with this "
-                    "middleware"
-                )
-            login_core(login).access_checks.append(self.sign_in_check)
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         get = environ.get
@@ -162,33 +98,23 @@ class LWAWSGIMiddleware:
             and authorization[:7] == "Bearer "
             and "HTTP_X_AMZ_ACCESS_TOKEN" not in environ
         ):  # the warm path, as in LWAMiddleware.__call__ (TokenFinder.warm says why no checks)
-            item = self._peek(
-                sha256(self._key_prefix + authorization[7:].encode("latin-1")).digest()
+            now = self._clock()
+            hit = self._fresh(
+                sha256(self._key_prefix + authorization[7:].encode("latin-1")).digest(), now
             )
-            if item is not None:
-                now = self._clock()
-                hit = item[1]
-                required = route.required_scopes
-                if (
-                    now < item[0]
-                    and now < hit.token_info.expires_at
-                    and (not required or required <= hit.scopes)
-                ):
-                    access = route.access
-                    if access is not None or self._policed:  # the access policy
-                        if self._tick is not None:
-                            self._tick(now)
-                        if access is not None and not access.admits(hit):
-                            return self._deny(environ, start_response, AccessDenied(DENIED))
-                        if self._judge is not None:
-                            try:
-                                self._authorized(hit, get("REQUEST_METHOD", ""), path)
-                            except LWAError as error:
-                                return self._deny(environ, start_response, error)
-                    environ["lwa"] = hit
-                    environ["REMOTE_USER"] = hit.user_id
-                    self._l1_hit()
-                    return self.app(environ, start_response)
+            if hit is not None and (
+                not (required := route.required_scopes) or required <= hit.scopes
+            ):
+                if route.access is not None or self._policed:  # the access policy
+                    refusal: LWAError | None = self._refusal(route, hit, now)
+                    if refusal is None and self._judge is not None:
+                        refusal = run(self._judged(hit, get("REQUEST_METHOD", ""), path))
+                    if refusal is not None:
+                        return self._deny(environ, start_response, refusal)
+                environ["lwa"] = hit
+                environ["REMOTE_USER"] = hit.user_id
+                self._l1_hit()
+                return self.app(environ, start_response)
         if self._tick is not None:
             self._tick(self._clock())
         try:
@@ -204,7 +130,9 @@ class LWAWSGIMiddleware:
             )
             identity = self.verifier.verify(found) if isinstance(found, str) else found
             if identity is not None:
-                self._admit(identity, route, get("REQUEST_METHOD", ""), path)
+                self._rules(identity, route)
+                if self._judge is not None:
+                    run(self._authorized(identity, get("REQUEST_METHOD", ""), path))
         except LWAError as error:
             if self._refresh is not None and "HTTP_COOKIE" in environ:
                 return self._refreshed(environ, start_response, route, error)
@@ -213,43 +141,9 @@ class LWAWSGIMiddleware:
             return self._refreshed(environ, start_response, route, None)
         return self._pass(environ, start_response, identity)
 
-    def _admit(self, identity: Identity, route: Route, method: str, path: str) -> None:
-        """The route's scopes, the access policy's rules, then ``authorize`` (see
-        ``LWAMiddleware._admit``)."""
-        authorize(identity, route.required_scopes)
-        self.gate.admit(route, identity)
-        if self._judge is not None:
-            self._authorized(identity, method, path)
-
-    def _authorized(self, identity: Identity, method: str, path: str) -> None:
-        """Ask ``authorize``: ``AccessDenied`` on ``False``; a ``ServerError`` when it
-        raises, answers something else, or hands back an awaitable (logged)."""
-        assert self._judge is not None
-        try:
-            result = self._judge(identity, method, path)
-            if inspect.isawaitable(result):
-                close = getattr(result, "close", None)
-                if close is not None:
-                    close()  # never awaited: no "coroutine was never awaited" warning
-                raise TypeError("authorize returned an awaitable under LWAWSGIMiddleware")
-        except Exception as error:
-            raise callable_failed(error) from None
-        callable_verdict(result)
-
     def sign_in_check(self, access_token: str, path: str) -> LWAError | None:
         """The sign-in's question (``login=``): see ``LWAMiddleware.sign_in_check``."""
-        if self._tick is not None:
-            self._tick(self._clock())
-        if self.gate.judges_nothing:
-            return None
-        try:
-            identity = self.verifier.verify(access_token)
-            self.gate.admit_path(path, identity)
-            if self._judge is not None:
-                self._authorized(identity, "GET", path)
-        except LWAError as error:
-            return error
-        return None
+        return run(self._sign_in_check(access_token, path))
 
     def _pass(
         self, environ: WSGIEnvironment, start_response: StartResponse, identity: Identity | None
@@ -271,9 +165,7 @@ class LWAWSGIMiddleware:
     ) -> Iterable[bytes]:
         """A cookie session that failed with ``error`` (``None``: none on an optional route),
         refreshed through ``login=`` (see ``LWAMiddleware._refreshed``)."""
-        assert self._refresh is not None
         get = environ.get
-        headers: Sequence[tuple[str, str]] = ()
         method = get("REQUEST_METHOD", "")
         csrf = self.gate.csrf
 
@@ -281,21 +173,14 @@ class LWAWSGIMiddleware:
             if csrf.guards(method):
                 csrf.check(wsgi_origin_headers(environ))
 
-        try:
-            identity, error, headers = self._refresh.recover(
-                error,
-                _raw(get("HTTP_AUTHORIZATION")),
-                _raw(get("HTTP_X_AMZ_ACCESS_TOKEN")),
-                _raw(get("HTTP_COOKIE")),
-                get("QUERY_STRING", "") if self._query else "",
-                self.verifier.verify,
-                guard,
-                self.verifier.revocations_ready,
-            )
-            if identity is not None:
-                self._admit(identity, route, method, get("PATH_INFO") or "/")
-        except LWAError as failure:
-            error = failure
+        tokens = (
+            _raw(get("HTTP_AUTHORIZATION")),
+            _raw(get("HTTP_X_AMZ_ACCESS_TOKEN")),
+            _raw(get("HTTP_COOKIE")),
+            get("QUERY_STRING", "") if self._query else "",
+        )
+        recovery = self._recovered(route, error, tokens, method, get("PATH_INFO") or "/", guard)
+        identity, error, headers = run(recovery)
         if headers:
             start_response = start_response_with_headers(start_response, headers)
         if error is not None:
@@ -315,10 +200,6 @@ class LWAWSGIMiddleware:
         status, headers, body = self.gate.deny(error, environ.get("HTTP_X_REQUEST_ID"))
         start_response(f"{status} {HTTPStatus(status).phrase}", headers)
         return [body]
-
-    def stats(self) -> dict[str, Any]:
-        """What the middleware counted, as a JSON-safe ``dict`` (see ``LWAMiddleware.stats``)."""
-        return self.verifier.stats()
 
     def close(self) -> None:
         """Close the HTTP client's connection pool (and the Redis client, if it built one:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import threading
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from hashlib import sha256
 from typing import Generic, TypeVar
@@ -108,6 +109,12 @@ class MemoryCache(Generic[E]):
     def peek(self, key: bytes) -> tuple[float, E] | None:
         """``(deadline, entry)`` for ``key``, live or not (the caller compares the deadline)."""
         return self._data.get(key)
+
+    @property
+    def peeker(self) -> Callable[[bytes], tuple[float, E] | None]:
+        """:meth:`peek` as the table's own ``get`` (no Python frame), for a hot path that
+        binds it once (the table is never replaced, only cleared)."""
+        return self._data.get
 
     def set(self, key: bytes, entry: E, deadline: float, now: float) -> None:
         """Store ``entry`` until ``deadline`` (epoch seconds, kept ``grace`` s more); an entry

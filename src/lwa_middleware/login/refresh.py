@@ -2,7 +2,9 @@
 
 :class:`AsyncRefresher` (``LWAMiddleware``) and :class:`Refresher` (``LWAWSGIMiddleware``)
 run what :class:`~lwa_middleware.login.session.SessionRules` decides: the refresh grant,
-then the middleware's own verifier on the new access token. Concurrent requests of one
+then the middleware's own verifier on the new access token. Both run the same steps
+(``recovery``, written once: :mod:`lwa_middleware.upstream.steps`); they differ only in how
+concurrent requests share one refresh. Concurrent requests of one
 session (the same refresh token) share one flight, keyed by the plan's SHA-256 of the
 refresh token: an asyncio task per event loop that every waiter awaits shielded (a
 waiter that goes away never cancels it), or a leading thread the others wait for. All of
@@ -14,6 +16,8 @@ is never refreshed nor answered from that memo: its cookies are cleared, ``inval
 
 :func:`send_with_headers` and :func:`start_response_with_headers` add the cookies to
 whatever the app (or the error answer) sends.
+
+Layer: ``login``.
 """
 
 from __future__ import annotations
@@ -32,15 +36,18 @@ from lwa_middleware.core.metrics import Recorder
 from lwa_middleware.core.models import Identity
 from lwa_middleware.core.settings import LWASettings
 from lwa_middleware.core.tokens import query_tokens
+from lwa_middleware.login.config import LoginConfig
 from lwa_middleware.login.cookies import Header, with_session_cookies
 from lwa_middleware.login.core import LoginCore
 from lwa_middleware.login.session import Outcome, RefreshPlan, SessionRules, SignedOut
+from lwa_middleware.upstream.steps import Steps, arun, run
 from lwa_middleware.upstream.token_client import AsyncTokenClient, TokenClient
 
 if TYPE_CHECKING:
     from _typeshed import OptExcInfo
     from _typeshed.wsgi import StartResponse
     from starlette.types import Message, Send
+    from typing_extensions import Self
 
 Clock = Callable[[], float]
 #: ``(identity or None, error or None, Set-Cookie headers)``: see ``SessionRules.resolve``.
@@ -74,8 +81,9 @@ class _RefresherBase:
 
     client: TokenClient | AsyncTokenClient
 
-    def __init__(self, session: SessionRules, clock: Clock) -> None:
+    def __init__(self, session: SessionRules, client: Any, clock: Clock) -> None:
         self.session = session
+        self.client = client
         self.clock = clock
 
     def join(self, settings: LWASettings) -> LWASettings:
@@ -106,6 +114,85 @@ class _RefresherBase:
             self.clock(),
         )
 
+    @classmethod
+    def of(cls, login: object, clock: Clock = time.time) -> Self:
+        """``login``'s own refresher (an ``LWALogin``'s for :class:`AsyncRefresher`, an
+        ``LWAWSGILogin``'s for :class:`Refresher`), else a new one for its core."""
+        refresher = getattr(login, "refresher", None)
+        if isinstance(refresher, cls):
+            return refresher
+        core = login_core(login)
+        return cls(core.session, cls._new_client(core.config), clock)
+
+    @staticmethod
+    def _new_client(config: LoginConfig) -> Any:
+        """A token client of the refresher's kind, with the sign-in's options."""
+        raise NotImplementedError
+
+    def recovery(
+        self,
+        error: LWAError | None,
+        authorization: Sequence[bytes],
+        amz_token: Sequence[bytes],
+        cookies: Sequence[bytes],
+        query_string: str,
+        verify: Callable[[str], Any],
+        guard: Callable[[], None] | None = None,
+        ready: Callable[[], Any] | None = None,
+    ) -> Steps[Recovery]:
+        """The request's identity after a refresh, the error to answer, and the cookies to
+        set, as steps (:mod:`lwa_middleware.upstream.steps`); raises ``LWAError``
+        (``ServerError``: cookies kept) when LWA failed.
+
+        ``verify`` is the middleware's verifier's. ``guard`` runs before a planned refresh,
+        and may raise (the middleware's forgery check, for a method that can change state:
+        the refresh cookie authenticates too). ``ready`` is run before the session's
+        revocation is looked up (a new worker's first read of the fleet's revocations)."""
+        plan = self._plan(error, authorization, amz_token, cookies, query_string)
+        if plan is not None and guard is not None:
+            guard()
+        if not isinstance(plan, RefreshPlan):
+            return SessionRules.resolve(error, plan)
+        if ready is not None:
+            yield ready
+        outcome = self._known(plan)
+        if outcome is None:
+            outcome = yield partial(self._flight, plan, verify)
+        return SessionRules.resolve(error, outcome)
+
+    def _known(self, plan: RefreshPlan) -> Outcome | None:
+        """The outcome without a grant: the session ended, or refreshed a moment ago."""
+        ended = self.session.ended(plan, self.clock())
+        if ended is not None:
+            return ended
+        return self.session.recent.get(plan.key, self.clock())
+
+    def _flight(self, plan: RefreshPlan, verify: Callable[[str], Any]) -> Any:
+        """The outcome of the session's one refresh in flight (led, or waited for)."""
+        raise NotImplementedError
+
+    def _refreshing(self, plan: RefreshPlan, verify: Callable[[str], Any]) -> Steps[Outcome]:
+        """One refresh: the grant, then the middleware's verification of the new token."""
+        session = self.session
+        answer: TokenGrant | GrantError
+        try:
+            answer = yield partial(self.client.refresh, plan.refresh_token, **self._grant_args())
+        except GrantError as error:
+            answer = error
+        except (TypeError, ValueError):  # a refresh token no grant can carry
+            answer = InvalidGrant()
+        settled = session.settle(answer, self.clock())
+        if isinstance(settled, TokenGrant):
+            identity = yield partial(verify, settled.access_token)
+            now = self.clock()
+            outcome: Outcome = session.ended(plan, now) or session.refreshed(
+                settled, identity, now, plan.session
+            )
+        else:
+            outcome = settled
+        session.recent.put(plan.key, outcome)
+        return outcome
+
     def _grant_args(self) -> dict[str, Any]:
         config = self.session.config
         return {"client_id": config.client_id, "client_secret": config.client_secret}
@@ -117,97 +204,31 @@ class AsyncRefresher(_RefresherBase):
     client: AsyncTokenClient
 
     def __init__(self, session: SessionRules, client: AsyncTokenClient, clock: Clock) -> None:
-        super().__init__(session, clock)
-        self.client = client
+        super().__init__(session, client, clock)
         self._loops: weakref.WeakKeyDictionary[
             asyncio.AbstractEventLoop, dict[bytes, asyncio.Task[Outcome]]
         ] = weakref.WeakKeyDictionary()
 
-    @classmethod
-    def of(cls, login: object, clock: Clock = time.time) -> AsyncRefresher:
-        """``login``'s own refresher (an ``LWALogin``'s), else a new one for its core."""
-        refresher = getattr(login, "refresher", None)
-        if isinstance(refresher, AsyncRefresher):
-            return refresher
-        config = login_core(login).config
-        client = AsyncTokenClient(config.api_base_url, **config.client_options())
-        return cls(login_core(login).session, client, clock)
+    @staticmethod
+    def _new_client(config: LoginConfig) -> AsyncTokenClient:
+        return AsyncTokenClient(config.api_base_url, **config.client_options())
 
-    async def recover(
-        self,
-        error: LWAError | None,
-        authorization: Sequence[bytes],
-        amz_token: Sequence[bytes],
-        cookies: Sequence[bytes],
-        query_string: str,
-        verify: Callable[[str], Awaitable[Identity]],
-        guard: Callable[[], None] | None = None,
-        ready: Callable[[], Awaitable[None]] | None = None,
-    ) -> Recovery:
-        """The request's identity after a refresh, the error to answer, and the cookies to
-        set; raises ``LWAError`` (``ServerError``: cookies kept) when LWA failed.
-
-        ``guard`` runs before a planned refresh, and may raise (the middleware's forgery
-        check, for a method that can change state: the refresh cookie authenticates too).
-        ``ready`` is awaited before the session's revocation is looked up (a new worker's
-        first read of the fleet's revocations)."""
-        plan = self._plan(error, authorization, amz_token, cookies, query_string)
-        if plan is not None and guard is not None:
-            guard()
-        outcome: Outcome | None
-        if isinstance(plan, RefreshPlan):
-            if ready is not None:
-                await ready()
-            outcome = await self._outcome(plan, verify)
-        else:
-            outcome = plan
-        return SessionRules.resolve(error, outcome)
-
-    async def _outcome(
+    async def _flight(
         self, plan: RefreshPlan, verify: Callable[[str], Awaitable[Identity]]
     ) -> Outcome:
-        ended = self.session.ended(plan, self.clock())
-        if ended is not None:
-            return ended
-        recent = self.session.recent.get(plan.key, self.clock())
-        if recent is not None:
-            return recent
         loop = asyncio.get_running_loop()
         flights = self._loops.get(loop)
         if flights is None:
             flights = self._loops[loop] = {}
         task = flights.get(plan.key)
         if task is None:
-            task = loop.create_task(self._refresh(plan, verify))
+            task = loop.create_task(arun(self._refreshing(plan, verify)))
             flights[plan.key] = task
             task.add_done_callback(partial(_landed, flights, plan.key))
         try:
             return await asyncio.shield(task)
         except LWAError as error:
             raise _copy(error) from None
-
-    async def _refresh(
-        self, plan: RefreshPlan, verify: Callable[[str], Awaitable[Identity]]
-    ) -> Outcome:
-        session = self.session
-        answer: TokenGrant | GrantError
-        try:
-            answer = await self.client.refresh(plan.refresh_token, **self._grant_args())
-        except GrantError as error:
-            answer = error
-        except (TypeError, ValueError):  # a refresh token no grant can carry
-            answer = InvalidGrant()
-        settled = session.settle(answer, self.clock())
-        if isinstance(settled, TokenGrant):
-            identity = await verify(settled.access_token)
-            now = self.clock()
-            outcome: Outcome = session.ended(plan, now) or session.refreshed(
-                settled, identity, now, plan.session
-            )
-        else:
-            outcome = settled
-        session.recent.put(plan.key, outcome)
-        return outcome
 
     async def aclose(self) -> None:
         """Close the token client's pool for the running loop."""
@@ -239,59 +260,22 @@ class Refresher(_RefresherBase):
     client: TokenClient
 
     def __init__(self, session: SessionRules, client: TokenClient, clock: Clock) -> None:
-        super().__init__(session, clock)
-        self.client = client
+        super().__init__(session, client, clock)
         self._flights: dict[bytes, _Flight] = {}
         self._lock = threading.Lock()
         self._wait = client.timeout + WAIT_MARGIN
 
-    @classmethod
-    def of(cls, login: object, clock: Clock = time.time) -> Refresher:
-        """``login``'s own refresher (an ``LWAWSGILogin``'s), else a new one for its core."""
-        refresher = getattr(login, "refresher", None)
-        if isinstance(refresher, Refresher):
-            return refresher
-        config = login_core(login).config
-        client = TokenClient(config.api_base_url, **config.client_options())
-        return cls(login_core(login).session, client, clock)
+    @staticmethod
+    def _new_client(config: LoginConfig) -> TokenClient:
+        return TokenClient(config.api_base_url, **config.client_options())
 
-    def recover(
-        self,
-        error: LWAError | None,
-        authorization: Sequence[bytes],
-        amz_token: Sequence[bytes],
-        cookies: Sequence[bytes],
-        query_string: str,
-        verify: Callable[[str], Identity],
-        guard: Callable[[], None] | None = None,
-        ready: Callable[[], None] | None = None,
-    ) -> Recovery:
-        """As :meth:`AsyncRefresher.recover`, blocking."""
-        plan = self._plan(error, authorization, amz_token, cookies, query_string)
-        if plan is not None and guard is not None:
-            guard()
-        outcome: Outcome | None
-        if isinstance(plan, RefreshPlan):
-            if ready is not None:
-                ready()
-            outcome = self._outcome(plan, verify)
-        else:
-            outcome = plan
-        return SessionRules.resolve(error, outcome)
-
-    def _outcome(self, plan: RefreshPlan, verify: Callable[[str], Identity]) -> Outcome:
-        ended = self.session.ended(plan, self.clock())
-        if ended is not None:
-            return ended
+    def _flight(self, plan: RefreshPlan, verify: Callable[[str], Identity]) -> Outcome:
         recent = self.session.recent
-        outcome = recent.get(plan.key, self.clock())
-        if outcome is not None:
-            return outcome
         with self._lock:
             flight = self._flights.get(plan.key)
             leader = flight is None
             if flight is None:
-                # A leader may have landed since the look above.
+                # A leader may have landed since the look in recovery().
                 outcome = recent.get(plan.key, self.clock())
                 if outcome is not None:
                     return outcome
@@ -304,7 +288,7 @@ class Refresher(_RefresherBase):
             assert flight.outcome is not None
             return flight.outcome
         try:
-            flight.outcome = self._refresh(plan, verify)
+            flight.outcome = run(self._refreshing(plan, verify))
             return flight.outcome
         except BaseException as error:
             flight.error = error
@@ -313,27 +297,6 @@ class Refresher(_RefresherBase):
             with self._lock:
                 del self._flights[plan.key]
             flight.done.set()
-
-    def _refresh(self, plan: RefreshPlan, verify: Callable[[str], Identity]) -> Outcome:
-        session = self.session
-        answer: TokenGrant | GrantError
-        try:
-            answer = self.client.refresh(plan.refresh_token, **self._grant_args())
-        except GrantError as error:
-            answer = error
-        except (TypeError, ValueError):  # a refresh token no grant can carry
-            answer = InvalidGrant()
-        settled = session.settle(answer, self.clock())
-        if isinstance(settled, TokenGrant):
-            identity = verify(settled.access_token)
-            now = self.clock()
-            outcome: Outcome = session.ended(plan, now) or session.refreshed(
-                settled, identity, now, plan.session
-            )
-        else:
-            outcome = settled
-        session.recent.put(plan.key, outcome)
-        return outcome
 
     def close(self) -> None:
         """Close the token client's pool."""

@@ -9,9 +9,6 @@ path). Give it to ``LWAWSGIMiddleware(..., login=...)`` as well, for the refresh
 
 from __future__ import annotations
 
-import inspect
-import logging
-import time
 from collections.abc import Iterable
 from http import HTTPStatus
 from typing import TYPE_CHECKING
@@ -19,17 +16,15 @@ from typing import TYPE_CHECKING
 import httpx
 
 from lwa_middleware.core.csrf import wsgi_origin_headers
-from lwa_middleware.core.errors import LWAError, ServerError
-from lwa_middleware.core.grants import GrantError, TokenGrant
-from lwa_middleware.login.config import DEFAULT_AUTHORIZE_URL, DEFAULT_SESSION_MAX_AGE, LoginConfig
-from lwa_middleware.login.core import Exchange, LoginCore, LoginRequest, policy_path
-from lwa_middleware.login.refresh import Clock, Refresher
+from lwa_middleware.login.config import LoginConfig
+from lwa_middleware.login.core import LoginRequest
+from lwa_middleware.login.refresh import Refresher
+from lwa_middleware.login.shell import LoginShell
+from lwa_middleware.upstream.steps import run
 from lwa_middleware.upstream.token_client import TokenClient
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIEnvironment
-
-logger = logging.getLogger("lwa_middleware")
 
 
 def wsgi_request(environ: WSGIEnvironment) -> LoginRequest:
@@ -48,98 +43,21 @@ def wsgi_request(environ: WSGIEnvironment) -> LoginRequest:
     )
 
 
-class LWAWSGILogin:
+class LWAWSGILogin(LoginShell[httpx.BaseTransport, TokenClient, Refresher]):
     """The WSGI twin of :class:`~lwa_middleware.login.asgi.LWALogin` (same arguments;
-    ``transport`` is a sync ``httpx.BaseTransport``)."""
+    ``transport`` is a sync ``httpx.BaseTransport``). An async access check (an
+    ``LWAMiddleware``'s, joined by mistake) cannot be awaited here: it refuses."""
 
-    def __init__(
-        self,
-        client_id: str,
-        client_secret: str | None = None,
-        *,
-        redirect_uri: str,
-        secret_key: str | bytes,
-        scopes: str | Iterable[str] = ("profile",),
-        authorize_url: str = DEFAULT_AUTHORIZE_URL,
-        api_base_url: str = "",
-        region: str | None = None,
-        cookie_name: str = "lwa_token",
-        session_max_age: int = DEFAULT_SESSION_MAX_AGE,
-        timeout: float = 5.0,
-        allow_insecure_http: bool = False,
-        clock: Clock = time.time,
-        transport: httpx.BaseTransport | None = None,
-    ) -> None:
-        config = LoginConfig(
-            client_id=client_id,
-            client_secret=client_secret,
-            redirect_uri=redirect_uri,
-            secret_key=secret_key,
-            scopes=tuple(scopes.split()) if isinstance(scopes, str) else tuple(scopes),
-            authorize_url=authorize_url,
-            api_base_url=api_base_url,
-            region=region,
-            cookie_name=cookie_name,
-            session_max_age=session_max_age,
-            timeout=timeout,
-            allow_insecure_http=allow_insecure_http,
-        )
-        self.core = LoginCore(config)
-        self.clock = clock
+    def _connect(self, config: LoginConfig, transport: httpx.BaseTransport | None) -> None:
         self.client = TokenClient(
             config.api_base_url, transport=transport, **config.client_options()
         )
-        #: What ``LWAWSGIMiddleware(login=self)`` refreshes sessions with (the same client).
-        self.refresher = Refresher(self.core.session, self.client, clock)
-
-    def __repr__(self) -> str:
-        config = self.core.config
-        return f"LWAWSGILogin({config.client_id!r}, redirect_uri={config.redirect_uri!r})"
+        self.refresher = Refresher(self.core.session, self.client, self.clock)
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
-        step = self.core.handle(wsgi_request(environ), self.clock())
-        if isinstance(step, Exchange):
-            answer = self._exchange(step)
-            refusal = None
-            if isinstance(answer, TokenGrant) and self.core.access_checks:
-                refusal = self._refusal(answer.access_token, policy_path(step.next))
-            step = self.core.exchanged(step, answer, self.clock(), refusal)
-        status, headers, body = step
+        status, headers, body = run(self._answer(wsgi_request(environ)))
         start_response(f"{status} {HTTPStatus(status).phrase}", headers)
         return [body]
-
-    def _exchange(self, step: Exchange) -> TokenGrant | GrantError | ServerError:
-        try:
-            return self.client.exchange_code(
-                step.code,
-                redirect_uri=step.redirect_uri,
-                client_id=step.client_id,
-                client_secret=step.client_secret,
-                code_verifier=step.code_verifier,
-            )
-        except (GrantError, ServerError) as error:  # ServerError: refused, LWA not asked
-            return error
-
-    def _refusal(self, access_token: str, path: str) -> LWAError | None:
-        """The first error of the joined middlewares' access checks (``None``: every one
-        lets the customer in); a check that fails, or that is async (an ``LWAMiddleware``'s:
-        it cannot be awaited here), refuses."""
-        for check in self.core.access_checks:
-            try:
-                result = check(access_token, path)
-                if inspect.isawaitable(result):
-                    close = getattr(result, "close", None)
-                    if close is not None:
-                        close()
-                    raise TypeError("an async access check cannot run in LWAWSGILogin")
-            except Exception as error:
-                logger.error(
-                    "sign-in: the access check raised %s", type(error).__name__, exc_info=error
-                )
-                return ServerError()
-            if result is not None:
-                return result
-        return None
 
     def close(self) -> None:
         """Close the token client's connection pool."""

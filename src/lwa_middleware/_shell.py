@@ -1,0 +1,238 @@
+"""What both middlewares share: one constructor, and the decisions that need I/O half-way.
+
+:class:`Shell` takes the options of :class:`~lwa_middleware.asgi.LWAMiddleware` and
+:class:`~lwa_middleware.wsgi.LWAWSGIMiddleware` (one signature, one path: the settings,
+the sign-in's refresher, the access policy's sources, the gate, the verifier, the
+recorder) and holds the steps both run (:mod:`lwa_middleware.upstream.steps`): admitting
+a verified identity (scopes, the policy's rules, ``authorize``), the sign-in's question
+(``login=``), and a session's refresh. The ASGI shell drives them with ``arun`` (an async
+``authorize`` is awaited), the WSGI shell with ``run`` (an async one is refused).
+
+Layer: ``root`` (the shells'; private).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from functools import partial
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
+
+import httpx
+
+from lwa_middleware.core.errors import AccessDenied, ConfigurationError, LWAError
+from lwa_middleware.core.gate import Gate, check_on_error
+from lwa_middleware.core.metrics import Recorder
+from lwa_middleware.core.models import Identity
+from lwa_middleware.core.policy import DENIED, callable_failed, callable_verdict
+from lwa_middleware.core.rules import Route
+from lwa_middleware.core.settings import LWAOptions, LWASettings
+from lwa_middleware.core.verification import authorize
+from lwa_middleware.login.core import LoginCore
+from lwa_middleware.login.refresh import AsyncRefresher, Recovery, Refresher, login_core
+from lwa_middleware.upstream.policy_watch import build_policy
+from lwa_middleware.upstream.steps import Steps
+from lwa_middleware.upstream.tracing import Tracer
+from lwa_middleware.upstream.verifier import AsyncVerifier, Clock, Verifier
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
+
+AppT = TypeVar("AppT")
+HandlerT = TypeVar("HandlerT")
+TransportT = TypeVar("TransportT", httpx.BaseTransport, httpx.AsyncBaseTransport)
+LoginT = TypeVar("LoginT")
+
+
+class Shell(Generic[AppT, HandlerT, TransportT, LoginT]):
+    """The options and the parts of one middleware, wired once (see the subclasses)."""
+
+    #: The verifier's class (``AsyncVerifier`` or ``Verifier``).
+    _verifier_type: ClassVar[Any]
+    #: The refresher's class (``AsyncRefresher`` or ``Refresher``).
+    _refresher_type: ClassVar[Any]
+    #: The other shell's sign-in class, refused as ``login=`` when a policy is set.
+    _other_login: ClassVar[type]
+    #: The name of this shell's own sign-in class (for that refusal's message).
+    _login_name: ClassVar[str]
+    verifier: Verifier | AsyncVerifier
+    _refresh: Refresher | AsyncRefresher | None
+
+    def __init__(
+        self,
+        app: AppT,
+        settings: LWASettings | None = None,
+        *,
+        on_error: HandlerT | None = None,
+        clock: Clock = time.time,
+        transport: TransportT | None = None,
+        redis: Any = None,
+        recorder: Recorder | None = None,
+        tracer: Tracer | None = None,
+        login: LoginT | LoginCore | None = None,
+        **options: Unpack[LWAOptions],
+    ) -> None:
+        check_on_error(on_error)
+        self.app = app
+        self.settings = LWASettings.build(settings, dict(options))
+        #: ``login=``: expired cookie sessions are refreshed through the sign-in's refresh
+        #: cookie (its ``secret_key`` is taken when none is given).
+        self._refresh = None if login is None else self._refresher_type.of(login, clock)
+        if self._refresh is not None:
+            self.settings = self._refresh.join(self.settings)
+        self._check(self.settings)
+        #: The access policy's sources (options, policy_file, environment), read now: a
+        #: file missing or broken is a ConfigurationError.
+        self.policy = build_policy(self.settings)
+        self.gate = Gate(self.settings, self.policy.policy)
+        self.policy.on_change = self.gate.rules.set_policy
+        #: Looks at the policy files at most once a second (None: no file to watch).
+        self._tick = self.policy.tick if self.policy.watching else None
+        #: ``authorize``: called when the rules admit, on every request with an identity.
+        self._judge = self.settings.authorize
+        #: Whether the warm path has more to do than a route's rules (a file, a callable).
+        self._policed = self._tick is not None or self._judge is not None
+        self.verifier = self._verifier_type(
+            self.settings,
+            clock=clock,
+            transport=transport,
+            redis=redis,
+            recorder=recorder,
+            tracer=tracer,
+            # Sign-out's revocations: the sign-in's (it revokes, this refuses).
+            revocations=None if self._refresh is None else self._refresh.session.revocations,
+        )
+        #: Every event counted: the verifier's ``Stats`` and the ``recorder`` given, if any.
+        self.recorder: Recorder = self.verifier.recorder
+        self._l1_hit: Callable[[], object] = self.verifier.count_l1_hit
+        if self._refresh is not None:
+            self._refresh.count_with(self.recorder)
+            # The sign-in's token calls share the verifier's breaker (one per LWA host).
+            self._refresh.client.guard_with(self.verifier.breaker, self.verifier.clock)
+        self.on_error = on_error
+        self._query = self.gate.finder.reads_query
+        self._preflights = self.gate.passes_preflights
+        # Bound once: the warm path runs these on every request.
+        self._memo = self.gate.rules.memo.get
+        self._route = self.gate.rules.route
+        #: A lone ``Authorization`` header is looked at first (the warm path).
+        self._bearer_first = self.gate.finder.reads_headers and not self._query
+        self._key_prefix: bytes = self.verifier.authority.key.prefix
+        self._fresh = self.verifier.authority.fresh
+        self._clock: Clock = self.verifier.clock
+        if login is not None and (self.policy.configured or self._judge is not None):
+            if isinstance(login, self._other_login):
+                raise ConfigurationError(
+                    f"login= must be an {self._login_name} (or its LoginCore) for "
+                    f"{type(self).__name__} when an access policy is set: the sign-in checks "
+                    "the policy with this middleware"
+                )
+            login_core(login).access_checks.append(self.sign_in_check)
+        self._bind()
+
+    def _bind(self) -> None:
+        """Bind what the shell's warm path calls (once, at construction)."""
+
+    def _check(self, settings: LWASettings) -> None:
+        """Refuse what this shell cannot run (a ``ConfigurationError``)."""
+
+    def stats(self) -> dict[str, Any]:
+        """What the middleware counted, as a JSON-safe ``dict``: verifications by outcome,
+        L1/L2 hits and misses, LWA calls by endpoint and status with their latency, errors
+        answered, the circuit breaker, stale answers, ... (the verifier's ``stats``)."""
+        return self.verifier.stats()
+
+    # The steps both shells run --------------------------------------------------------
+
+    def _refusal(self, route: Route, identity: Identity, now: float) -> AccessDenied | None:
+        """The warm path's access policy, before ``authorize``: the policy files looked at
+        (at most once a second), then the route's rules."""
+        if self._tick is not None:
+            self._tick(now)
+        access = route.access
+        if access is not None and not access.admits(identity):
+            return AccessDenied(DENIED)
+        return None
+
+    def _authorized(self, identity: Identity, method: str, path: str) -> Steps[None]:
+        """Ask ``authorize`` (awaited by the ASGI shell, refused as async by the WSGI one):
+        ``AccessDenied`` on ``False``; a ``ServerError`` when it raises or answers
+        something else (logged)."""
+        assert self._judge is not None
+        try:
+            result = yield partial(self._judge, identity, method, path)
+        except Exception as error:
+            raise callable_failed(error) from None
+        callable_verdict(result)
+
+    def _judged(self, identity: Identity, method: str, path: str) -> Steps[LWAError | None]:
+        """:meth:`_authorized`'s refusal, returned (``None``: admitted)."""
+        try:
+            yield from self._authorized(identity, method, path)
+        except LWAError as error:
+            return error
+        return None
+
+    def _rules(self, identity: Identity, route: Route) -> None:
+        """Whether a verified identity may enter by the route's scopes, then the access
+        policy's rules; raises the ``LWAError`` to answer (``authorize`` comes next)."""
+        authorize(identity, route.required_scopes)
+        self.gate.admit(route, identity)
+
+    def _admit(self, identity: Identity, route: Route, method: str, path: str) -> Steps[None]:
+        """:meth:`_rules`, then ``authorize``; raises the ``LWAError`` to answer."""
+        self._rules(identity, route)
+        if self._judge is not None:
+            yield from self._authorized(identity, method, path)
+
+    def _sign_in_check(self, access_token: str, path: str) -> Steps[LWAError | None]:
+        """The sign-in's question (``login=``): may the customer of a new access token enter
+        ``path`` with a ``GET``? ``None`` when yes (or when no policy is set), else the
+        error: ``AccessDenied``, or the verification's own. The token is verified (and so
+        cached) by this middleware's verifier."""
+        if self._tick is not None:
+            self._tick(self._clock())
+        if self.gate.judges_nothing:
+            return None
+        try:
+            identity = yield partial(self.verifier.verify, access_token)
+            self.gate.admit_path(path, identity)
+            if self._judge is not None:
+                yield from self._authorized(identity, "GET", path)
+        except LWAError as error:
+            return error
+        return None
+
+    def sign_in_check(self, access_token: str, path: str) -> Any:
+        """The sign-in's question (``login=``); see the shells."""
+        raise NotImplementedError
+
+    def _recovered(
+        self,
+        route: Route,
+        error: LWAError | None,
+        tokens: tuple[Sequence[bytes], Sequence[bytes], Sequence[bytes], str],
+        method: str,
+        path: str,
+        guard: Callable[[], None],
+    ) -> Steps[Recovery]:
+        """A cookie session that failed with ``error`` (``None``: none on an optional
+        route), refreshed through ``login=`` when :mod:`lwa_middleware.login.session` says
+        so: ``(identity, error, cookies to set)``: the new identity (admitted), or the
+        sign-out (``error``, cookies cleared), or the request as it was."""
+        assert self._refresh is not None
+        headers: Sequence[tuple[str, str]] = ()
+        identity: Identity | None = None
+        try:
+            identity, error, headers = yield from self._refresh.recovery(
+                error,
+                *tokens,
+                self.verifier.verify,
+                guard,
+                self.verifier.revocations_ready,
+            )
+            if identity is not None:
+                yield from self._admit(identity, route, method, path)
+        except LWAError as failure:
+            error = failure
+        return identity, error, tuple(headers)
