@@ -22,8 +22,8 @@ PACKAGE = Path(__file__).resolve().parent.parent / "src" / "lwa_middleware"
 
 #: The layers, lowest first; a module may import its own layer and those before it.
 ORDER = ("core", "upstream", "callers", "login", "root", "integrations", "cli")
-#: What a user imports or runs: the only modules at the package's root.
-ROOT_MODULES = {"__init__", "__main__", "_version", "asgi", "wsgi", "testing", "gateway"}
+#: What a user imports or runs (and the shells' shared private base): the modules at the root.
+ROOT_MODULES = {"__init__", "__main__", "_version", "_shell", "asgi", "wsgi", "testing", "gateway"}
 #: Who may import the emulator (which itself imports only ``core``).
 EMULATOR_USERS = {"root", "cli"}
 #: Libraries that do I/O or read the clock: never imported by ``core``.

@@ -29,7 +29,13 @@ from lwa_middleware.core.rules import Route
 from lwa_middleware.core.settings import LWAOptions, LWASettings
 from lwa_middleware.core.verification import authorize
 from lwa_middleware.login.core import LoginCore
-from lwa_middleware.login.refresh import AsyncRefresher, Recovery, Refresher, login_core
+from lwa_middleware.login.refresh import (
+    AsyncRefresher,
+    Carried,
+    Recovery,
+    Refresher,
+    login_core,
+)
 from lwa_middleware.upstream.policy_watch import build_policy
 from lwa_middleware.upstream.steps import Steps
 from lwa_middleware.upstream.tracing import Tracer
@@ -211,7 +217,7 @@ class Shell(Generic[AppT, HandlerT, TransportT, LoginT]):
         self,
         route: Route,
         error: LWAError | None,
-        tokens: tuple[Sequence[bytes], Sequence[bytes], Sequence[bytes], str],
+        tokens: Carried,
         method: str,
         path: str,
         guard: Callable[[], None],
@@ -225,11 +231,7 @@ class Shell(Generic[AppT, HandlerT, TransportT, LoginT]):
         identity: Identity | None = None
         try:
             identity, error, headers = yield from self._refresh.recovery(
-                error,
-                *tokens,
-                self.verifier.verify,
-                guard,
-                self.verifier.revocations_ready,
+                error, tokens, self.verifier.verify, guard, self.verifier.revocations_ready
             )
             if identity is not None:
                 yield from self._admit(identity, route, method, path)

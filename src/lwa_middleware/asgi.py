@@ -16,7 +16,7 @@ through ``login=``.
 from __future__ import annotations
 
 import inspect
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable
 from functools import partial
 from hashlib import sha256
 
@@ -33,7 +33,7 @@ from lwa_middleware.core.metrics import outcome_of
 from lwa_middleware.core.models import Identity
 from lwa_middleware.core.rules import Route
 from lwa_middleware.login.asgi import LWALogin
-from lwa_middleware.login.refresh import AsyncRefresher, send_with_headers
+from lwa_middleware.login.refresh import AsyncRefresher, Carried, send_with_headers
 from lwa_middleware.login.wsgi import LWAWSGILogin
 from lwa_middleware.upstream.steps import arun
 from lwa_middleware.upstream.verifier import AsyncVerifier
@@ -246,7 +246,7 @@ class LWAMiddleware(Shell[ASGIApp, ErrorHandler, httpx.AsyncBaseTransport, LWALo
         send: Send,
         route: Route,
         error: LWAError | None,
-        tokens: tuple[Sequence[bytes], Sequence[bytes], Sequence[bytes], str],
+        tokens: Carried,
     ) -> None:
         """A cookie session that failed with ``error`` (``None``: none on an optional route),
         refreshed through ``login=`` (``Shell._recovered``), the cookies added to whatever

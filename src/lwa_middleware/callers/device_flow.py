@@ -2,7 +2,9 @@
 :mod:`lwa_middleware.core.device` core.
 
 They only send what :class:`~lwa_middleware.core.device.DevicePoll` decides and sleep as long as
-it says: :meth:`DeviceFlow.start` asks for a code pair, :meth:`DeviceFlow.wait` polls until
+it says (one loop, ``_waiting``, over :meth:`DevicePoll.polling
+<lwa_middleware.core.device.DevicePoll.polling>`, run by both): :meth:`DeviceFlow.start`
+asks for a code pair, :meth:`DeviceFlow.wait` polls until
 the person approved it (the :class:`~lwa_middleware.core.grants.TokenGrant`) or polling is over
 (the ``GrantError``: ``InvalidCodePair`` when it expired, ``InvalidGrant`` when it was
 denied, …). ``sleep`` (``time.sleep``; async: ``anyio.sleep``) and ``clock``
@@ -21,7 +23,9 @@ from __future__ import annotations
 
 import time
 from collections.abc import Awaitable, Callable
+from functools import partial
 from types import TracebackType
+from typing import Any, Generic, TypeVar
 
 import anyio
 
@@ -31,61 +35,26 @@ from lwa_middleware.core.device import (
     SLOW_DOWN_STEP,
     CodePair,
     DevicePoll,
-    Granted,
-    Poll,
-    Stop,
     Wait,
 )
 from lwa_middleware.core.grants import DEVICE_GRANT_ERRORS, GrantError, TokenGrant
 from lwa_middleware.core.settings import resolve_api_base_url
+from lwa_middleware.upstream.steps import Steps, arun, run
 from lwa_middleware.upstream.token_client import AsyncTokenClient, TokenClient
 
 __all__ = ["AsyncDeviceFlow", "DeviceFlow"]
 
 Clock = Callable[[], float]
 OnWait = Callable[[Wait], None]
+ClientT = TypeVar("ClientT", TokenClient, AsyncTokenClient)
 
 
-class _DeviceFlowBase:
-    def __init__(
-        self,
-        client_id: str,
-        *,
-        scope: str,
-        slow_down_step: float,
-        max_interval: float,
-        max_unavailable: int,
-        min_interval: float,
-        clock: Clock,
-    ) -> None:
-        self.client_id = client_id
-        self.scope = scope
-        self.clock = clock
-        self.slow_down_step = slow_down_step
-        self.max_interval = max_interval
-        self.max_unavailable = max_unavailable
-        self.min_interval = min_interval
-        #: The poller of the last :meth:`wait` (its ``interval``, ``polls``, ``slowed``).
-        self.poll: DevicePoll | None = None
-
-    def _poller(self, pair: CodePair, api_base_url: str) -> DevicePoll:
-        self.poll = DevicePoll(
-            pair,
-            api_base_url,
-            slow_down_step=self.slow_down_step,
-            max_interval=self.max_interval,
-            max_unavailable=self.max_unavailable,
-            min_interval=self.min_interval,
-        )
-        return self.poll
-
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}({self.client_id!r}, scope={self.scope!r})"
-
-
-class DeviceFlow(_DeviceFlowBase):
-    """The code-pair sign-in, blocking. ``token_client`` (kept open by its owner) or the
-    options of a :class:`~lwa_middleware.upstream.token_client.TokenClient` of its own."""
+class _DeviceFlowBase(Generic[ClientT]):
+    """The code-pair sign-in: ``token_client`` (kept open by its owner), or the options of a
+    token client of its own (``api_base_url`` or ``region``, ``timeout``,
+    ``allow_insecure_http``). ``sleep`` (default ``time.sleep``; async: ``anyio.sleep``)
+    and ``clock`` are for tests; the rest tunes the polling
+    (:class:`~lwa_middleware.core.device.DevicePoll`)."""
 
     def __init__(
         self,
@@ -94,32 +63,77 @@ class DeviceFlow(_DeviceFlowBase):
         scope: str = "profile",
         api_base_url: str | None = None,
         region: str | None = None,
-        token_client: TokenClient | None = None,
+        token_client: ClientT | None = None,
         timeout: float = 5.0,
         allow_insecure_http: bool = False,
-        sleep: Callable[[float], object] = time.sleep,
+        sleep: Callable[[float], object] | None = None,
         clock: Clock = time.time,
         slow_down_step: float = SLOW_DOWN_STEP,
         max_interval: float = MAX_INTERVAL,
         max_unavailable: int = MAX_UNAVAILABLE,
         min_interval: float = 0.0,
     ) -> None:
-        super().__init__(
-            client_id,
-            scope=scope,
-            slow_down_step=slow_down_step,
-            max_interval=max_interval,
-            max_unavailable=max_unavailable,
-            min_interval=min_interval,
-            clock=clock,
-        )
+        self.client_id = client_id
+        self.scope = scope
+        self.clock = clock
+        self.sleep = self._default_sleep if sleep is None else sleep
+        self._polling: dict[str, Any] = {
+            "slow_down_step": slow_down_step,
+            "max_interval": max_interval,
+            "max_unavailable": max_unavailable,
+            "min_interval": min_interval,
+        }
+        #: The poller of the last :meth:`wait` (its ``interval``, ``polls``, ``slowed``).
+        self.poll: DevicePoll | None = None
         self._own = token_client is None
-        self.token_client = token_client or TokenClient(
-            resolve_api_base_url(api_base_url, region),
-            timeout=timeout,
-            allow_insecure_http=allow_insecure_http,
+        self.token_client: ClientT = token_client or self._new_client(
+            resolve_api_base_url(api_base_url, region), timeout, allow_insecure_http
         )
-        self.sleep = sleep
+
+    def _new_client(self, api_base_url: str, timeout: float, insecure: bool) -> ClientT:
+        raise NotImplementedError
+
+    def _default_sleep(self, seconds: float) -> object:
+        """The sleep of the shell's kind (``time.sleep`` or ``anyio.sleep``)."""
+        raise NotImplementedError
+
+    def _waiting(self, pair: CodePair, on_wait: OnWait | None) -> Steps[TokenGrant]:
+        """The polling's steps: sleep as :meth:`DevicePoll.polling
+        <lwa_middleware.core.device.DevicePoll.polling>` says, send what it says."""
+        self.poll = DevicePoll(pair, self.token_client.api_base_url, **self._polling)
+        polling = self.poll.polling(self.clock())
+        step = next(polling)  # never done at once: the first poll waits for the interval
+        while True:
+            answer: TokenGrant | GrantError | None = None
+            if isinstance(step, Wait):
+                if on_wait is not None:
+                    on_wait(step)
+                yield partial(self.sleep, step.seconds)
+            else:
+                try:
+                    answer = yield partial(
+                        self.token_client.grant, step.request, errors=DEVICE_GRANT_ERRORS
+                    )
+                except GrantError as error:
+                    answer = error
+            try:
+                step = polling.send((self.clock(), answer))
+            except StopIteration as done:
+                return done.value  # type: ignore[no-any-return]
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.client_id!r}, scope={self.scope!r})"
+
+
+class DeviceFlow(_DeviceFlowBase[TokenClient]):
+    """The code-pair sign-in, blocking: its own
+    :class:`~lwa_middleware.upstream.token_client.TokenClient`, or the one given."""
+
+    def _default_sleep(self, seconds: float) -> None:
+        time.sleep(seconds)
+
+    def _new_client(self, api_base_url: str, timeout: float, insecure: bool) -> TokenClient:
+        return TokenClient(api_base_url, timeout=timeout, allow_insecure_http=insecure)
 
     def start(self) -> CodePair:
         """Ask LWA for a code pair (``GrantError`` if it refuses or cannot answer)."""
@@ -129,26 +143,7 @@ class DeviceFlow(_DeviceFlowBase):
 
     def wait(self, pair: CodePair, *, on_wait: OnWait | None = None) -> TokenGrant:
         """Poll until ``pair`` is approved: its tokens, or the ``GrantError`` that ended it."""
-        poller = self._poller(pair, self.token_client.api_base_url)
-        decision = poller.decide(self.clock())
-        while True:
-            if isinstance(decision, Wait):
-                if on_wait is not None:
-                    on_wait(decision)
-                self.sleep(decision.seconds)
-                decision = poller.decide(self.clock())
-            elif isinstance(decision, Poll):
-                answer: TokenGrant | GrantError
-                try:
-                    answer = self.token_client.grant(decision.request, errors=DEVICE_GRANT_ERRORS)
-                except GrantError as error:
-                    answer = error
-                decision = poller.decide(self.clock(), answer)
-            elif isinstance(decision, Granted):
-                return decision.grant
-            else:
-                assert isinstance(decision, Stop)
-                raise decision.error
+        return run(self._waiting(pair, on_wait))
 
     def login(
         self, show: Callable[[CodePair], object], *, on_wait: OnWait | None = None
@@ -172,42 +167,14 @@ class DeviceFlow(_DeviceFlowBase):
         self.close()
 
 
-class AsyncDeviceFlow(_DeviceFlowBase):
+class AsyncDeviceFlow(_DeviceFlowBase[AsyncTokenClient]):
     """The code-pair sign-in, async (asyncio or trio): :class:`DeviceFlow`'s twin."""
 
-    def __init__(
-        self,
-        client_id: str,
-        *,
-        scope: str = "profile",
-        api_base_url: str | None = None,
-        region: str | None = None,
-        token_client: AsyncTokenClient | None = None,
-        timeout: float = 5.0,
-        allow_insecure_http: bool = False,
-        sleep: Callable[[float], Awaitable[object]] = anyio.sleep,
-        clock: Clock = time.time,
-        slow_down_step: float = SLOW_DOWN_STEP,
-        max_interval: float = MAX_INTERVAL,
-        max_unavailable: int = MAX_UNAVAILABLE,
-        min_interval: float = 0.0,
-    ) -> None:
-        super().__init__(
-            client_id,
-            scope=scope,
-            slow_down_step=slow_down_step,
-            max_interval=max_interval,
-            max_unavailable=max_unavailable,
-            min_interval=min_interval,
-            clock=clock,
-        )
-        self._own = token_client is None
-        self.token_client = token_client or AsyncTokenClient(
-            resolve_api_base_url(api_base_url, region),
-            timeout=timeout,
-            allow_insecure_http=allow_insecure_http,
-        )
-        self.sleep = sleep
+    def _default_sleep(self, seconds: float) -> Awaitable[None]:
+        return anyio.sleep(seconds)
+
+    def _new_client(self, api_base_url: str, timeout: float, insecure: bool) -> AsyncTokenClient:
+        return AsyncTokenClient(api_base_url, timeout=timeout, allow_insecure_http=insecure)
 
     async def start(self) -> CodePair:
         """Ask LWA for a code pair (``GrantError`` if it refuses or cannot answer)."""
@@ -217,28 +184,7 @@ class AsyncDeviceFlow(_DeviceFlowBase):
 
     async def wait(self, pair: CodePair, *, on_wait: OnWait | None = None) -> TokenGrant:
         """Poll until ``pair`` is approved: its tokens, or the ``GrantError`` that ended it."""
-        poller = self._poller(pair, self.token_client.api_base_url)
-        decision = poller.decide(self.clock())
-        while True:
-            if isinstance(decision, Wait):
-                if on_wait is not None:
-                    on_wait(decision)
-                await self.sleep(decision.seconds)
-                decision = poller.decide(self.clock())
-            elif isinstance(decision, Poll):
-                answer: TokenGrant | GrantError
-                try:
-                    answer = await self.token_client.grant(
-                        decision.request, errors=DEVICE_GRANT_ERRORS
-                    )
-                except GrantError as error:
-                    answer = error
-                decision = poller.decide(self.clock(), answer)
-            elif isinstance(decision, Granted):
-                return decision.grant
-            else:
-                assert isinstance(decision, Stop)
-                raise decision.error
+        return await arun(self._waiting(pair, on_wait))
 
     async def login(
         self, show: Callable[[CodePair], object], *, on_wait: OnWait | None = None

@@ -14,8 +14,9 @@ A device or a command line without a browser signs a person in like this (Amazon
    (:func:`~lwa_middleware.core.grants.device_grant`): ``authorization_pending`` until the
    person approves, then the tokens (``access_token``, ``refresh_token``, ``expires_in``).
 
-:class:`DevicePoll` decides what to do next from ``now`` and the last answer (the
-shells, :mod:`lwa_middleware.callers.device_flow`, only sleep and send):
+:class:`DevicePoll` decides what to do next from ``now`` and the last answer
+(:meth:`DevicePoll.polling` is the whole polling as one generator; the shells,
+:mod:`lwa_middleware.callers.device_flow`, only sleep and send what it yields):
 
 * :class:`Wait` ``interval`` seconds between two polls (the first poll too);
 * ``authorization_pending``: poll again after the interval;
@@ -37,7 +38,7 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Generator, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
@@ -281,6 +282,9 @@ class Stop:
 
 
 Decision = Wait | Poll | Granted | Stop
+#: What goes back into :meth:`DevicePoll.polling`: the time, and a poll's answer (``None``
+#: after a wait).
+Feedback = tuple[float, "TokenGrant | GrantError | None"]
 
 
 class DevicePoll:
@@ -364,6 +368,20 @@ class DevicePoll:
         self._in_flight = True
         self.polls += 1
         return Poll(self._request)
+
+    def polling(self, now: float) -> Generator[Wait | Poll, Feedback, TokenGrant]:
+        """The whole polling as one generator, without I/O: it yields a :class:`Wait` (sleep
+        that long, then send back ``(now, None)``) or a :class:`Poll` (send its request,
+        then send back ``(now, the TokenGrant or the GrantError)``), and returns the tokens
+        or raises the ``GrantError`` that ended the polling. The sync and the async shells
+        drive it alike."""
+        decision = self.decide(now)
+        while not isinstance(decision, (Granted, Stop)):
+            now, answer = yield decision
+            decision = self.decide(now, answer)
+        if isinstance(decision, Stop):
+            raise decision.error
+        return decision.grant
 
     def _settle(self, now: float, answer: TokenGrant | GrantError) -> Granted | Stop | None:
         if isinstance(answer, TokenGrant):

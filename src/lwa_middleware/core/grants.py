@@ -50,7 +50,7 @@ import string
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any
+from typing import Any, TypedDict
 from urllib.parse import urlencode
 
 from lwa_middleware.core.protocol import USER_AGENT, echoes
@@ -66,6 +66,7 @@ __all__ = [
     "SENSITIVE_FIELDS",
     "TOKEN_PATH",
     "AuthorizationPending",
+    "CodeExchange",
     "GrantError",
     "GrantRequest",
     "GrantUnavailable",
@@ -209,6 +210,20 @@ def grant_request(
             }
         ),
     )
+
+
+class _CodeExchangeNeeds(TypedDict):
+    redirect_uri: str
+    client_id: str
+
+
+class CodeExchange(_CodeExchangeNeeds, total=False):
+    """The fields of a code exchange besides the code (the keyword arguments of
+    ``exchange_code`` and :func:`code_grant`): ``redirect_uri`` and ``client_id`` (both
+    required), ``client_secret`` and/or the PKCE ``code_verifier`` (at least one)."""
+
+    client_secret: str | None
+    code_verifier: str | None
 
 
 def code_grant(

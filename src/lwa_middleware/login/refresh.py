@@ -50,6 +50,9 @@ if TYPE_CHECKING:
     from typing_extensions import Self
 
 Clock = Callable[[], float]
+#: What a request carried: its ``Authorization`` and ``x-amz-access-token`` values, its
+#: ``Cookie`` headers, and its query string (``""`` when the query is not read).
+Carried = tuple[Sequence[bytes], Sequence[bytes], Sequence[bytes], str]
 #: ``(identity or None, error or None, Set-Cookie headers)``: see ``SessionRules.resolve``.
 Recovery = tuple[Identity | None, LWAError | None, tuple[Header, ...]]
 #: How long a thread waits, beyond the token client's own deadline, for another thread's
@@ -97,14 +100,8 @@ class _RefresherBase:
         if self.client.recorder is None:
             self.client.recorder = recorder
 
-    def _plan(
-        self,
-        error: LWAError | None,
-        authorization: Sequence[bytes],
-        amz_token: Sequence[bytes],
-        cookies: Sequence[bytes],
-        query_string: str,
-    ) -> RefreshPlan | SignedOut | None:
+    def _plan(self, error: LWAError | None, tokens: Carried) -> RefreshPlan | SignedOut | None:
+        authorization, amz_token, cookies, query_string = tokens
         return self.session.plan(
             error,
             _text(authorization),
@@ -132,23 +129,21 @@ class _RefresherBase:
     def recovery(
         self,
         error: LWAError | None,
-        authorization: Sequence[bytes],
-        amz_token: Sequence[bytes],
-        cookies: Sequence[bytes],
-        query_string: str,
+        tokens: Carried,
         verify: Callable[[str], Any],
         guard: Callable[[], None] | None = None,
         ready: Callable[[], Any] | None = None,
     ) -> Steps[Recovery]:
         """The request's identity after a refresh, the error to answer, and the cookies to
         set, as steps (:mod:`lwa_middleware.upstream.steps`); raises ``LWAError``
-        (``ServerError``: cookies kept) when LWA failed.
+        (``ServerError``: cookies kept) when LWA failed. ``tokens`` are what the request
+        carried (:data:`Carried`).
 
         ``verify`` is the middleware's verifier's. ``guard`` runs before a planned refresh,
         and may raise (the middleware's forgery check, for a method that can change state:
         the refresh cookie authenticates too). ``ready`` is run before the session's
         revocation is looked up (a new worker's first read of the fleet's revocations)."""
-        plan = self._plan(error, authorization, amz_token, cookies, query_string)
+        plan = self._plan(error, tokens)
         if plan is not None and guard is not None:
             guard()
         if not isinstance(plan, RefreshPlan):

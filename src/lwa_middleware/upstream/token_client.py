@@ -43,8 +43,9 @@ import math
 import time
 import weakref
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from functools import partial
 from types import TracebackType
-from typing import TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import anyio
 import httpx
@@ -56,6 +57,7 @@ from lwa_middleware.core.grants import (
     DEVICE_GRANT_ERRORS,
     GRANT_ERRORS,
     MAX_GRANT_BODY,
+    CodeExchange,
     GrantError,
     GrantRequest,
     GrantUnavailable,
@@ -70,11 +72,16 @@ from lwa_middleware.core.settings import is_insecure_http, resolve_api_base_url
 from lwa_middleware.upstream import transport
 from lwa_middleware.upstream.deadlines import deadline, hold_to_deadlines
 from lwa_middleware.upstream.slots import AsyncSlots, Slots
+from lwa_middleware.upstream.steps import Steps, arun, run
 from lwa_middleware.upstream.transport import HTTPX_OPTIONS, Budget
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 
 __all__ = ["AsyncTokenClient", "TokenClient"]
 
 T = TypeVar("T")
+TransportT = TypeVar("TransportT", httpx.BaseTransport, httpx.AsyncBaseTransport)
 Clock = Callable[[], float]
 #: ``(status, content type, body)`` of a token endpoint's answer.
 Answer = tuple[int, str | None, bytes]
@@ -125,14 +132,17 @@ def _slot_option(name: str, value: object, minimum: int) -> int:
     return value
 
 
-class _TokenClientBase:
-    """Options, request building and the guard of each call, shared by both clients."""
+class _TokenClientBase(Generic[TransportT]):
+    """Options, request building, the guard of each call and its steps, shared by both
+    clients. ``transport`` (e.g. ``httpx.MockTransport``) is used as given: a sync one for
+    :class:`TokenClient`, an async one for :class:`AsyncTokenClient`."""
 
     def __init__(
         self,
         api_base_url: str,
         *,
         timeout: float = 5.0,
+        transport: TransportT | None = None,
         allow_insecure_http: bool = False,
         recorder: Recorder | None = None,
         max_concurrent_calls: int | None = None,
@@ -162,6 +172,11 @@ class _TokenClientBase:
         ):
             raise ConfigurationError(f"timeout must be a positive number, got {timeout!r}")
         self.timeout = float(timeout)
+        self._setup(transport)
+
+    def _setup(self, transport: TransportT | None) -> None:
+        """Set up the shell's HTTP client (or what makes them)."""
+        raise NotImplementedError
 
     def bound(self, max_concurrent_calls: int | None, max_queued_calls: int = 0) -> None:
         """Hold this client's calls from now on to ``max_concurrent_calls`` at once, up to
@@ -216,23 +231,6 @@ class _TokenClientBase:
             raise self._overloaded()
         return left
 
-    def _code(
-        self,
-        code: str,
-        redirect_uri: str,
-        client_id: str,
-        client_secret: str | None,
-        code_verifier: str | None,
-    ) -> GrantRequest:
-        return code_grant(
-            self.api_base_url,
-            code=code,
-            redirect_uri=redirect_uri,
-            client_id=client_id,
-            client_secret=client_secret,
-            code_verifier=code_verifier,
-        )
-
     def _refresh(
         self, refresh_token: str, client_id: str, client_secret: str | None
     ) -> GrantRequest:
@@ -243,36 +241,94 @@ class _TokenClientBase:
             client_secret=client_secret,
         )
 
+    @staticmethod
+    def _grant_parser(
+        request: GrantRequest, errors: Mapping[str, type[GrantError]]
+    ) -> Callable[[int, str | None, bytes], TokenGrant]:
+        """How a grant's answer is judged (LWA's error codes mapped by ``errors``)."""
+        return partial(parse_grant, sensitive=request.sensitive_values, errors=errors)
+
+    def _code_pair(
+        self, client_id: str, scope: str, clock: Clock
+    ) -> tuple[CodePairRequest, Callable[[int, str | None, bytes], CodePair]]:
+        """The code-pair request, and how its answer is judged (received at ``clock()``)."""
+        request = code_pair_request(self.api_base_url, client_id=client_id, scope=scope)
+        return request, lambda status, content_type, body: parse_code_pair(
+            status, content_type, body, now=clock()
+        )
+
+    def _device_grant(self, pair: CodePair) -> GrantRequest:
+        return device_grant(
+            self.api_base_url, device_code=pair.device_code, user_code=pair.user_code
+        )
+
+    def _calling(
+        self,
+        slots: Slots | AsyncSlots | None,
+        request: GrantRequest | CodePairRequest,
+        parse: Callable[[int, str | None, bytes], T],
+    ) -> Steps[T]:
+        """One call, as steps: the breaker asked first, a slot taken (when bounded), the
+        request sent within ``timeout`` and its answer parsed; the breaker told the
+        outcome on every way out."""
+        self._before()
+        try:
+            budget = Budget(self.timeout)
+            if slots is not None:
+                try:
+                    yield partial(slots.take, budget)
+                except Overloaded:
+                    raise self._overloaded() from None
+            try:
+                answer = yield partial(self._send, request, budget, self._left(budget))
+            finally:
+                if slots is not None:
+                    slots.give()
+            result = parse(*answer)
+        except BaseException as error:
+            self._report(error)
+            raise
+        self._report(None)
+        return result
+
+    def _send(self, request: GrantRequest | CodePairRequest, budget: Budget, left: float) -> Any:
+        """Post the form (the shell's I/O): ``(status, content type, body)``."""
+        raise NotImplementedError
+
+    @staticmethod
+    def _stream(request: GrantRequest | CodePairRequest, left: float) -> dict[str, Any]:
+        """The arguments of the ``httpx`` stream that posts ``request``."""
+        return {
+            "method": request.method,
+            "url": request.url,
+            "content": request.body,
+            "headers": dict(request.headers),
+            "timeout": left,
+        }
+
+    def _answer(
+        self, status: int, content_type: str | None, body: bytes | None, failure: str | None
+    ) -> Answer:
+        """What was read, or ``GrantUnavailable`` (raised here: the httpx exception is not
+        kept as a context)."""
+        if failure is not None:
+            raise GrantUnavailable(failure)
+        if body is None:
+            raise GrantUnavailable(_TOO_LARGE)
+        return status, content_type, body
+
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.api_base_url!r}, timeout={self.timeout})"
 
 
-class TokenClient(_TokenClientBase):
+class TokenClient(_TokenClientBase[httpx.BaseTransport]):
     """Blocking token-endpoint client (one pooled ``httpx.Client``; any number of threads).
 
     ``transport`` (e.g. ``httpx.MockTransport``) is used as given; without one the client's
     sockets are held to each request's deadline.
     """
 
-    def __init__(
-        self,
-        api_base_url: str,
-        *,
-        timeout: float = 5.0,
-        transport: httpx.BaseTransport | None = None,
-        allow_insecure_http: bool = False,
-        recorder: Recorder | None = None,
-        max_concurrent_calls: int | None = None,
-        max_queued_calls: int = 0,
-    ) -> None:
-        super().__init__(
-            api_base_url,
-            timeout=timeout,
-            allow_insecure_http=allow_insecure_http,
-            recorder=recorder,
-            max_concurrent_calls=max_concurrent_calls,
-            max_queued_calls=max_queued_calls,
-        )
+    def _setup(self, transport: httpx.BaseTransport | None) -> None:
         if transport is not None:
             self._http = httpx.Client(transport=transport, **HTTPX_OPTIONS)
         else:
@@ -282,17 +338,11 @@ class TokenClient(_TokenClientBase):
         options = self.slot_options
         self._slots = None if options is None else Slots(*options)
 
-    def exchange_code(
-        self,
-        code: str,
-        *,
-        redirect_uri: str,
-        client_id: str,
-        client_secret: str | None = None,
-        code_verifier: str | None = None,
-    ) -> TokenGrant:
-        """Exchange an authorization code (``client_secret`` and/or PKCE ``code_verifier``)."""
-        return self.grant(self._code(code, redirect_uri, client_id, client_secret, code_verifier))
+    def exchange_code(self, code: str, **fields: Unpack[CodeExchange]) -> TokenGrant:
+        """Exchange an authorization code: ``redirect_uri=``, ``client_id=``, and
+        ``client_secret=`` and/or the PKCE ``code_verifier=`` (:class:`CodeExchange
+        <lwa_middleware.core.grants.CodeExchange>`)."""
+        return self.grant(code_grant(self.api_base_url, code=code, **fields))
 
     def refresh(
         self, refresh_token: str, *, client_id: str, client_secret: str | None = None
@@ -306,87 +356,34 @@ class TokenClient(_TokenClientBase):
         """Send any grant request; the :class:`TokenGrant` or a ``GrantError`` (``errors``
         maps LWA's error codes to classes, as in
         :func:`~lwa_middleware.core.grants.parse_grant`)."""
-        return self._call(
-            request,
-            lambda status, content_type, body: parse_grant(
-                status, content_type, body, sensitive=request.sensitive_values, errors=errors
-            ),
-        )
+        return run(self._calling(self._slots, request, self._grant_parser(request, errors)))
 
     def create_code_pair(
-        self, client_id: str, *, scope: str = "profile", clock: Callable[[], float] = time.time
+        self, client_id: str, *, scope: str = "profile", clock: Clock = time.time
     ) -> CodePair:
         """``POST /auth/o2/create/codepair``: a :class:`~lwa_middleware.core.device.CodePair`
         (received at ``clock()``) or a ``GrantError``."""
-        request = code_pair_request(self.api_base_url, client_id=client_id, scope=scope)
-        return self._call(
-            request,
-            lambda status, content_type, body: parse_code_pair(
-                status, content_type, body, now=clock()
-            ),
-        )
+        return run(self._calling(self._slots, *self._code_pair(client_id, scope, clock)))
 
     def poll_code_pair(self, pair: CodePair) -> TokenGrant:
         """One ``grant_type=device_code`` poll: the tokens, or ``AuthorizationPending``,
         ``SlowDown``, ``InvalidCodePair``, ``InvalidGrant``, … (see
         :class:`~lwa_middleware.callers.device_flow.DeviceFlow` for the whole polling)."""
-        request = device_grant(
-            self.api_base_url, device_code=pair.device_code, user_code=pair.user_code
-        )
-        return self.grant(request, errors=DEVICE_GRANT_ERRORS)
-
-    def _call(
-        self, request: GrantRequest | CodePairRequest, parse: Callable[[int, str | None, bytes], T]
-    ) -> T:
-        """Send ``request`` in a slot (when bounded) within ``timeout``, and ``parse`` the
-        answer; the breaker (if any) is asked first and told the outcome."""
-        self._before()
-        try:
-            budget = Budget(self.timeout)
-            slots = self._slots
-            if slots is not None:
-                try:
-                    slots.take(budget)
-                except Overloaded:
-                    raise self._overloaded() from None
-            try:
-                answer = self._send(request, budget, self._left(budget))
-            finally:
-                if slots is not None:
-                    slots.give()
-            result = parse(*answer)
-        except BaseException as error:
-            self._report(error)
-            raise
-        self._report(None)
-        return result
+        return self.grant(self._device_grant(pair), errors=DEVICE_GRANT_ERRORS)
 
     def _send(self, request: GrantRequest | CodePairRequest, budget: Budget, left: float) -> Answer:
-        """Post the form; ``(status, content type, body)`` or ``GrantUnavailable``."""
         failure: str | None = None
-        status = 0
+        body: bytes | None = None
+        status, content_type = 0, None
         started = time.perf_counter()
         try:
-            with (
-                deadline(budget.deadline),
-                self._http.stream(
-                    request.method,
-                    request.url,
-                    content=request.body,
-                    headers=dict(request.headers),
-                    timeout=left,
-                ) as r,
-            ):
+            with deadline(budget.deadline), self._http.stream(**self._stream(request, left)) as r:
                 body = _capped(r.iter_bytes())
                 status, content_type = r.status_code, r.headers.get("content-type")
         except httpx.HTTPError as exc:
             failure = _failure(exc)
         self._observe(status, failure, started)
-        if failure is not None:  # raised here: the httpx exception is not kept as a context
-            raise GrantUnavailable(failure)
-        if body is None:
-            raise GrantUnavailable(_TOO_LARGE)
-        return status, content_type, body
+        return self._answer(status, content_type, body, failure)
 
     def close(self) -> None:
         """Close the connection pool."""
@@ -401,7 +398,7 @@ class TokenClient(_TokenClientBase):
         self.close()
 
 
-class AsyncTokenClient(_TokenClientBase):
+class AsyncTokenClient(_TokenClientBase[httpx.AsyncBaseTransport]):
     """Async token-endpoint client: one ``httpx.AsyncClient`` per event loop (an httpx pool
     belongs to the loop that opened it; Starlette's ``TestClient`` runs each request on a
     new loop), opened by the loop's first request.
@@ -411,25 +408,7 @@ class AsyncTokenClient(_TokenClientBase):
     opens a new one) and forgets those of closed loops.
     """
 
-    def __init__(
-        self,
-        api_base_url: str,
-        *,
-        timeout: float = 5.0,
-        transport: httpx.AsyncBaseTransport | None = None,
-        allow_insecure_http: bool = False,
-        recorder: Recorder | None = None,
-        max_concurrent_calls: int | None = None,
-        max_queued_calls: int = 0,
-    ) -> None:
-        super().__init__(
-            api_base_url,
-            timeout=timeout,
-            allow_insecure_http=allow_insecure_http,
-            recorder=recorder,
-            max_concurrent_calls=max_concurrent_calls,
-            max_queued_calls=max_queued_calls,
-        )
+    def _setup(self, transport: httpx.AsyncBaseTransport | None) -> None:
         self._transport = transport
         self._loops: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, httpx.AsyncClient] = (
             weakref.WeakKeyDictionary()
@@ -477,18 +456,9 @@ class AsyncTokenClient(_TokenClientBase):
             slots = self._slots[loop] = AsyncSlots(*options)
         return slots
 
-    async def exchange_code(
-        self,
-        code: str,
-        *,
-        redirect_uri: str,
-        client_id: str,
-        client_secret: str | None = None,
-        code_verifier: str | None = None,
-    ) -> TokenGrant:
-        """Exchange an authorization code (``client_secret`` and/or PKCE ``code_verifier``)."""
-        request = self._code(code, redirect_uri, client_id, client_secret, code_verifier)
-        return await self.grant(request)
+    async def exchange_code(self, code: str, **fields: Unpack[CodeExchange]) -> TokenGrant:
+        """Exchange an authorization code (see :meth:`TokenClient.exchange_code`)."""
+        return await self.grant(code_grant(self.api_base_url, code=code, **fields))
 
     async def refresh(
         self, refresh_token: str, *, client_id: str, client_secret: str | None = None
@@ -499,63 +469,24 @@ class AsyncTokenClient(_TokenClientBase):
     async def grant(
         self, request: GrantRequest, *, errors: Mapping[str, type[GrantError]] = GRANT_ERRORS
     ) -> TokenGrant:
-        """Send any grant request; the :class:`TokenGrant` or a ``GrantError`` (``errors``
-        maps LWA's error codes to classes, as in
-        :func:`~lwa_middleware.core.grants.parse_grant`)."""
-        return await self._call(
-            request,
-            lambda status, content_type, body: parse_grant(
-                status, content_type, body, sensitive=request.sensitive_values, errors=errors
-            ),
-        )
+        """Send any grant request (see :meth:`TokenClient.grant`)."""
+        parse = self._grant_parser(request, errors)
+        return await arun(self._calling(self._loop_slots(), request, parse))
 
     async def create_code_pair(
-        self, client_id: str, *, scope: str = "profile", clock: Callable[[], float] = time.time
+        self, client_id: str, *, scope: str = "profile", clock: Clock = time.time
     ) -> CodePair:
-        """``POST /auth/o2/create/codepair``: a :class:`~lwa_middleware.core.device.CodePair`
-        (received at ``clock()``) or a ``GrantError``."""
-        request = code_pair_request(self.api_base_url, client_id=client_id, scope=scope)
-        return await self._call(
-            request,
-            lambda status, content_type, body: parse_code_pair(
-                status, content_type, body, now=clock()
-            ),
-        )
+        """``POST /auth/o2/create/codepair`` (see :meth:`TokenClient.create_code_pair`)."""
+        pair = self._code_pair(client_id, scope, clock)
+        return await arun(self._calling(self._loop_slots(), *pair))
 
     async def poll_code_pair(self, pair: CodePair) -> TokenGrant:
         """One ``grant_type=device_code`` poll (see :meth:`TokenClient.poll_code_pair`)."""
-        request = device_grant(
-            self.api_base_url, device_code=pair.device_code, user_code=pair.user_code
-        )
-        return await self.grant(request, errors=DEVICE_GRANT_ERRORS)
+        return await self.grant(self._device_grant(pair), errors=DEVICE_GRANT_ERRORS)
 
-    async def _call(
-        self, request: GrantRequest | CodePairRequest, parse: Callable[[int, str | None, bytes], T]
-    ) -> T:
-        """As :meth:`TokenClient._call`."""
-        self._before()
-        try:
-            budget = Budget(self.timeout)
-            slots = self._loop_slots()
-            if slots is not None:
-                try:
-                    await slots.take(budget)
-                except Overloaded:
-                    raise self._overloaded() from None
-            try:
-                answer = await self._send(request, self._left(budget))
-            finally:
-                if slots is not None:
-                    slots.give()
-            result = parse(*answer)
-        except BaseException as error:
-            self._report(error)
-            raise
-        self._report(None)
-        return result
-
-    async def _send(self, request: GrantRequest | CodePairRequest, left: float) -> Answer:
-        """Post the form; ``(status, content type, body)`` or ``GrantUnavailable``."""
+    async def _send(
+        self, request: GrantRequest | CodePairRequest, budget: Budget, left: float
+    ) -> Answer:
         client = self._client()
         failure: str | None = _TIMED_OUT
         body: bytes | None = None
@@ -565,24 +496,14 @@ class AsyncTokenClient(_TokenClientBase):
         # the whole request (anyio: asyncio or trio).
         with anyio.move_on_after(left):
             try:
-                async with client.stream(
-                    request.method,
-                    request.url,
-                    content=request.body,
-                    headers=dict(request.headers),
-                    timeout=left,
-                ) as r:
+                async with client.stream(**self._stream(request, left)) as r:
                     body = await _acapped(r.aiter_bytes())
                     status, content_type = r.status_code, r.headers.get("content-type")
                 failure = None
             except httpx.HTTPError as exc:
                 failure = _failure(exc)
         self._observe(status, failure, started)
-        if failure is not None:  # raised here: the httpx exception is not kept as a context
-            raise GrantUnavailable(failure)
-        if body is None:
-            raise GrantUnavailable(_TOO_LARGE)
-        return status, content_type, body
+        return self._answer(status, content_type, body, failure)
 
     async def aclose(self) -> None:
         """Close the running loop's connection pool (and forget those of closed loops)."""

@@ -25,6 +25,9 @@ they are kept in step with the fleet's by a sync on the same Redis client
 (:mod:`lwa_middleware.upstream.revocation_store`: a task per event loop, a thread for the blocking
 verifier), whose first read a cold verification waits for (briefly) in a new worker.
 
+Both verifiers run one cold verification's steps (``_cold``: written once, driven by
+:mod:`lwa_middleware.upstream.steps`); they differ in how they wait and call.
+
 Operations: one :class:`~lwa_middleware.core.breaker.CircuitBreaker` per verifier (one
 ``api_base_url``, one host; off with ``breaker_failures=0``) is asked before a slot is
 taken and told every call's outcome (only LWA's own failures count: never a request the
@@ -44,7 +47,8 @@ import time
 import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from functools import partial
+from typing import Any, Generic, TypeVar
 
 import httpx
 
@@ -67,10 +71,12 @@ from lwa_middleware.upstream.redis_store import (
 )
 from lwa_middleware.upstream.revocation_store import AsyncRevocationSync, RevocationSync, ready_wait
 from lwa_middleware.upstream.slots import AsyncSlots, Slots
+from lwa_middleware.upstream.steps import Steps, arun, run
 from lwa_middleware.upstream.tracing import SPAN_VERIFY, SpanHandle, Tracer
 from lwa_middleware.upstream.transport import Budget
 
 Clock = Callable[[], float]
+TransportT = TypeVar("TransportT", httpx.BaseTransport, httpx.AsyncBaseTransport)
 
 TIMED_OUT = "Login with Amazon timed out."
 SHARED_CACHE_NEEDS_SECRET = (
@@ -99,14 +105,25 @@ class _LoopState:
     revocations: AsyncRevocationSync | None = None
 
 
-class _VerifierBase:
-    """What both verifiers share: the settings, the :class:`Authority`, the clock, and the
-    first step of every verification (a cache hit, or a token fit to send to LWA)."""
+class _VerifierBase(Generic[TransportT]):
+    """What both verifiers share: the options, the :class:`Authority`, the clock, the first
+    step of every verification (a cache hit, or a token fit to send to LWA) and the steps
+    of a cold one (the shared cache, then LWA).
+
+    ``transport`` is an ``httpx`` transport for the LWA calls (a sync one for
+    :class:`Verifier`, an async one for :class:`AsyncVerifier`); ``redis`` a Redis client
+    of the same kind, instead of ``redis_url``; ``recorder`` gets every event besides the
+    built-in counters; ``revocations`` are a sign-in's (shared with it), else the
+    verifier's own.
+    """
 
     def __init__(
         self,
         settings: LWASettings,
-        clock: Clock,
+        *,
+        clock: Clock = time.time,
+        transport: TransportT | None = None,
+        redis: Any = None,
         recorder: Recorder | None = None,
         tracer: Tracer | None = None,
         revocations: Revocations | None = None,
@@ -144,6 +161,11 @@ class _VerifierBase:
         )
         #: When Redis may be called (shared by every loop's client).
         self.redis_backoff = Backoff(settings.redis_backoff)
+        self._setup(transport, redis)
+
+    def _setup(self, transport: TransportT | None, redis: Any) -> None:
+        """Set up the shell's clients (or what makes them)."""
+        raise NotImplementedError
 
     def _breaker_changed(self, old: str, new: str) -> None:
         self.recorder.breaker_state(new)
@@ -228,6 +250,42 @@ class _VerifierBase:
             raise error
         return identity
 
+    def _cold(
+        self,
+        sync: AsyncRevocationSync | RevocationSync | None,
+        store: AsyncRedisStore | RedisStore | None,
+        at_lwa: Callable[[float], Any],
+        key: bytes,
+        now: float,
+        budget: Budget,
+        span: SpanHandle,
+    ) -> Steps[Identity]:
+        """The leader's verification of a cold token, as steps: the fleet's sign-outs first
+        in a new worker, then the shared cache, else LWA (``at_lwa(now)``, whose verdict is
+        then shared)."""
+        authority = self.authority
+        if sync is not None and not sync.loaded:  # a new worker: the fleet's sign-outs first
+            yield sync.ready
+            authority.refuse_revoked(key, self.clock())
+        if store is None:
+            return (yield partial(at_lwa, now))  # type: ignore[no-any-return]
+        identity, locked = yield partial(store.consult, key, budget)
+        if identity is not None:
+            span.set_cache("l2")
+            return identity  # type: ignore[no-any-return]
+        now = self.clock()
+        try:
+            identity = yield partial(at_lwa, now)
+        except Exception as error:  # a cancellation is not a verdict: nothing is written
+            yield partial(
+                store.publish, key, authority.l2_write(key, error, now, self.clock()), locked
+            )
+            raise
+        yield partial(
+            store.publish, key, authority.l2_write(key, identity, now, self.clock()), locked
+        )
+        return identity  # type: ignore[no-any-return]
+
     def _settled(self, span: SpanHandle, identity: Identity) -> Identity:
         span.set_outcome("stale" if identity.stale else "ok")
         span.set_user_id(identity.user_id)  # dropped unless the tracer records user ids
@@ -278,21 +336,10 @@ class _VerifierBase:
         return key, now, identity
 
 
-class AsyncVerifier(_VerifierBase):
+class AsyncVerifier(_VerifierBase[httpx.AsyncBaseTransport]):
     """Verifies tokens for ASGI apps: L1 cache, then one shared LWA round trip per token."""
 
-    def __init__(
-        self,
-        settings: LWASettings,
-        *,
-        clock: Clock = time.time,
-        transport: httpx.AsyncBaseTransport | None = None,
-        redis: Any = None,
-        recorder: Recorder | None = None,
-        tracer: Tracer | None = None,
-        revocations: Revocations | None = None,
-    ) -> None:
-        super().__init__(settings, clock, recorder, tracer, revocations)
+    def _setup(self, transport: httpx.AsyncBaseTransport | None, redis: Any) -> None:
         self._transport = transport
         #: A ``redis.asyncio`` client passed in (the caller's: never closed here).
         self._redis_client = redis
@@ -385,7 +432,10 @@ class AsyncVerifier(_VerifierBase):
         flight = asyncio.get_running_loop().create_future()
         state.flights[key] = flight
         try:
-            identity = await self._cold(state, key, token, now, budget, span)
+            at_lwa = partial(self._at_lwa, state, key, token, budget=budget)
+            identity = await arun(
+                self._cold(state.revocations, state.redis, at_lwa, key, now, budget, span)
+            )
         except asyncio.CancelledError:
             flight.cancel()
             raise
@@ -399,42 +449,8 @@ class AsyncVerifier(_VerifierBase):
         finally:
             del state.flights[key]
 
-    async def _cold(
-        self,
-        state: _LoopState,
-        key: bytes,
-        token: str,
-        now: float,
-        budget: Budget,
-        span: SpanHandle,
-    ) -> Identity:
-        """The leader's verification of a cold token: the shared cache, else LWA (whose
-        verdict is then shared)."""
-        sync = state.revocations
-        if sync is not None and not sync.loaded:  # a new worker: the fleet's sign-outs first
-            await sync.ready()
-            self.authority.refuse_revoked(key, self.clock())
-        store = state.redis
-        if store is None:
-            return await self._at_lwa(state, key, token, now, budget)
-        identity, locked = await store.consult(key, budget)
-        if identity is not None:
-            span.set_cache("l2")
-            return identity
-        now = self.clock()
-        authority = self.authority
-        try:
-            identity = await self._at_lwa(state, key, token, now, budget)
-        except asyncio.CancelledError:
-            raise  # the lock, if held, expires on its own
-        except Exception as error:
-            await store.publish(key, authority.l2_write(key, error, now, self.clock()), locked)
-            raise
-        await store.publish(key, authority.l2_write(key, identity, now, self.clock()), locked)
-        return identity
-
     async def _at_lwa(
-        self, state: _LoopState, key: bytes, token: str, now: float, budget: Budget
+        self, state: _LoopState, key: bytes, token: str, now: float, *, budget: Budget
     ) -> Identity:
         """Token-info ∥ profile in a slot, within the deadline; the verdict is Authority's
         (the breaker is asked first, and told the outcome on every way out)."""
@@ -504,21 +520,11 @@ class _Flight:
         self.error: BaseException | None = None
 
 
-class Verifier(_VerifierBase):
+class Verifier(_VerifierBase[httpx.BaseTransport]):
     """Verifies tokens for WSGI apps: thread-safe L1 cache and single flight, no event loop."""
 
-    def __init__(
-        self,
-        settings: LWASettings,
-        *,
-        clock: Clock = time.time,
-        transport: httpx.BaseTransport | None = None,
-        redis: Any = None,
-        recorder: Recorder | None = None,
-        tracer: Tracer | None = None,
-        revocations: Revocations | None = None,
-    ) -> None:
-        super().__init__(settings, clock, recorder, tracer, revocations)
+    def _setup(self, transport: httpx.BaseTransport | None, redis: Any) -> None:
+        settings = self.settings
         self.redis: RedisStore | None = None
         #: The revocation sync (a thread, started on first need), with a shared cache.
         self.sync: RevocationSync | None = None
@@ -528,7 +534,7 @@ class Verifier(_VerifierBase):
                 owned=redis is None,
                 authority=self.authority,
                 backoff=self.redis_backoff,
-                clock=clock,
+                clock=self.clock,
                 tracer=self.tracer,
             )
             if self._attach(True):
@@ -591,7 +597,8 @@ class Verifier(_VerifierBase):
             assert flight.identity is not None
             return flight.identity
         try:
-            flight.identity = self._cold(key, token, now, budget, span)
+            at_lwa = partial(self._at_lwa, key, token, budget=budget)
+            flight.identity = run(self._cold(self.sync, self.redis, at_lwa, key, now, budget, span))
             return flight.identity
         except BaseException as error:
             flight.error = error
@@ -601,33 +608,7 @@ class Verifier(_VerifierBase):
                 del self._flights[key]
             flight.done.set()
 
-    def _cold(
-        self, key: bytes, token: str, now: float, budget: Budget, span: SpanHandle
-    ) -> Identity:
-        """The leader's verification of a cold token: the shared cache, else LWA (whose
-        verdict is then shared)."""
-        sync = self.sync
-        if sync is not None and not sync.loaded:  # a new worker: the fleet's sign-outs first
-            sync.ready()
-            self.authority.refuse_revoked(key, self.clock())
-        store = self.redis
-        if store is None:
-            return self._at_lwa(key, token, now, budget)
-        identity, locked = store.consult(key, budget)
-        if identity is not None:
-            span.set_cache("l2")
-            return identity
-        now = self.clock()
-        authority = self.authority
-        try:
-            identity = self._at_lwa(key, token, now, budget)
-        except Exception as error:
-            store.publish(key, authority.l2_write(key, error, now, self.clock()), locked)
-            raise
-        store.publish(key, authority.l2_write(key, identity, now, self.clock()), locked)
-        return identity
-
-    def _at_lwa(self, key: bytes, token: str, now: float, budget: Budget) -> Identity:
+    def _at_lwa(self, key: bytes, token: str, now: float, *, budget: Budget) -> Identity:
         """Token-info, then profile, in a slot, within the deadline (the breaker is asked
         first, and told the outcome on every way out)."""
         self._guard(now)
