@@ -23,10 +23,9 @@ from typing import NoReturn, TextIO
 
 from lwa_middleware.callers.device_flow import DeviceFlow
 from lwa_middleware.callers.token_store import STORE_VARIABLE, StoredTokens, TokenStoreError
-from lwa_middleware.cli.console import EXIT_OK, fail, say
+from lwa_middleware.cli.console import EXIT_OK, add_where_options, fail, say
 from lwa_middleware.cli.serving import identifier
 from lwa_middleware.cli.stored_tokens import (
-    add_where_options,
     api_base_url_of,
     open_store,
     refused,
@@ -163,7 +162,12 @@ def add_login_command(commands: argparse._SubParsersAction[argparse.ArgumentPars
         metavar="SCOPE",
         help="the scopes to ask for, space-separated (default: %(default)s)",
     )
-    add_where_options(parser, login=True)
+    add_where_options(
+        parser,
+        insecure_help="allow a plain http:// --api-base-url to a host that is not loopback "
+        "(default: off; http to 127.0.0.1, ::1 or localhost, e.g. the emulator, is always "
+        "allowed)",
+    )
     parser.add_argument(
         "--no-keyring",
         action="store_true",

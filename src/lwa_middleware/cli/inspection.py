@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import getpass
 import json
-import math
 import re
 import sys
 import time
@@ -26,15 +25,20 @@ from datetime import datetime, timezone
 from types import SimpleNamespace
 from typing import Any, TextIO, TypeVar
 
-from lwa_middleware.cli.console import EXIT_ERROR, EXIT_OK, EXIT_REFUSED, fail, say
+from lwa_middleware.cli.console import (
+    EXIT_ERROR,
+    EXIT_OK,
+    EXIT_REFUSED,
+    add_where_options,
+    fail,
+    say,
+)
 from lwa_middleware.cli.serving import identifier
 from lwa_middleware.core.errors import ConfigurationError, LWAError, LWAUnavailable, ServerError
 from lwa_middleware.core.models import Identity, Profile, TokenInfo
 from lwa_middleware.core.policy import REFUSALS, AccessPolicy, parse_json_variable
 from lwa_middleware.core.rules import MAX_JUDGED_PATH, path_forms
 from lwa_middleware.core.settings import (
-    DEFAULT_API_BASE_URL,
-    REGIONS,
     is_insecure_http,
     resolve_api_base_url,
 )
@@ -246,31 +250,11 @@ def add_inspect_command(commands: argparse._SubParsersAction[argparse.ArgumentPa
         metavar="ID",
         help="an accepted app_id; repeat for several (default: none)",
     )
-    where = parser.add_mutually_exclusive_group()
-    where.add_argument(
-        "--api-base-url",
-        metavar="URL",
-        help=f"LWA's API base URL, e.g. the emulator's (default: {DEFAULT_API_BASE_URL}, "
-        "the NA region's)",
-    )
-    where.add_argument(
-        "--region",
-        choices=sorted(REGIONS),
-        help="LWA's region, instead of --api-base-url (default: none)",
-    )
-    parser.add_argument(
-        "--allow-insecure-http",
-        action="store_true",
-        help="allow a plain http:// --api-base-url to a host that is not loopback, e.g. an "
-        "emulator on another machine (default: off; http to 127.0.0.1, ::1 or localhost "
-        "is always allowed)",
-    )
-    parser.add_argument(
-        "--timeout",
-        type=_seconds,
-        default=5.0,
-        metavar="SECONDS",
-        help="time budget per call to LWA (default: %(default)s)",
+    add_where_options(
+        parser,
+        insecure_help="allow a plain http:// --api-base-url to a host that is not loopback, "
+        "e.g. an emulator on another machine (default: off; http to 127.0.0.1, ::1 or "
+        "localhost is always allowed)",
     )
     parser.add_argument(
         "--path",
@@ -331,17 +315,6 @@ def load_policy(args: argparse.Namespace) -> AccessPolicy:
         return build_policy(options).policy
     except ConfigurationError as exc:
         fail(f"access policy: {exc}")
-
-
-def _seconds(text: str) -> float:
-    """``--timeout``'s type: a positive, finite number of seconds."""
-    try:
-        value = float(text)
-    except ValueError:
-        value = math.nan
-    if not (math.isfinite(value) and value > 0):
-        raise argparse.ArgumentTypeError(f"expected a positive number of seconds, got {text!r}")
-    return value
 
 
 def run_inspect(args: argparse.Namespace) -> int:

@@ -16,9 +16,9 @@ move time with (the command runs in-process there).
 from __future__ import annotations
 
 import argparse
-import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 from lwa_middleware.callers.token_store import (
     STORE_VARIABLE,
@@ -28,7 +28,16 @@ from lwa_middleware.callers.token_store import (
     TokenStore,
     TokenStoreError,
 )
-from lwa_middleware.cli.console import EXIT_OK, EXIT_REFUSED, CommandFailed, error, fail, say
+from lwa_middleware.cli.console import (
+    EXIT_OK,
+    EXIT_REFUSED,
+    CommandFailed,
+    add_where_options,
+    error,
+    fail,
+    non_negative_seconds,
+    say,
+)
 from lwa_middleware.cli.serving import identifier
 from lwa_middleware.core.errors import ConfigurationError
 from lwa_middleware.core.grants import (
@@ -39,8 +48,6 @@ from lwa_middleware.core.grants import (
     UnauthorizedClient,
 )
 from lwa_middleware.core.settings import (
-    DEFAULT_API_BASE_URL,
-    REGIONS,
     is_insecure_http,
     resolve_api_base_url,
 )
@@ -60,65 +67,7 @@ DEFAULT_MIN_VALID = 60.0
 _LOGIN_AGAIN = "run `lwa-middleware login --client-id {client_id}`"
 
 
-# Options the three commands share ---------------------------------------------------------
-
-
-def seconds(text: str) -> float:
-    """A positive, finite number of seconds (``--timeout``)."""
-    try:
-        value = float(text)
-    except ValueError:
-        value = math.nan
-    if not (math.isfinite(value) and value > 0):
-        raise argparse.ArgumentTypeError(f"expected a positive number of seconds, got {text!r}")
-    return value
-
-
-def non_negative_seconds(text: str) -> float:
-    """A finite number of seconds, zero or more (``--min-valid``)."""
-    try:
-        value = float(text)
-    except ValueError:
-        value = math.nan
-    if not (math.isfinite(value) and value >= 0):
-        raise argparse.ArgumentTypeError(f"expected a number of seconds >= 0, got {text!r}")
-    return value
-
-
-def add_where_options(parser: argparse.ArgumentParser, *, login: bool) -> None:
-    """``--api-base-url`` / ``--region`` (and, for ``login``, ``--allow-insecure-http``)."""
-    where = parser.add_mutually_exclusive_group()
-    if login:
-        url_help = (
-            f"LWA's API base URL, e.g. the emulator's (default: {DEFAULT_API_BASE_URL}, the "
-            "NA region's)"
-        )
-    else:
-        url_help = (
-            "the API base URL of the stored login to use (default: any; needed only when "
-            "several logins of one client ID are stored)"
-        )
-    where.add_argument("--api-base-url", metavar="URL", help=url_help)
-    where.add_argument(
-        "--region",
-        choices=sorted(REGIONS),
-        help="LWA's region, instead of --api-base-url (default: none)",
-    )
-    if login:
-        parser.add_argument(
-            "--allow-insecure-http",
-            action="store_true",
-            help="allow a plain http:// --api-base-url to a host that is not loopback "
-            "(default: off; http to 127.0.0.1, ::1 or localhost, e.g. the emulator, is "
-            "always allowed)",
-        )
-    parser.add_argument(
-        "--timeout",
-        type=seconds,
-        default=5.0,
-        metavar="SECONDS",
-        help="time budget per call to LWA (default: %(default)s)",
-    )
+# What the three commands share ---------------------------------------------------------
 
 
 def api_base_url_of(args: argparse.Namespace, *, default: str | None) -> str | None:
@@ -135,6 +84,17 @@ def open_store(*, keyring: bool | None = None) -> TokenStore:
     """The token store (gives up with status 2 when it cannot be used)."""
     try:
         return TokenStore(keyring=keyring)
+    except TokenStoreError as exc:
+        fail(str(exc))
+
+
+@contextmanager
+def locked_store() -> Iterator[TokenStore]:
+    """The token store, locked meanwhile (gives up with status 2 when it cannot be used)."""
+    store = open_store()
+    try:
+        with store.lock():
+            yield store
     except TokenStoreError as exc:
         fail(str(exc))
 
@@ -181,7 +141,11 @@ def add_token_command(commands: argparse._SubParsersAction[argparse.ArgumentPars
         metavar="ID",
         help="the client ID of the stored login (default: the only stored login)",
     )
-    add_where_options(parser, login=False)
+    add_where_options(
+        parser,
+        url_help="the API base URL of the stored login to use (default: any; needed only "
+        "when several logins of one client ID are stored)",
+    )
     parser.add_argument(
         "--min-valid",
         type=non_negative_seconds,
@@ -196,14 +160,10 @@ def add_token_command(commands: argparse._SubParsersAction[argparse.ArgumentPars
 def run_token(args: argparse.Namespace) -> int:
     """Print a valid access token (refreshed and stored back when it expires soon)."""
     api_base_url = api_base_url_of(args, default=None)
-    store = open_store()
-    try:
-        with store.lock():
-            login = find_login(store, args.client_id, api_base_url)
-            if login.expires_within(args.min_valid, clock()):
-                login = _refresh(store, login, args.timeout)
-    except TokenStoreError as exc:
-        fail(str(exc))
+    with locked_store() as store:
+        login = find_login(store, args.client_id, api_base_url)
+        if login.expires_within(args.min_valid, clock()):
+            login = _refresh(store, login, args.timeout)
     say(login.access_token)
     return EXIT_OK
 
@@ -254,16 +214,8 @@ def add_logout_command(commands: argparse._SubParsersAction[argparse.ArgumentPar
         metavar="ID",
         help="the client ID of the login to forget (default: the only stored login)",
     )
-    where = parser.add_mutually_exclusive_group()
-    where.add_argument(
-        "--api-base-url",
-        metavar="URL",
-        help="the API base URL of the login to forget (default: any)",
-    )
-    where.add_argument(
-        "--region",
-        choices=sorted(REGIONS),
-        help="LWA's region, instead of --api-base-url (default: none)",
+    add_where_options(
+        parser, url_help="the API base URL of the login to forget (default: any)", timeout=False
     )
     parser.add_argument(
         "--all",
@@ -276,25 +228,21 @@ def add_logout_command(commands: argparse._SubParsersAction[argparse.ArgumentPar
 def run_logout(args: argparse.Namespace) -> int:
     """Forget the matching login (every matching login with ``--all``)."""
     api_base_url = api_base_url_of(args, default=None)
-    store = open_store()
-    try:
-        with store.lock():
-            logins = [
-                (api, client)
-                for api, client in store.logins()
-                if (args.client_id is None or client == args.client_id)
-                and (api_base_url is None or api == api_base_url)
-            ]
-            if len(logins) > 1 and not args.all:
-                listed = "; ".join(f"{client} at {api}" for api, client in logins)
-                fail(
-                    f"several logins are stored ({listed}): pass --client-id (and "
-                    "--api-base-url), or --all"
-                )
-            for api, client in logins:
-                store.delete(api, client)
-    except TokenStoreError as exc:
-        fail(str(exc))
+    with locked_store() as store:
+        logins = [
+            (api, client)
+            for api, client in store.logins()
+            if (args.client_id is None or client == args.client_id)
+            and (api_base_url is None or api == api_base_url)
+        ]
+        if len(logins) > 1 and not args.all:
+            listed = "; ".join(f"{client} at {api}" for api, client in logins)
+            fail(
+                f"several logins are stored ({listed}): pass --client-id (and "
+                "--api-base-url), or --all"
+            )
+        for api, client in logins:
+            store.delete(api, client)
     if not logins:
         say("No stored login matched: nothing to forget.", err=True)
     for api, client in logins:

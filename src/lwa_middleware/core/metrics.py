@@ -16,7 +16,7 @@ import itertools
 import threading
 from bisect import bisect_left
 from collections.abc import Collection, Iterable, Mapping
-from typing import Any, Final, Literal, Protocol
+from typing import Any, Final, Literal, Protocol, get_args
 
 from lwa_middleware.core.errors import (
     AccessDenied,
@@ -67,18 +67,9 @@ Endpoint = Literal["tokeninfo", "profile", "token"]
 
 #: What a label value outside its set becomes.
 OTHER: Final = "other"
-OUTCOMES: Final = (
-    "ok",
-    "invalid_token",
-    "insufficient_scope",
-    "invalid_request",
-    "server_error",
-    "overloaded",
-    "stale",
-    "access_denied",
-)
-CACHE_LEVELS: Final = ("l1", "l2")
-ENDPOINTS: Final = ("tokeninfo", "profile", "token")
+OUTCOMES: Final[tuple[str, ...]] = get_args(Outcome)
+CACHE_LEVELS: Final[tuple[str, ...]] = get_args(CacheLevel)
+ENDPOINTS: Final[tuple[str, ...]] = get_args(Endpoint)
 #: LWA's documented error codes (``LWAError.error``).
 ERROR_CODES: Final = (
     "invalid_request",
@@ -147,75 +138,58 @@ def error_code(error: BaseException) -> str:
 
 class Recorder(Protocol):
     """What the core and the shells report. Label arguments outside their sets are
-    recorded as ``"other"``. A recorder must be cheap and must not raise."""
+    recorded as ``"other"``. A recorder must be cheap and must not raise.
+
+    Each method records nothing here: a class that names ``Recorder`` as its base inherits
+    that for the events it does not record (:class:`NullRecorder` records none)."""
 
     def verification(self, outcome: str) -> None:
         """A verification ended: one of :data:`OUTCOMES`."""
+        return
 
     def cache(self, level: CacheLevel, hit: bool) -> None:
         """An L1 or L2 lookup hit or missed."""
+        return
 
     def l1_hit(self) -> None:
         """A request answered on the warm path: ``cache("l1", True)`` and
         ``verification("ok")`` in one call (the warm path affords one)."""
+        return
 
     def lwa_call(self, endpoint: Endpoint, status: str, seconds: float) -> None:
         """One HTTP attempt to LWA (a retry is another call): its status and duration."""
+        return
 
     def error(self, code: str) -> None:
         """An error answered to a client: one of :data:`ERROR_CODES`."""
+        return
 
     def breaker_state(self, state: str) -> None:
         """The circuit breaker is now in ``state`` (one of :data:`BREAKER_STATES`)."""
+        return
 
     def stale_served(self) -> None:
         """A stale identity was answered (stale-if-error)."""
+        return
 
     def fanout_rejected(self) -> None:
         """A verification found no slot to call LWA (``Overloaded``)."""
+        return
 
     def redis_error(self) -> None:
         """The L2 (Redis) failed a command."""
+        return
 
     def l2_malformed(self) -> None:
         """An L2 entry was dropped: no good MAC, dated ahead, malformed, oversized, or of
         another format."""
+        return
 
 
-class NullRecorder:
+class NullRecorder(Recorder):
     """Records nothing."""
 
     __slots__ = ()
-
-    def verification(self, outcome: str) -> None:
-        """Nothing."""
-
-    def cache(self, level: CacheLevel, hit: bool) -> None:
-        """Nothing."""
-
-    def l1_hit(self) -> None:
-        """Nothing."""
-
-    def lwa_call(self, endpoint: Endpoint, status: str, seconds: float) -> None:
-        """Nothing."""
-
-    def error(self, code: str) -> None:
-        """Nothing."""
-
-    def breaker_state(self, state: str) -> None:
-        """Nothing."""
-
-    def stale_served(self) -> None:
-        """Nothing."""
-
-    def fanout_rejected(self) -> None:
-        """Nothing."""
-
-    def redis_error(self) -> None:
-        """Nothing."""
-
-    def l2_malformed(self) -> None:
-        """Nothing."""
 
 
 class _Histogram:
@@ -390,7 +364,19 @@ class Stats:
         }
 
 
-class FanOut:
+def _to_each(event: str) -> Any:
+    """A :class:`FanOut` method: the event, to each recorder in turn."""
+
+    def to_each(self: FanOut, *args: Any) -> None:
+        for recorder in self.recorders:
+            getattr(recorder, event)(*args)
+
+    to_each.__name__ = to_each.__qualname__ = event
+    to_each.__doc__ = "To each recorder."
+    return to_each
+
+
+class FanOut(Recorder):
     """Sends every event to each of ``recorders`` in turn (nested fan-outs are flattened,
     :class:`NullRecorder` dropped)."""
 
@@ -405,55 +391,16 @@ class FanOut:
                 flat.append(recorder)
         self.recorders: tuple[Recorder, ...] = tuple(flat)
 
-    def verification(self, outcome: str) -> None:
-        """To each recorder."""
-        for recorder in self.recorders:
-            recorder.verification(outcome)
-
-    def cache(self, level: CacheLevel, hit: bool) -> None:
-        """To each recorder."""
-        for recorder in self.recorders:
-            recorder.cache(level, hit)
-
-    def l1_hit(self) -> None:
-        """To each recorder."""
-        for recorder in self.recorders:
-            recorder.l1_hit()
-
-    def lwa_call(self, endpoint: Endpoint, status: str, seconds: float) -> None:
-        """To each recorder."""
-        for recorder in self.recorders:
-            recorder.lwa_call(endpoint, status, seconds)
-
-    def error(self, code: str) -> None:
-        """To each recorder."""
-        for recorder in self.recorders:
-            recorder.error(code)
-
-    def breaker_state(self, state: str) -> None:
-        """To each recorder."""
-        for recorder in self.recorders:
-            recorder.breaker_state(state)
-
-    def stale_served(self) -> None:
-        """To each recorder."""
-        for recorder in self.recorders:
-            recorder.stale_served()
-
-    def fanout_rejected(self) -> None:
-        """To each recorder."""
-        for recorder in self.recorders:
-            recorder.fanout_rejected()
-
-    def redis_error(self) -> None:
-        """To each recorder."""
-        for recorder in self.recorders:
-            recorder.redis_error()
-
-    def l2_malformed(self) -> None:
-        """To each recorder."""
-        for recorder in self.recorders:
-            recorder.l2_malformed()
+    verification = _to_each("verification")
+    cache = _to_each("cache")
+    l1_hit = _to_each("l1_hit")
+    lwa_call = _to_each("lwa_call")
+    error = _to_each("error")
+    breaker_state = _to_each("breaker_state")
+    stale_served = _to_each("stale_served")
+    fanout_rejected = _to_each("fanout_rejected")
+    redis_error = _to_each("redis_error")
+    l2_malformed = _to_each("l2_malformed")
 
 
 #: Fixed label sets, for exporters that pre-create their series.
