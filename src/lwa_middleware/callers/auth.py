@@ -43,6 +43,7 @@ import time
 import weakref
 from collections.abc import AsyncGenerator, Callable, Generator, Mapping
 from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, TypedDict
 
 import anyio
 import anyio.to_thread
@@ -54,7 +55,10 @@ from lwa_middleware.core.grants import InvalidGrant, TokenGrant
 from lwa_middleware.core.settings import is_insecure_http, resolve_api_base_url
 from lwa_middleware.upstream.token_client import AsyncTokenClient, TokenClient
 
-__all__ = ["LWAAuth", "is_invalid_token_answer", "names_invalid_token"]
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
+
+__all__ = ["AuthOptions", "LWAAuth", "is_invalid_token_answer", "names_invalid_token"]
 
 logger = logging.getLogger(__name__)
 
@@ -122,6 +126,18 @@ def _reusable(tokens: _Tokens, stale: str | None, now: float, margin: float) -> 
 
 
 # The shell ---------------------------------------------------------------------------------
+
+
+class AuthOptions(TypedDict, total=False):
+    """:class:`LWAAuth`'s options besides the credentials (what
+    :meth:`LWAAuth.from_store` passes on)."""
+
+    refresh_margin: float
+    timeout: float
+    allow_insecure_http: bool
+    clock: Clock
+    transport: httpx.BaseTransport | None
+    async_transport: httpx.AsyncBaseTransport | None
 
 
 class LWAAuth(httpx.Auth):
@@ -204,33 +220,26 @@ class LWAAuth(httpx.Auth):
         api_base_url: str | None = None,
         *,
         store: TokenStore | None = None,
-        refresh_margin: float = DEFAULT_REFRESH_MARGIN,
-        timeout: float = 5.0,
-        allow_insecure_http: bool = False,
-        clock: Clock = time.time,
-        transport: httpx.BaseTransport | None = None,
-        async_transport: httpx.AsyncBaseTransport | None = None,
+        **options: Unpack[AuthOptions],
     ) -> LWAAuth:
         """The login ``lwa-middleware login`` stored for ``client_id`` at ``api_base_url``
         (either may be left out when only one login matches); refreshed tokens are written
-        back. ``allow_insecure_http`` (also on when the login was made with
-        ``--allow-insecure-http``) allows plain http beyond loopback. Raises
+        back. The other options are :class:`LWAAuth`'s (:class:`AuthOptions`);
+        ``allow_insecure_http`` is also on when the login was made with
+        ``--allow-insecure-http``. Raises
         :class:`~lwa_middleware.callers.token_store.NotLoggedIn` or
         :class:`~lwa_middleware.callers.token_store.AmbiguousLogin`."""
         store = store or TokenStore()
         found = store.find(client_id, api_base_url)
+        if found.allow_insecure_http:
+            options["allow_insecure_http"] = True
         auth = cls(
             found.refresh_token,
             client_id=found.client_id,
             api_base_url=found.api_base_url,
             access_token=found.access_token,
             expires_at=found.expires_at,
-            refresh_margin=refresh_margin,
-            timeout=timeout,
-            allow_insecure_http=allow_insecure_http or found.allow_insecure_http,
-            clock=clock,
-            transport=transport,
-            async_transport=async_transport,
+            **options,
         )
         auth._store = store
         return auth

@@ -42,7 +42,7 @@ from collections.abc import Collection, Generator, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
-from urllib.parse import urlencode, urlsplit
+from urllib.parse import urlsplit
 
 from lwa_middleware.core.grants import (
     GRANT_ERRORS,
@@ -50,6 +50,7 @@ from lwa_middleware.core.grants import (
     MAX_GRANT_BODY,
     MAX_GRANT_TOKEN_BYTES,
     AuthorizationPending,
+    FormPost,
     GrantError,
     GrantRequest,
     GrantUnavailable,
@@ -103,23 +104,9 @@ _VISIBLE = re.compile(r"[\x21-\x7e]+")
 
 
 @dataclass(frozen=True, slots=True)
-class CodePairRequest:
+class CodePairRequest(FormPost):
     """``POST {api}/auth/o2/create/codepair`` (form-encoded). Nothing in it is secret, but
     the form is kept out of ``repr`` like a :class:`~lwa_middleware.core.grants.GrantRequest`'s."""
-
-    url: str
-    form: Mapping[str, str] = field(repr=False)
-    headers: Mapping[str, str] = field(repr=False)
-
-    method = "POST"
-
-    @property
-    def body(self) -> bytes:
-        return urlencode(dict(self.form)).encode("ascii")
-
-    @property
-    def sensitive_values(self) -> tuple[str, ...]:
-        return ()
 
 
 def code_pair_request(

@@ -67,6 +67,7 @@ __all__ = [
     "TOKEN_PATH",
     "AuthorizationPending",
     "CodeExchange",
+    "FormPost",
     "GrantError",
     "GrantRequest",
     "GrantUnavailable",
@@ -138,9 +139,9 @@ class TokenGrant:
 
 
 @dataclass(frozen=True, slots=True)
-class GrantRequest:
-    """A form-encoded ``POST`` to the token endpoint. ``repr`` shows the URL, the grant type
-    and the field names only: the form holds codes, tokens and secrets."""
+class FormPost:
+    """A form-encoded ``POST`` to LWA (a grant, a code pair): the URL, the form and the
+    headers; the form and the headers are kept out of ``repr``."""
 
     url: str
     form: Mapping[str, str] = field(repr=False)
@@ -149,13 +150,25 @@ class GrantRequest:
     method = "POST"
 
     @property
-    def grant_type(self) -> str:
-        return self.form.get("grant_type", "")
-
-    @property
     def body(self) -> bytes:
         """The form, URL-encoded (the one place its values go)."""
         return urlencode(dict(self.form)).encode("ascii")
+
+    @property
+    def sensitive_values(self) -> tuple[str, ...]:
+        """The form's secret values (none here): an answer's description that echoes one
+        of them is not relayed."""
+        return ()
+
+
+@dataclass(frozen=True, slots=True)
+class GrantRequest(FormPost):
+    """A form-encoded ``POST`` to the token endpoint. ``repr`` shows the URL, the grant type
+    and the field names only: the form holds codes, tokens and secrets."""
+
+    @property
+    def grant_type(self) -> str:
+        return self.form.get("grant_type", "")
 
     @property
     def sensitive_values(self) -> tuple[str, ...]:

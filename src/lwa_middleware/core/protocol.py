@@ -81,6 +81,24 @@ class TransportFailure:
 Outcome = HTTPResponse | TransportFailure
 
 
+def failure_of(
+    error: BaseException,
+    *,
+    timeouts: tuple[type[BaseException], ...],
+    connects: tuple[type[BaseException], ...],
+) -> TransportFailure:
+    """The failure for an HTTP library's exception: a timeout or a failed connection by
+    the library's own classes (``timeouts``, ``connects``), else a protocol failure; the
+    detail is its cause in words (:func:`cause_of`), never its message."""
+    if isinstance(error, timeouts):
+        kind = "timeout"
+    elif isinstance(error, connects):
+        kind = "connect"
+    else:
+        kind = "protocol"
+    return TransportFailure(kind, cause_of(error, kind))
+
+
 def cause_of(error: BaseException, kind: str) -> str:
     """Why a request failed, in words for a log line: ``connection refused``, ``name not
     resolved``, ``TLS failure: <the TLS library's reason>``, ``timed out``, else the

@@ -100,23 +100,29 @@ def cookie_reader(name: str) -> Callable[[bytes], bytes | None]:
     return read
 
 
-def _cookie(headers: Sequence[str], name: str) -> str | None:
-    """The value of the one cookie called ``name``; ``None`` when there is none; two or more
-    are ``invalid_request`` (cookie tossing: frameworks disagree on which one wins)."""
-    found: str | None = None
+def cookie_values(headers: Sequence[str], name: str) -> list[str]:
+    """Every value of the cookie ``name`` in ``Cookie`` headers (a quoted value unquoted)."""
+    values = []
     for header in headers:
         if name not in header:
             continue
         for pair in header.split(";"):
             key, sep, value = pair.partition("=")
             if sep and key.strip() == name:
-                if found is not None:
-                    raise InvalidRequest(f"The request carries more than one {name} cookie.")
                 value = value.strip()
                 if len(value) >= 2 and value[0] == value[-1] == '"':
                     value = value[1:-1]
-                found = value
-    return found
+                values.append(value)
+    return values
+
+
+def _cookie(headers: Sequence[str], name: str) -> str | None:
+    """The value of the one cookie called ``name``; ``None`` when there is none; two or more
+    are ``invalid_request`` (cookie tossing: frameworks disagree on which one wins)."""
+    values = cookie_values(headers, name)
+    if len(values) > 1:
+        raise InvalidRequest(f"The request carries more than one {name} cookie.")
+    return values[0] if values else None
 
 
 def may_name_query_token(query_string: str) -> bool:

@@ -30,6 +30,7 @@ from collections.abc import Iterable, Sequence
 
 from lwa_middleware.core.errors import ConfigurationError
 from lwa_middleware.core.keys import LOGIN_SALT, hkdf
+from lwa_middleware.core.tokens import cookie_values
 
 #: A Fernet token longer than this is not opened (a cookie holds at most 4096 bytes).
 MAX_SEALED_CHARS = 4096
@@ -53,22 +54,8 @@ def login_cookie_name(cookie_name: str) -> str:
 def read_cookie(headers: Sequence[str], name: str) -> str | None:
     """The value of the cookie ``name`` in ``Cookie`` headers; ``None`` when it is absent
     or there more than once (a sibling domain can toss in a second one: trust neither)."""
-    found: str | None = None
-    seen = False
-    for header in headers:
-        if name not in header:
-            continue
-        for pair in header.split(";"):
-            key, sep, value = pair.partition("=")
-            if sep and key.strip() == name:
-                if seen:
-                    return None
-                seen = True
-                value = value.strip()
-                if len(value) >= 2 and value[0] == value[-1] == '"':
-                    value = value[1:-1]
-                found = value
-    return found
+    values = cookie_values(headers, name)
+    return values[0] if len(values) == 1 else None
 
 
 def set_cookie(name: str, value: str, *, path: str, max_age: int, secure: bool) -> Header:

@@ -37,6 +37,7 @@ import inspect
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from functools import partial
 from types import ModuleType
 from typing import Any, Final
 
@@ -45,6 +46,7 @@ from lwa_middleware.core.l2 import Backoff, Write
 from lwa_middleware.core.models import Identity
 from lwa_middleware.core.settings import LWASettings
 from lwa_middleware.core.verification import Authority
+from lwa_middleware.upstream.steps import Steps, arun, run
 from lwa_middleware.upstream.tracing import SPAN_REDIS, Tracer
 from lwa_middleware.upstream.transport import Budget
 
@@ -177,6 +179,56 @@ class _StoreBase:
         self._stats.skipped += 1
         return None
 
+    def _run(self, call: Callable[[Any], Any]) -> Any:
+        """``call(client)``'s result (awaited by the async store), or :data:`DOWN`."""
+        raise NotImplementedError
+
+    def _consulting(
+        self, key: bytes, budget: Budget, sleep: Callable[[float], Any]
+    ) -> Steps[tuple[Identity | None, bool]]:
+        """:meth:`consult`'s steps: the entry; on a miss, the token's lock (when used), or
+        a wait for the worker that holds it, looking again after each pause."""
+        authority = self.authority
+        l2 = authority.l2
+        name = l2.key(key)
+        raw = yield partial(self._run, lambda client: client.get(name))
+        if raw is DOWN:
+            return None, False
+        identity = authority.from_l2(key, raw, self.clock())
+        if identity is not None or not self.lock:
+            return identity, False
+        lock = l2.lock_key(key)
+        claimed = yield partial(
+            self._run, lambda client: client.set(lock, b"1", px=l2.lock_ms, nx=True)
+        )
+        if claimed is DOWN or claimed:
+            return None, claimed is not DOWN
+        self._stats.waits += 1
+        for pause in l2.pauses(budget.remaining() or 0):
+            yield partial(sleep, pause)
+            found = yield partial(
+                self._run,
+                lambda client: client.pipeline(transaction=False).get(name).exists(lock).execute(),
+            )
+            if found is DOWN:
+                break
+            identity = authority.from_l2(key, found[0], self.clock())
+            if identity is not None or not found[1]:
+                return identity, False
+        return None, False
+
+    def _publishing(self, key: bytes, write: Write | None, locked: bool) -> Steps[None]:
+        """:meth:`publish`'s step: one pipeline (the entry, the lock's release)."""
+        lock = self.authority.l2.lock_key(key) if locked else None
+        if write is None and lock is None:
+            return
+        done = yield partial(
+            self._run,
+            lambda client: _commands(client.pipeline(transaction=False), write, lock).execute(),
+        )
+        if write is not None and done is not DOWN and done[0]:
+            self._stats.writes += 1
+
     def _succeeded(self, started: float) -> None:
         if self.backoff.succeeded(started):
             logger.info("shared cache (Redis) answers again: using it")
@@ -234,42 +286,11 @@ class RedisStore(_StoreBase):
     def consult(self, key: bytes, budget: Budget) -> tuple[Identity | None, bool]:
         """``(identity or None, whether this worker holds the token's lock)``; raises
         ``InvalidToken`` for a shared rejection or an identity that fails the checks."""
-        authority = self.authority
-        l2 = authority.l2
-        name = l2.key(key)
-        raw = self._run(lambda client: client.get(name))
-        if raw is DOWN:
-            return None, False
-        identity = authority.from_l2(key, raw, self.clock())
-        if identity is not None or not self.lock:
-            return identity, False
-        lock = l2.lock_key(key)
-        claimed = self._run(lambda client: client.set(lock, b"1", px=l2.lock_ms, nx=True))
-        if claimed is DOWN or claimed:
-            return None, claimed is not DOWN
-        self._stats.waits += 1
-        for pause in l2.pauses(budget.remaining() or 0):
-            time.sleep(pause)
-            found = self._run(
-                lambda client: client.pipeline(transaction=False).get(name).exists(lock).execute()
-            )
-            if found is DOWN:
-                break
-            identity = authority.from_l2(key, found[0], self.clock())
-            if identity is not None or not found[1]:
-                return identity, False
-        return None, False
+        return run(self._consulting(key, budget, time.sleep))
 
     def publish(self, key: bytes, write: Write | None, locked: bool) -> None:
         """Write a verification's entry (if any) and free the lock (if held), at once."""
-        lock = self.authority.l2.lock_key(key) if locked else None
-        if write is None and lock is None:
-            return
-        done = self._run(
-            lambda client: _commands(client.pipeline(transaction=False), write, lock).execute()
-        )
-        if write is not None and done is not DOWN and done[0]:
-            self._stats.writes += 1
+        run(self._publishing(key, write, locked))
 
     def close(self) -> None:
         """Close the client if we built it (a client passed in is the caller's)."""
@@ -296,42 +317,11 @@ class AsyncRedisStore(_StoreBase):
 
     async def consult(self, key: bytes, budget: Budget) -> tuple[Identity | None, bool]:
         """As :meth:`RedisStore.consult`."""
-        authority = self.authority
-        l2 = authority.l2
-        name = l2.key(key)
-        raw = await self._run(lambda client: client.get(name))
-        if raw is DOWN:
-            return None, False
-        identity = authority.from_l2(key, raw, self.clock())
-        if identity is not None or not self.lock:
-            return identity, False
-        lock = l2.lock_key(key)
-        claimed = await self._run(lambda client: client.set(lock, b"1", px=l2.lock_ms, nx=True))
-        if claimed is DOWN or claimed:
-            return None, claimed is not DOWN
-        self._stats.waits += 1
-        for pause in l2.pauses(budget.remaining() or 0):
-            await asyncio.sleep(pause)
-            found = await self._run(
-                lambda client: client.pipeline(transaction=False).get(name).exists(lock).execute()
-            )
-            if found is DOWN:
-                break
-            identity = authority.from_l2(key, found[0], self.clock())
-            if identity is not None or not found[1]:
-                return identity, False
-        return None, False
+        return await arun(self._consulting(key, budget, asyncio.sleep))
 
     async def publish(self, key: bytes, write: Write | None, locked: bool) -> None:
         """As :meth:`RedisStore.publish`."""
-        lock = self.authority.l2.lock_key(key) if locked else None
-        if write is None and lock is None:
-            return
-        done = await self._run(
-            lambda client: _commands(client.pipeline(transaction=False), write, lock).execute()
-        )
-        if write is not None and done is not DOWN and done[0]:
-            self._stats.writes += 1
+        await arun(self._publishing(key, write, locked))
 
     async def aclose(self) -> None:
         """Close the client if we built it (a client passed in is the caller's)."""

@@ -20,16 +20,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import inspect
 import logging
 import os
 import threading
 import time
 from collections.abc import Callable, Generator
+from functools import partial
 from typing import Any
 
 from lwa_middleware.core.l2 import Backoff
 from lwa_middleware.core.revocation import POLL_INTERVAL, Call, RevocationFeed
+from lwa_middleware.upstream.steps import Steps, arun, run
 
 logger = logging.getLogger("lwa_middleware")
 
@@ -156,7 +157,7 @@ class RevocationSync(_SyncBase):
         if started is None:
             return
         try:
-            _drive(self.feed.tick(self.clock()), self.client)
+            run(_on(self.client, self.feed.tick(self.clock())))
         except Exception as error:  # any Redis failure: go on without it
             self._failed(error)
             return
@@ -181,37 +182,19 @@ class RevocationSync(_SyncBase):
             thread.join(5)
 
 
-def _drive(plan: Generator[Call, Any, None], client: Any) -> None:
-    """Run a feed round's calls on a blocking client."""
-    result: Any = None
-    error: Exception | None = None
-    while True:
-        try:
-            call = plan.send(result) if error is None else plan.throw(error)
-        except StopIteration:
-            return
-        try:
-            result, error = call(client), None
-        except Exception as exc:
-            result, error = None, exc
-
-
-async def _adrive(plan: Generator[Call, Any, None], client: Any) -> None:
-    """Run a feed round's calls on an asyncio client."""
-    result: Any = None
-    error: Exception | None = None
-    while True:
-        try:
-            call = plan.send(result) if error is None else plan.throw(error)
-        except StopIteration:
-            return
-        try:
-            result = call(client)
-            if inspect.isawaitable(result):
-                result = await result
-            error = None
-        except Exception as exc:
-            result, error = None, exc
+def _on(client: Any, plan: Generator[Call, Any, None]) -> Steps[None]:
+    """A feed round's calls, each made on ``client``, as steps (run by either shell)."""
+    try:
+        call = next(plan)
+        while True:
+            try:
+                result = yield partial(call, client)
+            except Exception as error:
+                call = plan.throw(error)
+            else:
+                call = plan.send(result)
+    except StopIteration:
+        return
 
 
 class AsyncRevocationSync(_SyncBase):
@@ -252,7 +235,7 @@ class AsyncRevocationSync(_SyncBase):
         if started is None:
             return
         try:
-            await _adrive(self.feed.tick(self.clock()), self.client)
+            await arun(_on(self.client, self.feed.tick(self.clock())))
         except Exception as error:  # any Redis failure: go on without it
             self._failed(error)
             return

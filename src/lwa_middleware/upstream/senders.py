@@ -24,7 +24,7 @@ from lwa_middleware.core.protocol import (
     HTTPResponse,
     Outcome,
     TransportFailure,
-    cause_of,
+    failure_of,
 )
 from lwa_middleware.upstream.transport import (
     DEADLINE_MISSED,
@@ -120,14 +120,10 @@ def environment_proxy(url: str) -> str | None:
 
 
 def aiohttp_failure(exc: BaseException) -> TransportFailure:
-    """The failure for an aiohttp (or socket) exception; the detail is the class name only."""
-    if isinstance(exc, asyncio.TimeoutError):
-        kind = "timeout"
-    elif isinstance(exc, aiohttp.ClientConnectorError):
-        kind = "connect"
-    else:
-        kind = "protocol"
-    return TransportFailure(kind, cause_of(exc, kind))
+    """The failure for an aiohttp (or socket) exception; the detail is its cause in words."""
+    return failure_of(
+        exc, timeouts=(asyncio.TimeoutError,), connects=(aiohttp.ClientConnectorError,)
+    )
 
 
 async def _read_capped(content: aiohttp.StreamReader) -> bytes | None:

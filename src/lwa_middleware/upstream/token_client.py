@@ -58,6 +58,7 @@ from lwa_middleware.core.grants import (
     GRANT_ERRORS,
     MAX_GRANT_BODY,
     CodeExchange,
+    FormPost,
     GrantError,
     GrantRequest,
     GrantUnavailable,
@@ -265,7 +266,7 @@ class _TokenClientBase(Generic[TransportT]):
     def _calling(
         self,
         slots: Slots | AsyncSlots | None,
-        request: GrantRequest | CodePairRequest,
+        request: FormPost,
         parse: Callable[[int, str | None, bytes], T],
     ) -> Steps[T]:
         """One call, as steps: the breaker asked first, a slot taken (when bounded), the
@@ -291,12 +292,12 @@ class _TokenClientBase(Generic[TransportT]):
         self._report(None)
         return result
 
-    def _send(self, request: GrantRequest | CodePairRequest, budget: Budget, left: float) -> Any:
+    def _send(self, request: FormPost, budget: Budget, left: float) -> Any:
         """Post the form (the shell's I/O): ``(status, content type, body)``."""
         raise NotImplementedError
 
     @staticmethod
-    def _stream(request: GrantRequest | CodePairRequest, left: float) -> dict[str, Any]:
+    def _stream(request: FormPost, left: float) -> dict[str, Any]:
         """The arguments of the ``httpx`` stream that posts ``request``."""
         return {
             "method": request.method,
@@ -371,7 +372,7 @@ class TokenClient(_TokenClientBase[httpx.BaseTransport]):
         :class:`~lwa_middleware.callers.device_flow.DeviceFlow` for the whole polling)."""
         return self.grant(self._device_grant(pair), errors=DEVICE_GRANT_ERRORS)
 
-    def _send(self, request: GrantRequest | CodePairRequest, budget: Budget, left: float) -> Answer:
+    def _send(self, request: FormPost, budget: Budget, left: float) -> Answer:
         failure: str | None = None
         body: bytes | None = None
         status, content_type = 0, None
@@ -484,9 +485,7 @@ class AsyncTokenClient(_TokenClientBase[httpx.AsyncBaseTransport]):
         """One ``grant_type=device_code`` poll (see :meth:`TokenClient.poll_code_pair`)."""
         return await self.grant(self._device_grant(pair), errors=DEVICE_GRANT_ERRORS)
 
-    async def _send(
-        self, request: GrantRequest | CodePairRequest, budget: Budget, left: float
-    ) -> Answer:
+    async def _send(self, request: FormPost, budget: Budget, left: float) -> Answer:
         client = self._client()
         failure: str | None = _TIMED_OUT
         body: bytes | None = None

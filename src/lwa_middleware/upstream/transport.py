@@ -17,7 +17,7 @@ from typing import Any
 
 import httpx
 
-from lwa_middleware.core.protocol import HTTPResponse, Outcome, TransportFailure, cause_of
+from lwa_middleware.core.protocol import HTTPResponse, Outcome, TransportFailure, failure_of
 
 #: Connection pool limits: 100 connections (a cold verification makes two requests at once,
 #: and the verifier admits 32 at a time by default), kept alive 60 s when idle.
@@ -48,15 +48,8 @@ class Budget:
 
 
 def failure(exc: httpx.HTTPError) -> TransportFailure:
-    """The failure for an httpx exception; the detail is its cause in words
-    (:func:`~lwa_middleware.core.protocol.cause_of`), never its message."""
-    if isinstance(exc, httpx.TimeoutException):
-        kind = "timeout"
-    elif isinstance(exc, httpx.ConnectError):
-        kind = "connect"
-    else:
-        kind = "protocol"
-    return TransportFailure(kind, cause_of(exc, kind))
+    """The failure for an httpx exception (:func:`~lwa_middleware.core.protocol.failure_of`)."""
+    return failure_of(exc, timeouts=(httpx.TimeoutException,), connects=(httpx.ConnectError,))
 
 
 SPENT = TransportFailure("timeout", "budget spent")
