@@ -40,7 +40,6 @@ import math
 import re
 from collections.abc import Collection, Generator, Mapping
 from dataclasses import dataclass, field
-from types import MappingProxyType
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -61,8 +60,7 @@ from lwa_middleware.core.grants import (
     form_fields,
     grant_error,
 )
-from lwa_middleware.core.protocol import USER_AGENT
-from lwa_middleware.core.settings import is_insecure_http, resolve_api_base_url
+from lwa_middleware.core.settings import is_insecure_http
 
 __all__ = [
     "CODE_PAIR_PATH",
@@ -96,7 +94,6 @@ MAX_USER_CODE = 64
 #: The longest ``verification_uri`` accepted.
 MAX_URI = 2048
 
-_FORM_CONTENT_TYPE = "application/x-www-form-urlencoded;charset=UTF-8"
 _VISIBLE = re.compile(r"[\x21-\x7e]+")
 
 
@@ -118,17 +115,7 @@ def code_pair_request(
     bad field (:func:`~lwa_middleware.core.grants.form_fields`).
     """
     form = form_fields({"response_type": "device_code", "client_id": client_id, "scope": scope})
-    return CodePairRequest(
-        url=resolve_api_base_url(api_base_url, None) + CODE_PAIR_PATH,
-        form=MappingProxyType(form),
-        headers=MappingProxyType(
-            {
-                "content-type": _FORM_CONTENT_TYPE,
-                "accept": "application/json",
-                "user-agent": USER_AGENT,
-            }
-        ),
-    )
+    return CodePairRequest.to(api_base_url, CODE_PAIR_PATH, form)
 
 
 # The answer ------------------------------------------------------------------------------

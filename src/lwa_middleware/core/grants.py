@@ -50,11 +50,14 @@ import string
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any, TypedDict
+from typing import TYPE_CHECKING, Any, TypedDict
 from urllib.parse import urlencode
 
 from lwa_middleware.core.protocol import USER_AGENT, echoes
 from lwa_middleware.core.settings import resolve_api_base_url
+
+if TYPE_CHECKING:
+    from typing_extensions import Self
 
 __all__ = [
     "DEVICE_GRANT_ERRORS",
@@ -95,6 +98,9 @@ TOKEN_PATH = "/auth/o2/token"
 #: Amazon's grant type for a code pair (not RFC 8628's URN).
 DEVICE_GRANT_TYPE = "device_code"
 FORM_CONTENT_TYPE = "application/x-www-form-urlencoded;charset=UTF-8"
+_FORM_HEADERS: Mapping[str, str] = MappingProxyType(
+    {"content-type": FORM_CONTENT_TYPE, "accept": "application/json", "user-agent": USER_AGENT}
+)
 #: The largest token answer read: LWA's is about 1 KiB.
 MAX_GRANT_BODY = 16 * 1024
 #: The longest access or refresh token accepted (LWA documents ≤ 2048 bytes for access tokens).
@@ -148,6 +154,16 @@ class FormPost:
     headers: Mapping[str, str] = field(repr=False)
 
     method = "POST"
+
+    @classmethod
+    def to(cls, api_base_url: str, path: str, form: Mapping[str, str]) -> Self:
+        """A ``POST`` of ``form`` to ``path`` of LWA's API, asking for JSON; raises
+        ``ConfigurationError`` for a bad base URL."""
+        return cls(
+            url=resolve_api_base_url(api_base_url, None) + path,
+            form=MappingProxyType(dict(form)),
+            headers=_FORM_HEADERS,
+        )
 
     @property
     def body(self) -> bytes:
@@ -212,17 +228,7 @@ def grant_request(
     the field, never its value) for a bad field.
     """
     form = {"grant_type": _field("grant_type", grant_type), **form_fields(fields)}
-    return GrantRequest(
-        url=resolve_api_base_url(api_base_url, None) + TOKEN_PATH,
-        form=MappingProxyType(form),
-        headers=MappingProxyType(
-            {
-                "content-type": FORM_CONTENT_TYPE,
-                "accept": "application/json",
-                "user-agent": USER_AGENT,
-            }
-        ),
-    )
+    return GrantRequest.to(api_base_url, TOKEN_PATH, form)
 
 
 class _CodeExchangeNeeds(TypedDict):

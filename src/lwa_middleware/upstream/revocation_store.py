@@ -25,6 +25,7 @@ import os
 import threading
 import time
 from collections.abc import Callable, Generator
+from dataclasses import KW_ONLY, dataclass
 from functools import partial
 from typing import Any
 
@@ -49,29 +50,21 @@ def _unreachable(error: BaseException) -> bool:
     return isinstance(error, OSError) or bool(names & {"ConnectionError", "TimeoutError"})
 
 
+@dataclass(eq=False, repr=False)
 class _SyncBase:
     """The feed, the client (the shared cache's: never closed here), the back-off, the
     counts and the log lines."""
 
-    def __init__(
-        self,
-        feed: RevocationFeed,
-        client: Any,
-        *,
-        backoff: Backoff,
-        clock: Clock,
-        wait: float,
-        interval: float = POLL_INTERVAL,
-    ) -> None:
-        self.feed = feed
-        self.client = client
-        #: When Redis may be called, on the monotonic clock (pacing I/O, not judging entries).
-        self.backoff = backoff
-        #: The middleware's clock: when entries end.
-        self.clock = clock
-        #: The longest a request waits for the first read of the fleet's list.
-        self.wait = wait
-        self.interval = interval
+    feed: RevocationFeed
+    client: Any
+    _: KW_ONLY
+    #: When Redis may be called, on the monotonic clock (pacing I/O, not judging entries).
+    backoff: Backoff
+    #: The middleware's clock: when entries end.
+    clock: Clock
+    #: The longest a request waits for the first read of the fleet's list.
+    wait: float
+    interval: float = POLL_INTERVAL
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.feed!r}, loaded={self.feed.loaded})"
