@@ -35,7 +35,6 @@ No ``repr``, message or log line holds the device code or a token.
 
 from __future__ import annotations
 
-import json
 import math
 import re
 from collections.abc import Collection, Generator, Mapping
@@ -60,6 +59,7 @@ from lwa_middleware.core.grants import (
     form_fields,
     grant_error,
 )
+from lwa_middleware.core.protocol import json_object
 from lwa_middleware.core.settings import is_insecure_http
 
 __all__ = [
@@ -142,14 +142,6 @@ class CodePair:
         return self.received_at + self.expires_in
 
 
-def _json_object(body: bytes) -> dict[str, Any] | None:
-    try:
-        data = json.loads(body)
-    except (ValueError, UnicodeDecodeError, RecursionError):
-        return None
-    return data if isinstance(data, dict) else None
-
-
 def _whole(data: Mapping[str, Any], key: str, low: int, high: int) -> int:
     value = data.get(key)
     if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
@@ -201,7 +193,7 @@ def parse_code_pair(
     media = (content_type or "").partition(";")[0].strip().lower()
     if media != "application/json":
         raise GrantUnavailable("Login with Amazon's code pair answer is not JSON.")
-    data = _json_object(body)
+    data = json_object(body)
     if data is None:
         raise GrantUnavailable("Login with Amazon's code pair answer is not a JSON object.")
     interval = (

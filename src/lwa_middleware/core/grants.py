@@ -43,7 +43,6 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import json
 import re
 import secrets
 import string
@@ -53,7 +52,7 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, TypedDict
 from urllib.parse import urlencode
 
-from lwa_middleware.core.protocol import USER_AGENT, echoes
+from lwa_middleware.core.protocol import USER_AGENT, echoes, json_object
 from lwa_middleware.core.settings import resolve_api_base_url
 
 if TYPE_CHECKING:
@@ -419,14 +418,6 @@ DEVICE_GRANT_ERRORS: Mapping[str, type[GrantError]] = MappingProxyType(
 # Parsing ---------------------------------------------------------------------------------
 
 
-def _json_object(body: bytes) -> dict[str, Any] | None:
-    try:
-        data = json.loads(body)
-    except (ValueError, UnicodeDecodeError, RecursionError):
-        return None
-    return data if isinstance(data, dict) else None
-
-
 def _is_json(content_type: str | None) -> bool:
     if content_type is None:
         return False
@@ -498,7 +489,7 @@ def grant_error(
         )
     if 500 <= status <= 599:
         return GrantUnavailable(f"Login with Amazon answered {status}.", status=status)
-    data = _json_object(body) if 400 <= status <= 499 and len(body) <= MAX_GRANT_BODY else None
+    data = json_object(body) if 400 <= status <= 499 and len(body) <= MAX_GRANT_BODY else None
     code = None if data is None else data.get("error")
     if data is None or not isinstance(code, str) or not _ERROR_CODE.fullmatch(code):
         return GrantUnavailable(f"Login with Amazon answered {status} with no documented error.")
@@ -535,7 +526,7 @@ def parse_grant(
         raise GrantUnavailable("Login with Amazon's token answer is too large.")
     if not _is_json(content_type):
         raise GrantUnavailable("Login with Amazon's token answer is not JSON.")
-    data = _json_object(body)
+    data = json_object(body)
     if data is None:
         raise GrantUnavailable("Login with Amazon's token answer is not a JSON object.")
     return _grant(data)

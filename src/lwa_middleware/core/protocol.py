@@ -168,10 +168,12 @@ def profile_request(base_url: str, token: str) -> HTTPRequest:
     )
 
 
-def _json_object(response: HTTPResponse) -> dict[str, Any] | None:
+def json_object(body: bytes) -> dict[str, Any] | None:
+    """``body`` as a JSON object, or ``None`` (not JSON, not an object, or nested too deep
+    to parse)."""
     try:
-        data = json.loads(response.body)
-    except (ValueError, UnicodeDecodeError):
+        data = json.loads(body)
+    except (ValueError, UnicodeDecodeError, RecursionError):
         return None
     return data if isinstance(data, dict) else None
 
@@ -209,7 +211,7 @@ def lwa_error(response: HTTPResponse) -> LWAError:
         return LWAUnavailable("Login with Amazon is rate limiting requests (429).")
     if status >= 500:
         return LWAUnavailable(f"Login with Amazon answered {status}.")
-    data = _json_object(response) or {}
+    data = json_object(response.body) or {}
     code = data.get("error")
     description = _description(data)
     if code == "invalid_token":
@@ -224,7 +226,7 @@ def lwa_error(response: HTTPResponse) -> LWAError:
 def _success_body(response: HTTPResponse, what: str) -> dict[str, Any]:
     if response.status != 200:
         raise lwa_error(response)
-    data = _json_object(response)
+    data = json_object(response.body)
     if data is None:
         raise LWAUnavailable(f"Login with Amazon's {what} answer is not a JSON object.")
     return data
