@@ -430,12 +430,7 @@ class FakeBackend(httpcore.NetworkBackend):
         self.connects: list[tuple[str, float | None]] = []
 
     def connect_tcp(
-        self,
-        host: str,
-        port: int,
-        timeout: float | None = None,
-        local_address: str | None = None,
-        socket_options: Any = None,
+        self, host: str, port: int, timeout: float | None = None, *_: Any, **__: Any
     ) -> httpcore.NetworkStream:
         self.connects.append((host, timeout))
         delay = self.slow.get(host)

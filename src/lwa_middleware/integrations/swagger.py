@@ -47,7 +47,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 
 from lwa_middleware.core.errors import ConfigurationError, ServerError
-from lwa_middleware.core.grants import GrantError, code_grant
+from lwa_middleware.core.grants import CodeExchange, GrantError, code_grant
 from lwa_middleware.core.settings import DEFAULT_API_BASE_URL, _base_url, is_insecure_http
 from lwa_middleware.integrations.fastapi import SCHEME_NAME, _check_scopes
 from lwa_middleware.upstream.token_client import AsyncTokenClient
@@ -173,15 +173,14 @@ def add_swagger_login(
                 "invalid_request",
                 "The token request needs code, redirect_uri and code_verifier (PKCE).",
             )
+        fields: CodeExchange = {
+            "redirect_uri": redirect_uri,
+            "client_id": client_id,
+            "client_secret": secret,
+            "code_verifier": verifier,
+        }
         try:
-            exchange = code_grant(
-                client.api_base_url,
-                code=code,
-                redirect_uri=redirect_uri,
-                client_id=client_id,
-                client_secret=secret,
-                code_verifier=verifier,
-            )
+            exchange = code_grant(client.api_base_url, code=code, **fields)
         except (TypeError, ValueError):  # a field no grant can carry (never echoed)
             return _error(400, "invalid_request", "The token request has a malformed field.")
         try:
