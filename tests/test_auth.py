@@ -215,58 +215,46 @@ def test_a_streamed_request_body_is_sent_again(
 # One refresh for many requests ----------------------------------------------------------
 
 
+def from_threads(auth: LWAAuth, url: str) -> list[httpx.Response]:
+    with httpx.Client(auth=auth) as http, ThreadPoolExecutor(CONCURRENCY) as pool:
+        return list(pool.map(lambda _: http.get(url), range(CONCURRENCY)))
+
+
+def from_tasks(auth: LWAAuth, url: str) -> list[httpx.Response]:
+    async def main() -> list[httpx.Response]:
+        async with httpx.AsyncClient(auth=auth, timeout=10) as http:
+            return await asyncio.gather(*(http.get(url) for _ in range(CONCURRENCY)))
+
+    return asyncio.run(main())
+
+
 @pytest.mark.parametrize("stale", ["expired at LWA", "expired locally"])
-def test_one_refresh_for_concurrent_threads(
+@pytest.mark.parametrize("send", [from_threads, from_tasks], ids=["threads", "tasks"])
+def test_one_refresh_for_concurrent_requests(
     emu: Emulator,
     emu_url: str,
     clock: FakeClock,
     grant: TokenGrant,
     protected: ServeProtected,
     stale: str,
+    send: Callable[[LWAAuth, str], list[httpx.Response]],
 ) -> None:
-    url = protected()
+    url = f"{protected()}/whoami"
     auth = service_auth(grant, emu, emu_url, clock)
     if stale == "expired at LWA":
         emu.expire(grant.access_token)  # every request is answered 400, then retried
     else:
         clock.advance(grant.expires_in)  # every request needs a new token first
     emu.latency(0.3, "oauth_token")  # a slow refresh: the others queue behind it
-    with httpx.Client(auth=auth) as http, ThreadPoolExecutor(CONCURRENCY) as pool:
-        responses = list(pool.map(lambda _: http.get(f"{url}/whoami"), range(CONCURRENCY)))
+    responses = send(auth, url)
     assert [r.status_code for r in responses] == [200] * CONCURRENCY
     assert refresh_calls(emu) == 1
     assert auth.refreshes == 1
     sent = {r.request.headers["authorization"] for r in responses}  # the last one sent
     assert len(sent) == 1
     assert sent != {f"Bearer {grant.access_token}"}
-
-
-@pytest.mark.parametrize("stale", ["expired at LWA", "expired locally"])
-def test_one_refresh_for_concurrent_tasks(
-    emu: Emulator,
-    emu_url: str,
-    clock: FakeClock,
-    grant: TokenGrant,
-    protected: ServeProtected,
-    stale: str,
-) -> None:
-    url = protected()
-    auth = service_auth(grant, emu, emu_url, clock)
-    if stale == "expired at LWA":
-        emu.expire(grant.access_token)
-    else:
-        clock.advance(grant.expires_in)
-    emu.latency(0.3, "oauth_token")
-
-    async def main() -> list[httpx.Response]:
-        async with httpx.AsyncClient(auth=auth, timeout=10) as http:
-            return await asyncio.gather(*(http.get(f"{url}/whoami") for _ in range(CONCURRENCY)))
-
-    responses = asyncio.run(main())
-    assert [r.status_code for r in responses] == [200] * CONCURRENCY
-    assert refresh_calls(emu) == 1
-    # a second event loop gets its own lock (and reuses the token)
-    assert asyncio.run(main())[0].status_code == 200
+    # Again (for tasks: on a second event loop, which gets its own lock): the same token.
+    assert send(auth, url)[0].status_code == 200
     assert refresh_calls(emu) == 1
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import httpx
 import pytest
@@ -97,10 +97,14 @@ class Site:
         return "; ".join(f"{c.name}={c.value}" for c in browser.cookies.jar if c.name != without)
 
 
-def asgi_app(
-    site_url: str, emu: Emulator, emu_url: str, clock: FakeClock, **options: Any
-) -> tuple[Any, LWALogin]:
-    login = LWALogin(
+LoginT = TypeVar("LoginT", LWALogin, LWAWSGILogin)
+
+
+def sign_in(
+    cls: type[LoginT], site_url: str, emu: Emulator, emu_url: str, clock: FakeClock, **options: Any
+) -> LoginT:
+    """A sign-in app of either kind, against the emulator, its callback on ``site_url``."""
+    return cls(
         emu.client_id,
         redirect_uri=site_url + "/auth/callback",
         secret_key=SECRET,
@@ -109,6 +113,12 @@ def asgi_app(
         clock=clock,
         **options,
     )
+
+
+def asgi_app(
+    site_url: str, emu: Emulator, emu_url: str, clock: FakeClock, **options: Any
+) -> tuple[Any, LWALogin]:
+    login = sign_in(LWALogin, site_url, emu, emu_url, clock, **options)
     app = Starlette(
         routes=[
             Mount("/auth", app=login),
@@ -134,15 +144,7 @@ def wsgi_app(
 ) -> tuple[WSGIApplication, LWAWSGILogin]:
     from werkzeug.middleware.dispatcher import DispatcherMiddleware
 
-    login = LWAWSGILogin(
-        emu.client_id,
-        redirect_uri=site_url + "/auth/callback",
-        secret_key=SECRET,
-        authorize_url=emu_url + "/ap/oa",
-        api_base_url=emu_url,
-        clock=clock,
-        **options,
-    )
+    login = sign_in(LWAWSGILogin, site_url, emu, emu_url, clock, **options)
     protected = LWAWSGIMiddleware(
         wsgi_whoami,
         client_ids=[emu.client_id],
@@ -464,14 +466,7 @@ def test_flask_with_dispatcher_middleware(
         identity = request.environ["lwa"]
         return {"user_id": identity.user_id, "name": identity.profile.name}
 
-    login = LWAWSGILogin(
-        emu.client_id,
-        redirect_uri=handle.url + "/auth/callback",
-        secret_key=SECRET,
-        authorize_url=emu_url + "/ap/oa",
-        api_base_url=emu_url,
-        clock=clock,
-    )
+    login = sign_in(LWAWSGILogin, handle.url, emu, emu_url, clock)
     app.wsgi_app = LWAWSGIMiddleware(  # type: ignore[method-assign]
         app.wsgi_app, client_ids=[emu.client_id], api_base_url=emu_url, clock=clock, login=login
     )
@@ -490,14 +485,7 @@ def test_fastapi_mount(
     late = LateASGI()
     handle = later(serve(late, lifespan="off"))
     app = FastAPI()
-    login = LWALogin(
-        emu.client_id,
-        redirect_uri=handle.url + "/auth/callback",
-        secret_key=SECRET,
-        authorize_url=emu_url + "/ap/oa",
-        api_base_url=emu_url,
-        clock=clock,
-    )
+    login = sign_in(LWALogin, handle.url, emu, emu_url, clock)
     app.mount("/auth", login)
     app.add_middleware(
         LWAMiddleware,

@@ -331,6 +331,27 @@ def both(mode: str, url: str, call: Callable[[Any], Any], **options: Any) -> Any
     return run(mode, None, call, url=url, **options)
 
 
+def exchange_at(
+    mode: str,
+    emu: Emulator,
+    url: str,
+    code: str,
+    *,
+    redirect_uri: str = DEFAULT_REDIRECT_URI,
+    timeout: float = 5.0,
+    **fields: Any,
+) -> Any:
+    """The emulator's answer to a code exchange (``fields``: the secret and/or verifier)."""
+    return both(
+        mode,
+        url,
+        lambda c: c.exchange_code(
+            code, redirect_uri=redirect_uri, client_id=emu.client_id, **fields
+        ),
+        timeout=timeout,
+    )
+
+
 @pytest.mark.parametrize("mode", MODES)
 class TestEmulator:
     def test_pkce_code_exchange_then_refresh(self, mode: str, emu: Emulator, emu_url: str) -> None:
@@ -339,16 +360,7 @@ class TestEmulator:
         code = emu.authorize(
             code_challenge=code_challenge_s256(verifier), code_challenge_method="S256", user=user
         )
-        grant = both(
-            mode,
-            emu_url,
-            lambda c: c.exchange_code(
-                code,
-                redirect_uri=DEFAULT_REDIRECT_URI,
-                client_id=emu.client_id,
-                code_verifier=verifier,
-            ),
-        )
+        grant = exchange_at(mode, emu, emu_url, code, code_verifier=verifier)
         assert isinstance(grant, TokenGrant), grant
         assert grant.token_type == "bearer" and grant.expires_in == 3600
         assert grant.access_token.startswith("Atza|")
@@ -357,16 +369,7 @@ class TestEmulator:
             info = lwa.tokeninfo(grant.access_token)
         assert (info.user_id, info.aud) == (user.user_id, emu.client_id)
         # The code is good once.
-        again = both(
-            mode,
-            emu_url,
-            lambda c: c.exchange_code(
-                code,
-                redirect_uri=DEFAULT_REDIRECT_URI,
-                client_id=emu.client_id,
-                code_verifier=verifier,
-            ),
-        )
+        again = exchange_at(mode, emu, emu_url, code, code_verifier=verifier)
         assert isinstance(again, InvalidGrant)
         assert again.status == 400
         assert code not in again.description
@@ -375,16 +378,7 @@ class TestEmulator:
         self, mode: str, emu: Emulator, emu_url: str
     ) -> None:
         code = emu.authorize()
-        grant = both(
-            mode,
-            emu_url,
-            lambda c: c.exchange_code(
-                code,
-                redirect_uri=DEFAULT_REDIRECT_URI,
-                client_id=emu.client_id,
-                client_secret=DEFAULT_CLIENT_SECRET,
-            ),
-        )
+        grant = exchange_at(mode, emu, emu_url, code, client_secret=DEFAULT_CLIENT_SECRET)
         assert isinstance(grant, TokenGrant), grant
         refresh_token = grant.refresh_token
         assert refresh_token is not None
@@ -409,37 +403,12 @@ class TestEmulator:
         code = emu.authorize(
             code_challenge=code_challenge_s256(verifier), code_challenge_method="S256"
         )
-        wrong_secret = both(
-            mode,
-            emu_url,
-            lambda c: c.exchange_code(
-                code,
-                redirect_uri=DEFAULT_REDIRECT_URI,
-                client_id=emu.client_id,
-                client_secret="wrong",
-            ),
-        )
+        wrong_secret = exchange_at(mode, emu, emu_url, code, client_secret="wrong")
         assert isinstance(wrong_secret, InvalidClient)
-        wrong_verifier = both(
-            mode,
-            emu_url,
-            lambda c: c.exchange_code(
-                code,
-                redirect_uri=DEFAULT_REDIRECT_URI,
-                client_id=emu.client_id,
-                code_verifier=new_code_verifier(),
-            ),
-        )
+        wrong_verifier = exchange_at(mode, emu, emu_url, code, code_verifier=new_code_verifier())
         assert isinstance(wrong_verifier, InvalidGrant)
-        wrong_redirect = both(
-            mode,
-            emu_url,
-            lambda c: c.exchange_code(
-                code,
-                redirect_uri="http://127.0.0.1/other",
-                client_id=emu.client_id,
-                code_verifier=verifier,
-            ),
+        wrong_redirect = exchange_at(
+            mode, emu, emu_url, code, redirect_uri="http://127.0.0.1/other", code_verifier=verifier
         )
         assert isinstance(wrong_redirect, InvalidGrant)
         bad_refresh = both(
@@ -465,16 +434,7 @@ class TestEmulator:
     def test_faults(self, mode: str, emu: Emulator, emu_url: str, fault: str, status: int) -> None:
         code = emu.authorize()
         emu.fault(fault, endpoint=TOKEN_ENDPOINT)
-        error = both(
-            mode,
-            emu_url,
-            lambda c: c.exchange_code(
-                code,
-                redirect_uri=DEFAULT_REDIRECT_URI,
-                client_id=emu.client_id,
-                client_secret=DEFAULT_CLIENT_SECRET,
-            ),
-        )
+        error = exchange_at(mode, emu, emu_url, code, client_secret=DEFAULT_CLIENT_SECRET)
         assert isinstance(error, GrantUnavailable), error
         assert error.status == status
         assert emu.token_calls["authorization_code"] == 1  # never retried
@@ -484,16 +444,8 @@ class TestEmulator:
         code = emu.authorize()
         emu.fault(fault, endpoint=TOKEN_ENDPOINT)
         started = time.monotonic()
-        error = both(
-            mode,
-            emu_url,
-            lambda c: c.exchange_code(
-                code,
-                redirect_uri=DEFAULT_REDIRECT_URI,
-                client_id=emu.client_id,
-                client_secret=DEFAULT_CLIENT_SECRET,
-            ),
-            timeout=0.5,
+        error = exchange_at(
+            mode, emu, emu_url, code, client_secret=DEFAULT_CLIENT_SECRET, timeout=0.5
         )
         elapsed = time.monotonic() - started
         assert isinstance(error, GrantUnavailable), error
