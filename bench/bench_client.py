@@ -1,7 +1,7 @@
 """The async LWA client's own cost: CPU µs per GET by HTTP stack, at concurrency 1 and 50.
 
 Every variant sends the same ``GET /auth/o2/tokeninfo`` (our headers, a valid emulator
-token) to the LWA emulator, which runs in another process (uvicorn, ``bench_servers``), and
+token) to the LWA emulator, which runs in another process (uvicorn, ``common.py``), and
 reads the whole answer. The figure is this process's CPU time (``time.process_time()``:
 user + system, every thread) over a batch, divided by the GETs it made; the server's CPU
 is not in it. The variants:
@@ -41,9 +41,7 @@ from typing import Any
 
 import aiohttp
 import httpx
-from bench_report import Section, print_section, progress
-from bench_servers import ServerProcess
-from warm_path import prepare_emulator
+from common import Section, ServerProcess, minted, print_section, progress
 
 from lwa_middleware.core.protocol import tokeninfo_request
 from lwa_middleware.upstream.client import HTTPX_OPTIONS, AsyncLWAClient
@@ -310,7 +308,7 @@ def section(quick: bool, *, gets: int | None = None, rounds: int | None = None) 
     emulator = ServerProcess("emulator")
     try:
         url = emulator.ready()
-        _, token = prepare_emulator(url)
+        _, token = minted(url)
         stacks = asyncio.run(measure(url, token, gets=gets, rounds=rounds))
     finally:
         emulator.stop()

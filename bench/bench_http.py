@@ -1,16 +1,15 @@
 """Sections "servers" and "wsgi" of ``bench/run.py``: real servers under ``wrk``.
 
 * ``section`` ("servers"): uvicorn, one worker, each app in its own process on 127.0.0.1
-  (``bench_servers.py``): the bare inner app, ``LWAMiddleware`` warm, and the documented
+  (``common.py``): the bare inner app, ``LWAMiddleware`` warm, and the documented
   per-request verification (token-info, then profile, no cache), the LWA emulator answering
   after 20 ms.
-* ``wsgi_section`` ("wsgi"): gunicorn, one gthread worker (``gunicorn_app.py``): the bare WSGI
-  app, ``LWAWSGIMiddleware`` warm, and ``LWAWSGIMiddleware`` with ``cache_ttl=0``.
+* ``wsgi_section`` ("wsgi"): gunicorn, one gthread worker (``common.gunicorn_app``): the
+  bare WSGI app, ``LWAWSGIMiddleware`` warm, and ``LWAWSGIMiddleware`` with ``cache_ttl=0``.
 
 ``wrk`` (2 threads, 64 kept-alive connections) is the load generator; it reads the
 ``Authorization`` header from its environment through a Lua script, so the token is on no
-command line and never printed. Server CPU comes from ``/proc/<pid>/stat``. Also the helpers
-``bench_coldpath.py`` shares: the emulator's control API and process CPU times.
+command line and never printed. Server CPU comes from ``/proc/<pid>/stat``.
 """
 
 from __future__ import annotations
@@ -22,7 +21,6 @@ import os
 import resource
 import shutil
 import socket
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -34,14 +32,21 @@ from pathlib import Path
 from typing import Protocol
 
 import httpx
-from bench_apps import PATH
-from bench_report import Section, print_section, progress
-from bench_servers import ServerProcess, cpu_seconds
+from common import (
+    LWA_LATENCY,
+    PATH,
+    EmulatorControl,
+    Section,
+    ServerProcess,
+    cpu_seconds,
+    median,
+    print_section,
+    progress,
+    settle,
+)
 
 BENCH_DIR = Path(__file__).resolve().parent
 
-#: How long the emulator waits before answering each LWA call (seconds).
-LWA_LATENCY = 0.020
 WRK_THREADS = 2
 WRK_CONNECTIONS = 64
 #: gunicorn's gthread worker: threads per worker (each verification without cache holds one).
@@ -69,46 +74,6 @@ done = function(summary, latency, requests)
     latency:percentile(50), latency:percentile(99)))
 end
 """
-
-
-# Helpers shared with bench_coldpath.py -------------------------------------------------
-
-
-class EmulatorControl:
-    """The emulator's control API (``/_emulator/...``); tokens it mints are never printed."""
-
-    def __init__(self, url: str) -> None:
-        self.url = url
-        self._client = httpx.Client(base_url=url, timeout=30.0)
-
-    def client_id(self) -> str:
-        """The client id the emulator issues tokens to."""
-        return str(self._client.get("/_emulator").json()["client_id"])
-
-    def mint(self) -> str:
-        """A fresh ``profile`` token of a new user, valid for an hour."""
-        body = {"scopes": ["profile"], "lifetime": 3600}
-        response = self._client.post("/_emulator/tokens", json=body)
-        response.raise_for_status()
-        return str(response.json()["access_token"])
-
-    def set_latency(self, seconds: float) -> None:
-        """Delay every token-info and profile answer by ``seconds``."""
-        self._client.post("/_emulator/latency", json={"seconds": seconds}).raise_for_status()
-
-    def calls(self) -> dict[str, int]:
-        """LWA calls so far, per endpoint (``tokeninfo``, ``profile``)."""
-        response = self._client.get("/_emulator/calls")
-        response.raise_for_status()
-        return {str(k): int(v) for k, v in response.json().items()}
-
-    def reset_calls(self) -> None:
-        """Zero the call counts."""
-        self._client.delete("/_emulator/calls").raise_for_status()
-
-    def close(self) -> None:
-        """Close the HTTP client."""
-        self._client.close()
 
 
 def children(pid: int) -> list[int]:
@@ -144,9 +109,9 @@ def prime(url: str, token: str) -> None:
         raise RuntimeError(f"{url} answered {status} to the first request, not 200")
 
 
-def median(values: Sequence[float]) -> float:
-    """The median (``nan`` for no values)."""
-    return statistics.median(values) if values else float("nan")
+def shown(value: float) -> float:
+    """``value`` as the tables show it (a whole number), so that the prose quotes the same."""
+    return float(f"{value:.0f}")
 
 
 def ms(seconds_or_us: float, *, unit: str = "us") -> str:
@@ -311,18 +276,6 @@ def cpu_pair(
 ) -> tuple[float | None, float | None]:
     """Two CPU readings at once (what :func:`settle` watches)."""
     return first(), second()
-
-
-def settle(cpu: Callable[[], object], *, limit: float = 5.0) -> None:
-    """Wait (up to ``limit`` s) until ``cpu()`` (CPU times) stops changing for 100 ms."""
-    deadline = time.monotonic() + limit
-    last = cpu()
-    while time.monotonic() < deadline:
-        time.sleep(0.1)
-        now = cpu()
-        if now == last:
-            return
-        last = now
 
 
 def measure(
@@ -527,7 +480,6 @@ def section(quick: bool) -> Section:
     bare, starlette, warm, per = targets
     ratio = paired_ratio(warm, bare)[0]
     starlette_ratio = paired_ratio(starlette, bare)[0]
-    extra_us = warm.cpu_us() - bare.cpu_us()
     method = (
         "Four uvicorn servers (one worker each, its own process, `http=auto` so httptools "
         "when installed, no uvloop) serve the same raw ASGI app answering a small JSON:\n\n"
@@ -544,16 +496,19 @@ def section(quick: bool) -> Section:
     )
     if note:
         method += f"\n{note}.\n"
+    warm_cpu, bare_cpu = shown(warm.cpu_us()), shown(bare.cpu_us())
     meaning = [
-        f"A warm `LWAMiddleware` keeps **{ratio:.0%}** of the bare app's throughput: a cached "
-        f"token costs about {extra_us:.0f} µs of server CPU per request on top of the "
-        f"{bare.cpu_us():.0f} µs uvicorn and the app spend. Starlette's own "
-        f"`AuthenticationMiddleware` with a dict backend keeps **{starlette_ratio:.0%}** "
-        "under the same load: on a server this fast, any Python authentication layer "
-        "costs a tenth or more of the throughput, and the warm path costs no more than "
-        "the cheapest one.",
-        f"One core serves about **{1e6 / warm.cpu_us():,.0f}** authenticated (warm) requests "
-        f"per second, against {1e6 / bare.cpu_us():,.0f} unauthenticated ones.",
+        f"A warm `LWAMiddleware` served **{shown(warm.rps()):,.0f}** requests per second "
+        f"against {shown(bare.rps()):,.0f} for the bare app (**{ratio:.0%}** of its "
+        "throughput, the median of the rounds' paired ratios): a cached token costs about "
+        f"{warm_cpu - bare_cpu:.0f} µs of server CPU per request on top of the {bare_cpu:.0f} µs "
+        "uvicorn and the app spend. Starlette's own `AuthenticationMiddleware` with a dict "
+        f"backend keeps **{starlette_ratio:.0%}** under the same load: on a server this fast, "
+        "any Python authentication layer costs a tenth or more of the throughput, and the "
+        "warm path costs no more than the cheapest one.",
+        f"At {warm_cpu:.0f} µs of server CPU per request, one core's worth of CPU serves "
+        f"about {1e6 / warm_cpu:,.0f} warm requests per second ({1e6 / bare_cpu:,.0f} bare); "
+        "the req/s above are less, wrk sharing the machine's cores with the server.",
         f"Verifying every request instead (two sequential LWA calls of "
         f"{LWA_LATENCY * 1000:.0f} ms) gives {per.rps():,.0f} req/s at "
         f"{ms(median([r.p50_us for r in per.results]))} ms p50 and costs "
@@ -586,7 +541,7 @@ def free_port() -> int:
 
 
 class Gunicorn:
-    """gunicorn, one gthread worker, serving ``gunicorn_app:app`` of ``kind`` on 127.0.0.1."""
+    """gunicorn, one gthread worker, serving ``common:gunicorn_app()`` of ``kind`` on 127.0.0.1."""
 
     def __init__(self, kind: str, env: dict[str, str]) -> None:
         self.kind = kind
@@ -608,7 +563,7 @@ class Gunicorn:
             "--graceful-timeout=3",
             "--log-level=warning",
             f"--pythonpath={BENCH_DIR}",
-            "gunicorn_app:app",
+            "common:gunicorn_app()",
         ]
         self.process = subprocess.Popen(
             command,
@@ -682,8 +637,9 @@ def wsgi_section(quick: bool) -> Section:
     method = (
         "Three gunicorn servers (`--workers=1 --worker-class=gthread "
         f"--threads={GUNICORN_THREADS}`, each its own process tree) serve "
-        "`bench/gunicorn_app.py`, a WSGI app answering a small JSON, built from environment "
-        "variables (`LWASettings.from_env()`: `LWA_CLIENT_IDS`, `LWA_API_BASE_URL`):\n\n"
+        "`gunicorn_app()` of `bench/common.py`, a WSGI app answering a small JSON, built "
+        "from environment variables (`LWASettings.from_env()`: `LWA_CLIENT_IDS`, "
+        "`LWA_API_BASE_URL`):\n\n"
         f"- `{WSGI_BARE}`: the app alone;\n"
         f"- `{WSGI_WARM}`: `LWAWSGIMiddleware` in front, its cache holding the token;\n"
         f"- `{WSGI_NO_CACHE}`: the same with `LWA_CACHE_TTL=0` (no cache): each request "
@@ -696,11 +652,11 @@ def wsgi_section(quick: bool) -> Section:
         f"{_COLUMNS}"
     )
     meaning = [
-        f"A warm `LWAWSGIMiddleware` keeps **{ratio:.0%}** of the bare WSGI app's throughput "
-        f"under gunicorn: about {warm.cpu_us() - bare.cpu_us():.0f} µs of CPU per request on "
-        f"top of the {bare.cpu_us():.0f} µs gunicorn and the app spend.",
-        f"One core serves about **{1e6 / warm.cpu_us():,.0f}** warm authenticated requests "
-        f"per second with one gthread worker.",
+        f"A warm `LWAWSGIMiddleware` served **{shown(warm.rps()):,.0f}** requests per second "
+        f"against {shown(bare.rps()):,.0f} for the bare WSGI app under gunicorn "
+        f"(**{ratio:.0%}** of its throughput, the median of the rounds' paired ratios): about "
+        f"{shown(warm.cpu_us()) - shown(bare.cpu_us()):.0f} µs of CPU per request on top of "
+        f"the {shown(bare.cpu_us()):.0f} µs gunicorn and the app spend.",
         f"Without the cache, a sync verification holds a worker thread for two LWA round "
         f"trips: {no_cache.rps():,.0f} req/s at "
         f"{ms(median([r.p50_us for r in no_cache.results]))} ms p50 with "

@@ -40,8 +40,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import httpx
-from bench_apps import http_scope, raw_app, receive_nothing
-from bench_report import Section, print_section, progress
+from common import Section, http_scope, print_section, progress, raw_app, receive_nothing
 from starlette.types import Message
 
 from lwa_middleware import LWAMiddleware

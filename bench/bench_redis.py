@@ -53,10 +53,7 @@ from pathlib import Path
 from typing import IO
 
 import httpx
-from bench_apps import PATH, raw_app
-from bench_http import EmulatorControl
-from bench_servers import ServerProcess
-from bench_stats import percentile, table
+from common import PATH, EmulatorControl, ServerProcess, percentile, raw_app, table
 
 from lwa_middleware import LWASettings
 from lwa_middleware.upstream.verifier import AsyncVerifier, Verifier

@@ -1,10 +1,27 @@
-"""Part 1: the warm path, in process, the variants interleaved round by round.
+"""The warm path, and what it saves: the "warm" section of ``run.py``, and the warm/cold script.
 
-The access-policy variants wrap the same inner app with a 1,001-rule ``allow`` list on
-``/*`` (1,000 ``user:`` rules of other customers and the ``domain:`` rule that admits the
-benchmark's customer, so each request takes the slower branch: the email's domain looked
-up after the user id missed), once as keyword options and once as a ``policy_file`` (its
-once-a-second look included).
+Part 1, the warm path, in process (no server, no network): the same prebuilt ``GET /me``
+with a bearer token goes N times through each variant, round after round, the variants
+interleaved (the order rotates every round); each round gives µs per request of
+
+* a bare ASGI app, Starlette's ``AuthenticationMiddleware`` with an in-memory dict backend,
+  ``LWAMiddleware`` whose cache already holds the token (verified once against the emulator),
+  the token in each of its carriers;
+* the access-policy variants: the same inner app with a 1,001-rule ``allow`` list on ``/*``
+  (1,000 ``user:`` rules of other customers and the ``domain:`` rule that admits the
+  benchmark's customer, so each request takes the slower branch: the email's domain looked
+  up after the user id missed), once as keyword options and once as a ``policy_file`` (its
+  once-a-second look included);
+* a bare WSGI app and ``LWAWSGIMiddleware``, warm the same way.
+
+Part 2, the cold path, over HTTP: requests per second of an app that verifies every request
+the documented way (token-info, then profile, no cache) and of ``LWAMiddleware`` warm, both
+served by uvicorn, with the LWA emulator playing Amazon; each server is its own process.
+
+``section(quick)`` is part 1 for ``run.py``. Run alone, from the repository root:
+``python bench/bench_warm.py`` (both parts, about a minute), ``--quick`` (a few seconds:
+what ``tests/test_bench_smoke.py`` runs), ``--rounds N``, ``--lwa-latency-ms 80`` to give
+the emulator Amazon's latency in part 2. ``bench/README.md`` explains every number.
 """
 
 from __future__ import annotations
@@ -17,10 +34,29 @@ import tempfile
 import time
 from typing import TYPE_CHECKING, Any
 
-from bench_apps import DictBearerBackend, http_scope, inner_app, wsgi_app, wsgi_environ
-from bench_micro import asgi_status, per_call_ns, time_asgi, time_wsgi, wsgi_status
-from bench_report import Section, progress
-from bench_stats import Summary, paired_differences, table
+from common import (
+    DictBearerBackend,
+    EmulatorControl,
+    LoadResult,
+    Section,
+    ServerProcess,
+    Summary,
+    asgi_status,
+    http_scope,
+    inner_app,
+    load,
+    minted,
+    paired_differences,
+    per_call_ns,
+    profile_asgi,
+    progress,
+    table,
+    time_asgi,
+    time_wsgi,
+    wsgi_app,
+    wsgi_environ,
+    wsgi_status,
+)
 from starlette.authentication import SimpleUser
 from starlette.middleware.authentication import AuthenticationMiddleware
 from starlette.types import ASGIApp
@@ -30,6 +66,14 @@ from lwa_middleware.core.cache import KeyMaker
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import WSGIApplication
+import argparse
+import importlib.util
+import platform
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+# Part 1: the warm path, in process --------------------------------------------------------
+
 
 BARE_ASGI = "bare ASGI app"
 STARLETTE = "Starlette AuthenticationMiddleware (dict backend)"
@@ -72,7 +116,7 @@ SHORT = {
     LWA_WSGI: "LWA WSGI",
     LWA_WSGI_POLICY: "LWA WSGI 1,001 rules",
 }
-#: How each ASGI variant's request carries the token (``bench_apps.token_header``).
+#: How each ASGI variant's request carries the token (``common.token_header``).
 CARRIER = {LWA_AMZ: "amz", LWA_COOKIE: "cookie", LWA_COOKIES: "cookies5"}
 #: The LWA variants' targets: warm overhead at most this many times Starlette's.
 TARGETS = {
@@ -222,7 +266,9 @@ def policy_line(timings: dict[str, list[float]]) -> str:
     )
 
 
-def warm_section(timings: dict[str, list[float]], *, rounds: int, batch: int) -> Section:
+def warm_section(
+    timings: dict[str, list[float]], *, rounds: int, batch: int, key_ns: float
+) -> Section:
     """The report's "warm" section from measured timings."""
     starlette = overhead_ns(timings, STARLETTE)
     chart = {
@@ -255,12 +301,12 @@ def warm_section(timings: dict[str, list[float]], *, rounds: int, batch: int) ->
         headers=HEADERS,
         rows=_rows(timings),
         meaning=[
-            f"A cached sign-in costs {overhead_ns(timings, LWA_ASGI) / 1000:.1f} µs per "
+            f"A cached sign-in costs {overhead_ns(timings, LWA_ASGI) / 1000:.2f} µs per "
             "request under ASGI: a worker spends "
             f"{overhead_ns(timings, LWA_ASGI) / 10_000:.2f}% of a core per 1,000 requests a "
             "second on it.",
-            "About 0.65 µs of it is the SHA-256 of the token that keys the cache "
-            "(OpenSSL 3's per-call cost on Python 3.11); the token is never a key itself.",
+            f"About {key_ns / 1000:.2f} µs of it is the SHA-256 of the token that keys the "
+            "cache (measured alone in this run); the token is never a key itself.",
             policy_line(timings),
         ],
         chart=chart,
@@ -271,21 +317,19 @@ def warm_section(timings: dict[str, list[float]], *, rounds: int, batch: int) ->
 
 def section(quick: bool) -> Section:
     """Measure the warm path (its own emulator process to warm the caches) as a Section."""
-    from bench_servers import ServerProcess
-    from warm_path import prepare_emulator
-
     rounds, batch = (6, 200) if quick else (150, 2000)
     emulator = ServerProcess("emulator")
     try:
         url = emulator.ready()
-        client_id, token = prepare_emulator(url)
+        client_id, token = minted(url)
         progress(f"warm: {rounds} rounds x {batch} requests per variant")
         timings = asyncio.run(
             measure_warm_paths(inner_app("raw"), url, client_id, token, rounds=rounds, batch=batch)
         )
+        key_ns = per_call_ns(KeyMaker(url), token, 10_000 if quick else 200_000)
     finally:
         emulator.stop()
-    return warm_section(timings, rounds=rounds, batch=batch)
+    return warm_section(timings, rounds=rounds, batch=batch, key_ns=key_ns)
 
 
 def report_building_blocks(token: str, n: int) -> None:
@@ -310,13 +354,216 @@ def report_building_blocks(token: str, n: int) -> None:
     print(table(["operation", "ns", "vs dict.get"], rows))
 
 
-def main() -> None:
-    """``python bench/bench_warm.py [--quick]``: this section alone."""
-    import sys
+# Part 2: per-request verification vs LWAMiddleware warm, both served by uvicorn ----------
 
-    from bench_report import print_section
 
-    print_section(section("--quick" in sys.argv))
+PER_REQUEST = "per-request verification (uvicorn)"
+WARM_SERVED = "LWAMiddleware warm (uvicorn)"
+
+
+@dataclass
+class Served:
+    """One measured server and what its batches gave (CPU in µs per request)."""
+
+    server: ServerProcess
+    url: str
+    results: list[LoadResult] = field(default_factory=list)
+    server_cpu: list[float] = field(default_factory=list)
+    emulator_cpu: list[float] = field(default_factory=list)
+
+
+def _cpu(server: ServerProcess, emulator: ServerProcess) -> tuple[float, float] | None:
+    app, lwa = server.cpu_seconds(), emulator.cpu_seconds()
+    return None if app is None or lwa is None else (app, lwa)
+
+
+async def measure_throughput(
+    servers: dict[str, Served],
+    emulator: ServerProcess,
+    token: str,
+    *,
+    requests: int,
+    concurrency: int,
+    rounds: int,
+    seconds: float,
+) -> None:
+    """Fill each :class:`Served` with ``rounds`` batches, the order alternating each round."""
+    for served in servers.values():  # warm-up: connections, caches, the first verification
+        await load(served.url, token, min(requests, 4 * concurrency), concurrency, seconds)
+    names = list(servers)
+    for round_ in range(rounds):
+        for name in names if round_ % 2 == 0 else names[::-1]:
+            served = servers[name]
+            before = _cpu(served.server, emulator)
+            result = await load(served.url, token, requests, concurrency, seconds)
+            after = _cpu(served.server, emulator)
+            served.results.append(result)
+            if before is not None and after is not None and result.requests:
+                served.server_cpu.append((after[0] - before[0]) * 1e6 / result.requests)
+                served.emulator_cpu.append((after[1] - before[1]) * 1e6 / result.requests)
+
+
+def _median(values: list[float]) -> str:
+    return f"{Summary.of(values).median:.0f}" if values else "n/a"
+
+
+def report_throughput(servers: dict[str, Served]) -> None:
+    """Print part 2: a row per server, the speed-up and the server-side CPU per request."""
+    rows = []
+    for name, served in servers.items():
+        rps = [r.rps for r in served.results]
+        rows.append(
+            [
+                name,
+                f"{Summary.of(rps).median:.0f}",
+                f"{min(rps):.0f}..{max(rps):.0f}",
+                str(sum(r.requests for r in served.results)),
+                str(sum(r.failures for r in served.results)),
+                _median(served.server_cpu),
+                _median(served.emulator_cpu),
+                f"{max(r.client_cpu / r.seconds for r in served.results):.0%}",
+            ]
+        )
+    header = ["variant", "req/s", "range", "requests", "non-200"]
+    print(table([*header, "app CPU µs/req", "LWA CPU µs/req", "client CPU"], rows))
+    cold, warm = servers[PER_REQUEST], servers[WARM_SERVED]
+    cold_rps = Summary.of([r.rps for r in cold.results]).median
+    warm_rps = Summary.of([r.rps for r in warm.results]).median
+    print(f"warm is {warm_rps / cold_rps:.1f}x faster than per-request verification")
+    if cold.server_cpu and warm.server_cpu:
+        cold_cpu = Summary.of(cold.server_cpu).median + Summary.of(cold.emulator_cpu).median
+        warm_cpu = Summary.of(warm.server_cpu).median + Summary.of(warm.emulator_cpu).median
+        # /proc counts CPU in 10 ms ticks: a quick run's warm server may show none at all.
+        times = f"{cold_cpu / warm_cpu:.1f}x" if warm_cpu else "warm: under one tick"
+        print(
+            f"server-side CPU per request (app + LWA): per-request verification "
+            f"{cold_cpu:.0f} µs, warm {warm_cpu:.0f} µs ({times})"
+        )
+    print(
+        "('client CPU' is the load generator's, 100% = one core: near 100% means its "
+        "req/s is the client's limit, not the server's)"
+    )
+    if importlib.util.find_spec("sniffio") is None:
+        print(
+            "note: sniffio is not installed, so httpcore retries `import sniffio` on every "
+            "async request: the load generator and AsyncLWAClient pay for failed imports"
+        )
+
+
+# The script ---------------------------------------------------------------------------------
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """The options; ``--quick`` shrinks every default, explicit counts still win."""
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--quick", action="store_true", help="a few seconds (the smoke test)")
+    parser.add_argument("--rounds", type=int, help="warm-path rounds (150; quick 6)")
+    parser.add_argument("--batch", type=int, help="requests per variant per round (2000; 200)")
+    parser.add_argument("--requests", type=int, help="HTTP requests per batch (2000; 100)")
+    parser.add_argument("--concurrency", type=int, help="concurrent HTTP requests (20; 10)")
+    parser.add_argument("--load-rounds", type=int, help="HTTP rounds per server (2; 1)")
+    parser.add_argument("--load-seconds", type=float, help="time cap of one HTTP batch (10; 1)")
+    parser.add_argument(
+        "--lwa-latency-ms", type=float, default=0.0, help="emulator latency in part 2 (0)"
+    )
+    parser.add_argument(
+        "--inner", choices=("raw", "starlette"), default="raw", help="the wrapped app (raw)"
+    )
+    parser.add_argument("--profile", action="store_true", help="also cProfile the warm path")
+    args = parser.parse_args(argv)
+    defaults = {
+        "rounds": (150, 6),
+        "batch": (2000, 200),
+        "requests": (2000, 100),
+        "concurrency": (20, 10),
+        "load_rounds": (2, 1),
+        "load_seconds": (10.0, 1.0),
+    }
+    for name, (normal, quick) in defaults.items():
+        if getattr(args, name) is None:
+            setattr(args, name, quick if args.quick else normal)
+        if getattr(args, name) <= 0:
+            parser.error(f"--{name.replace('_', '-')} must be positive")
+    if args.lwa_latency_ms < 0:
+        parser.error("--lwa-latency-ms cannot be negative")
+    args.lookups = 10_000 if args.quick else 200_000
+    return args
+
+
+def print_profile(args: argparse.Namespace, lwa_url: str, client_id: str, token: str) -> None:
+    """cProfile of the LWA warm path (its own middleware, warmed first)."""
+    app: Any = LWAMiddleware(inner_app(args.inner), client_ids=[client_id], api_base_url=lwa_url)
+    scope = http_scope(token)
+
+    async def warm() -> None:
+        await asgi_status(app, scope)
+        await app.verifier.aclose()
+
+    asyncio.run(warm())
+    n = args.batch * 10
+    print(f"\n== cProfile: {n} requests through LWAMiddleware (warm), by own time ==")
+    print(profile_asgi(app, scope, n))
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Start the emulator and both app servers, run both parts, print the figures."""
+    args = parse_args(argv)
+    print(
+        f"Python {platform.python_version()} on {platform.machine()}, {os.cpu_count()} cores; "
+        f"inner app: {args.inner}"
+    )
+    emulator = ServerProcess("emulator")
+    processes: list[ServerProcess] = []
+    try:
+        lwa_url = emulator.ready()
+        client_id, token = minted(lwa_url)
+        common = ["--lwa", lwa_url, "--client-id", client_id, "--inner", args.inner]
+        processes += [ServerProcess("per-request", *common), ServerProcess("warm", *common)]
+        servers = {  # ready (and idle) before part 1's timing starts
+            name: Served(process, process.ready())
+            for name, process in zip((PER_REQUEST, WARM_SERVED), processes, strict=True)
+        }
+        timings = asyncio.run(
+            measure_warm_paths(
+                inner_app(args.inner),
+                lwa_url,
+                client_id,
+                token,
+                rounds=args.rounds,
+                batch=args.batch,
+            )
+        )
+        report_warm_paths(timings, rounds=args.rounds, batch=args.batch)
+        report_building_blocks(token, args.lookups)
+        if args.profile:
+            print_profile(args, lwa_url, client_id, token)
+        if args.lwa_latency_ms:
+            control = EmulatorControl(lwa_url)
+            control.set_latency(args.lwa_latency_ms / 1000)
+            control.close()
+        print(
+            f"\n== Cold path over HTTP: uvicorn, up to {args.requests} requests "
+            f"(or {args.load_seconds:g} s) per batch at concurrency {args.concurrency}, "
+            f"{args.load_rounds} round(s), LWA emulator latency {args.lwa_latency_ms:g} ms =="
+        )
+        asyncio.run(
+            measure_throughput(
+                servers,
+                emulator,
+                token,
+                requests=args.requests,
+                concurrency=args.concurrency,
+                rounds=args.load_rounds,
+                seconds=args.load_seconds,
+            )
+        )
+        report_throughput(servers)
+    finally:
+        for process in processes:
+            process.stop()
+        emulator.stop()
 
 
 if __name__ == "__main__":

@@ -4,8 +4,9 @@
     python bench/run.py --quick              # small counts (seconds); prints, writes nothing
     python bench/run.py --quick --out /tmp/benchmarks.md
     python bench/run.py --only servers,cold  # some sections (this writes the page too)
+    python bench/run.py soak [--seconds 60]  # the suite's soak, longer, its figures printed
 
-Each section is a module of ``bench/`` with ``section(quick) -> Section`` (``bench_report``):
+Each section is a function ``(quick) -> Section`` of a module of ``bench/`` (``common.Section``):
 it starts the servers it needs on 127.0.0.1 and stops them. Progress goes to stderr, each
 section's table to stdout as it finishes. A section that fails (its module missing, an
 exception) is reported as failed, its traceback on stderr; the others still run, and the
@@ -21,7 +22,9 @@ import os
 import platform
 import re
 import shlex
+import subprocess
 import sys
+import textwrap
 import time
 import traceback
 from collections.abc import Callable, Sequence
@@ -30,7 +33,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import cast
 
-from bench_report import Section, markdown_table, print_section, progress
+from common import Section, markdown_table, print_section, progress
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_OUT = ROOT / "docs" / "benchmarks.md"
@@ -39,8 +42,8 @@ DEFAULT_OUT = ROOT / "docs" / "benchmarks.md"
 SECTIONS: dict[str, tuple[str, str]] = {
     "warm": ("bench_warm", "section"),
     "servers": ("bench_http", "section"),
-    "cold": ("bench_coldpath", "section"),
-    "flood": ("bench_flood", "section"),
+    "cold": ("bench_cold", "section"),
+    "flood": ("bench_cold", "flood_section"),
     "client": ("bench_client", "section"),
     "memory": ("bench_memory", "section"),
     "wsgi": ("bench_http", "wsgi_section"),
@@ -161,8 +164,15 @@ def render(
     if quick:
         lines.append("- **quick run**: small counts, figures are rough")
     lines.append("")
-    if chart:
-        lines += [f"![Benchmark figures, one panel per section]({chart})", ""]
+    if chart:  # the narrow chart on a phone (a <picture>: the page's own image otherwise)
+        narrow = narrow_path(Path(chart)).name
+        lines += [
+            "<picture>",
+            f'  <source media="(max-width: 600px)" srcset="{narrow}">',
+            f'  <img src="{chart}" alt="Benchmark figures, one panel per section">',
+            "</picture>",
+            "",
+        ]
     target_rows = [
         [outcome.section.title, name, "met" if met else "**not met**", text]
         for outcome in outcomes
@@ -205,19 +215,29 @@ def _label(value: float) -> str:
     return f"{value:.3g}"
 
 
-def write_chart(sections: Sequence[Section], path: Path) -> None:
-    """A PNG with one horizontal bar panel per section that has chart figures."""
+def narrow_path(path: Path) -> Path:
+    """Where the narrow chart of ``path`` goes (``benchmarks.png`` → ``benchmarks-narrow.png``)."""
+    return path.with_name(f"{path.stem}-narrow{path.suffix}")
+
+
+def write_chart(sections: Sequence[Section], path: Path, *, narrow: bool = False) -> None:
+    """A PNG with one horizontal bar panel per section that has chart figures.
+
+    ``narrow``: the same figures for a phone (390 px wide): each label above its bar rather
+    than beside it, the panels one under the other, drawn at twice the resolution so that
+    the text stays about 13 px tall at that width."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     panels = [s for s in sections if s.chart]
-    heights = [0.45 * len(s.chart) + 1.1 for s in panels] or [1.5]
+    per_bar, extra, width, font = (0.62, 1.0, 3.9, 8.5) if narrow else (0.45, 1.1, 9.5, 8)
+    heights = [per_bar * len(s.chart) + extra for s in panels] or [1.5]
     figure, axes = plt.subplots(
         len(heights),
         1,
-        figsize=(9.5, sum(heights)),
+        figsize=(width, sum(heights)),
         gridspec_kw={"height_ratios": heights},
         squeeze=False,
     )
@@ -226,18 +246,115 @@ def write_chart(sections: Sequence[Section], path: Path) -> None:
         axes[0][0].set_axis_off()
     for (axis,), s in zip(axes, panels, strict=False):
         labels, values = list(s.chart), list(s.chart.values())
-        bars = axis.barh(labels, values, color="#4a7ab5")
-        axis.bar_label(bars, labels=[_label(v) for v in values], padding=3, fontsize=8)
-        axis.invert_yaxis()
-        axis.set_title(s.title, fontsize=10, loc="left")
-        axis.set_xlabel(s.chart_unit, fontsize=8)
-        axis.tick_params(labelsize=8)
-        axis.margins(x=0.15)
+        if narrow:
+            bars = axis.barh(range(len(values)), values, height=0.4, color="#4a7ab5")
+            for row, label in enumerate(labels):  # above the bar: the full width is the bar's
+                axis.annotate(
+                    label,
+                    (0, row - 0.27),
+                    xytext=(3, 0),
+                    textcoords="offset points",
+                    fontsize=font,
+                    va="bottom",
+                    ha="left",
+                )
+            axis.set_yticks([])
+            axis.set_ylim(len(values) - 0.5, -0.9)
+            axis.set_title(textwrap.fill(s.title, 34), fontsize=font + 1.5, loc="left")
+        else:
+            bars = axis.barh(labels, values, color="#4a7ab5")
+            axis.invert_yaxis()
+            axis.set_title(s.title, fontsize=10, loc="left")
+        axis.bar_label(bars, labels=[_label(v) for v in values], padding=3, fontsize=font)
+        axis.set_xlabel(s.chart_unit, fontsize=font)
+        axis.tick_params(labelsize=font)
+        axis.margins(x=0.22 if narrow else 0.15)
         for side in ("top", "right"):
             axis.spines[side].set_visible(False)
-    figure.tight_layout()
-    figure.savefig(path, dpi=100, metadata={"Software": None})
+    figure.tight_layout(pad=1.2 if narrow else 1.08)
+    figure.savefig(path, dpi=200 if narrow else 100, metadata={"Software": None})
     plt.close(figure)
+
+
+# The soak -------------------------------------------------------------------------------
+
+_SOAK_DOC = """The full soak: ``tests/reliability/test_reliability_soak.py`` with a 60 s main phase
+(the test suite runs it for 10 s), its figures printed.
+
+    python bench/run.py soak                 # 60 s of load (about 75 s in all)
+    python bench/run.py soak --seconds 300   # longer
+    python bench/run.py soak --seed 161310   # replay a run's random choices (its first line says)
+
+The soak runs under pytest (``LWA_SOAK_SECONDS``, ``LWA_SOAK_SEED``), so every check the suite
+makes holds for the long run too: no misattribution, no 5xx while LWA is healthy, revocations
+honoured within ``cache_ttl``, stale answers and the breaker only around fault bursts, the
+server's memory flat. pytest's output goes to stderr; the figures (requests, rate,
+concurrency, CPU, faults, breaker, revocations, memory, LWA calls) to stdout, one group a
+line. The exit status is pytest's.
+"""
+
+SOAK_TEST = ROOT / "tests" / "reliability" / "test_reliability_soak.py"
+SOAK_SECONDS = 60.0
+
+#: Where the summary line is cut into lines: before each group of figures.
+_GROUPS = re.compile(
+    r"(?<!server) (?=(?:rate|concurrency|CPU|misattributions|faults|revoked|rss|verifications)\b"
+    r"|server:|breaker opened|breaker=|lwa_calls=)"
+)
+
+
+def soak_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """``soak``'s options."""
+    parser = argparse.ArgumentParser(prog="run.py soak", description=_SOAK_DOC)
+    parser.add_argument("--seconds", type=float, default=SOAK_SECONDS, help="main phase")
+    parser.add_argument("--seed", type=int, default=None, help="replay a run's choices")
+    args = parser.parse_args(argv)
+    if args.seconds < 5:
+        parser.error("--seconds: at least 5 (the checks need a fault burst in the main phase)")
+    return args
+
+
+def soak_command(seconds: float, seed: int | None) -> tuple[list[str], dict[str, str]]:
+    """pytest's argv and environment for one soak of ``seconds``."""
+    env = {**os.environ, "LWA_SOAK_SECONDS": f"{seconds:g}"}
+    if seed is not None:
+        env["LWA_SOAK_SEED"] = str(seed)
+    argv = [sys.executable, "-m", "pytest", "-q", "-s", "-p", "no:cacheprovider", str(SOAK_TEST)]
+    return argv, env
+
+
+def soak_figures(output: str) -> list[str]:
+    """The soak's summary line (``soak <n>s seed=...: ...``), one group of figures a line."""
+    for line in output.splitlines():
+        if line.startswith("soak ") and " seed=" in line:
+            return _GROUPS.split(line)
+    return []
+
+
+def soak_main(argv: Sequence[str] | None = None) -> int:
+    """``python bench/run.py soak``: run the soak, print its figures; pytest's status."""
+    args = soak_args(argv)
+    cmd, env = soak_command(args.seconds, args.seed)
+    print(
+        f"soak: {args.seconds:g} s of load (pytest {SOAK_TEST.relative_to(ROOT)})", file=sys.stderr
+    )
+    # The load is bounded by --seconds; the warm-up, the checks and a slow machine by this.
+    timeout = args.seconds * 2 + 180
+    try:
+        result = subprocess.run(
+            cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout, check=False
+        )
+    except subprocess.TimeoutExpired:
+        print(f"soak: not over after {timeout:g} s", file=sys.stderr)
+        return 1
+    sys.stderr.write(result.stdout + result.stderr)
+    lines = soak_figures(result.stdout)
+    for line in lines:
+        print(line)
+    if not lines:
+        print("soak: no summary line (see pytest's output above)", file=sys.stderr)
+        return result.returncode or 1
+    return result.returncode
 
 
 # Command line -------------------------------------------------------------------------
@@ -275,7 +392,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the sections, print them, write the page; 1 if any section failed."""
+    """Run the sections, print them, write the page; 1 if any section failed (``soak``:
+    run the soak instead)."""
+    words = sys.argv[1:] if argv is None else list(argv)
+    if words[:1] == ["soak"]:
+        return soak_main(words[1:])
     args = parse_args(argv)
     words = sys.argv[1:] if argv is None else list(argv)
     command = scrub(shlex.join(["python", "bench/run.py", *words]))
@@ -296,10 +417,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         out: Path = args.out
         out.parent.mkdir(parents=True, exist_ok=True)
         png = out.with_suffix(".png")
-        write_chart([o.section for o in outcomes if o.section is not None], png)
+        measured = [o.section for o in outcomes if o.section is not None]
+        write_chart(measured, png)
+        write_chart(measured, narrow_path(png), narrow=True)
         page = render(outcomes, command=command, started=started, quick=args.quick, chart=png.name)
         out.write_text(page)
-        progress(f"wrote {out} and {png}")
+        progress(f"wrote {out}, {png} and {narrow_path(png)}")
     else:
         progress("--quick without --out: nothing written")
     failed = [o.key for o in outcomes if not o.ok]

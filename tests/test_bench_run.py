@@ -11,6 +11,7 @@ import importlib.util
 import os
 import re
 import shutil
+import struct
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -85,13 +86,25 @@ def test_page_says_where_and_how(quick_run: Run) -> None:
     assert "- measured: " in page
     assert "cores" in page
     assert "Python " in page
-    assert "![" in page
-    assert "(benchmarks.png)" in page
+    # The chart: the wide one, and the narrow one on a phone (390 px: the issue's width).
+    assert '<img src="benchmarks.png" alt="Benchmark figures' in page
+    assert '<source media="(max-width: 600px)" srcset="benchmarks-narrow.png">' in page
 
 
 def test_writes_a_png(quick_run: Run) -> None:
     assert quick_run.png.is_file(), quick_run.process.stderr
     assert quick_run.png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_the_narrow_chart_is_readable_at_390_px(quick_run: Run) -> None:
+    """One panel a row, drawn at twice the resolution of 390 px (a phone's 2x screen) and
+    no wider than that: shown at 390 px, its 8.5-point text stays about 12 px tall."""
+    narrow = quick_run.png.with_name("benchmarks-narrow.png")
+    data = narrow.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    width, height = struct.unpack(">II", data[16:24])
+    assert 700 <= width <= 800, width  # 3.9 in at 200 dpi
+    assert height > width  # the panels one under the other
 
 
 def test_prints_each_table(quick_run: Run) -> None:

@@ -1,4 +1,4 @@
-"""The benchmark still runs: ``bench/warm_path.py --quick`` exits 0 and reports every variant.
+"""The benchmark still runs: ``bench/bench_warm.py --quick`` exits 0 and reports every variant.
 
 No timing is asserted: the figures depend on the machine. The script starts the emulator
 and two uvicorn servers on 127.0.0.1 in child processes and stops them itself.
@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-SCRIPT = Path(__file__).resolve().parent.parent / "bench" / "warm_path.py"
+SCRIPT = Path(__file__).resolve().parent.parent / "bench" / "bench_warm.py"
 
 VARIANT_LINES = (
     "bare ASGI app",

@@ -1,4 +1,4 @@
-"""``bench/soak.py`` runs the suite's soak for 60 s (the suite runs it for 10 s) and prints
+"""``bench/run.py soak`` runs the suite's soak for 60 s (the suite runs it for 10 s) and prints
 its figures: the command it runs and how it cuts the summary line into figures.
 
 The long run itself is not run here (it takes over a minute); the suite's own soak
@@ -14,7 +14,8 @@ from typing import Any
 
 import pytest
 
-SCRIPT = Path(__file__).resolve().parent.parent / "bench" / "soak.py"
+BENCH = Path(__file__).resolve().parent.parent / "bench"
+SCRIPT = BENCH / "run.py"
 
 SUMMARY = (
     "soak 60s seed=161310: requests=69393 (+36762 warm-up) rate=6939/s concurrency client"
@@ -31,6 +32,7 @@ SUMMARY = (
 
 @pytest.fixture
 def soak(monkeypatch: pytest.MonkeyPatch) -> Any:
+    monkeypatch.syspath_prepend(str(BENCH))
     spec = importlib.util.spec_from_file_location("bench_soak_under_test", SCRIPT)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
@@ -41,25 +43,25 @@ def soak(monkeypatch: pytest.MonkeyPatch) -> Any:
 
 def test_runs_the_suites_soak_for_60_seconds(soak: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("LWA_SOAK_SEED", raising=False)
-    args = soak.parse_args([])
+    args = soak.soak_args([])
     assert args.seconds == 60
-    argv, env = soak.command(args.seconds, None)
+    argv, env = soak.soak_command(args.seconds, None)
     assert argv[1:3] == ["-m", "pytest"]
     assert Path(argv[-1]) == SCRIPT.parent.parent / "tests/reliability/test_reliability_soak.py"
     assert env["LWA_SOAK_SECONDS"] == "60"
     assert "LWA_SOAK_SEED" not in env  # a new seed each run, printed on its first line
-    _, env = soak.command(300, 161310)
+    _, env = soak.soak_command(300, 161310)
     assert (env["LWA_SOAK_SECONDS"], env["LWA_SOAK_SEED"]) == ("300", "161310")
     with pytest.raises(SystemExit):
-        soak.parse_args(["--seconds", "1"])
+        soak.soak_args(["--seconds", "1"])
 
 
 def test_prints_the_summary_as_figures(soak: Any) -> None:
-    lines = soak.figures(f"....\n{SUMMARY}\n.\n1 passed in 75.0s\n")
+    lines = soak.soak_figures(f"....\n{SUMMARY}\n.\n1 passed in 75.0s\n")
     assert " ".join(lines) == SUMMARY  # nothing lost
     assert lines[0] == "soak 60s seed=161310: requests=69393 (+36762 warm-up)"
     assert [line.split("=")[0].split(" ")[0] for line in lines[1:]] == [
         "rate", "concurrency", "server:", "CPU", "misattributions", "faults", "breaker",
         "revoked", "rss", "lwa_calls", "breaker", "verifications",
     ]  # fmt: skip
-    assert soak.figures("1 failed in 3.0s\n") == []
+    assert soak.soak_figures("1 failed in 3.0s\n") == []

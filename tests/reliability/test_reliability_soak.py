@@ -1,4 +1,4 @@
-"""The soak: ``LWA_SOAK_SECONDS`` (default 10 in the suite; ``python bench/soak.py`` runs
+"""The soak: ``LWA_SOAK_SECONDS`` (default 10 in the suite; ``python bench/run.py soak`` runs
 the full 60 s and prints its figures) at concurrency 64 over 1,000 users through
 uvicorn (one worker, in a subprocess: ``soak_server.py``) with ``LWAMiddleware`` against an
 emulator of this module's own on the real clock, ``cache_ttl`` 5 s (the first pass is paced
@@ -59,7 +59,7 @@ from lwa_middleware.emulator import Emulator
 
 HERE = Path(__file__).parent
 #: The main phase. 10 s in the suite still sees a fault burst or two, revocations and every
-#: check below; the full soak (60 s, ``bench/soak.py``) is what the figures come from.
+#: check below; the full soak (60 s, ``bench/run.py soak``) is what the figures come from.
 SOAK_SECONDS = float(os.environ.get("LWA_SOAK_SECONDS", "10"))
 SEED = int(os.environ.get("LWA_SOAK_SEED", str(random.randrange(1_000_000))))
 WARMUP_SECONDS = 4.0  # after the first pass over every token; RSS baseline at its end

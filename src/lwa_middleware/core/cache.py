@@ -2,7 +2,7 @@
 
 Pure: ``now`` is passed in. :class:`MemoryCache` holds identities; its reads are one
 ``dict.get`` and a comparison (a ``cachetools.TTLCache`` lookup costs ~100x a dict lookup,
-about 1.5-2.5 µs, measured by ``bench/warm_path.py``), writes take a lock so threads and
+about 1.5-2.5 µs, measured by ``bench/bench_warm.py``), writes take a lock so threads and
 event loops can share the cache. Eviction is incremental: each insert drops a couple of
 expired entries from the old end, and an insert into a full cache evicts the oldest
 inserted entry, so no insert pauses the event loop to clean up many.
