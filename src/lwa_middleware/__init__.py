@@ -12,6 +12,8 @@ Importing the package loads none of it: each public name is imported from its mo
 first time it is used (PEP 562 ``__getattr__``), so ``import lwa_middleware`` (and the
 pytest plugin, :mod:`lwa_middleware.testing`) costs less than importing httpx, and aiohttp,
 the emulator and the integrations are imported only by what uses them.
+
+Layer: the root (what a user imports or runs; see ``ARCHITECTURE.md``).
 """
 
 from __future__ import annotations

@@ -1,4 +1,7 @@
-"""``python -m lwa_middleware``: the ``lwa-middleware`` command."""
+"""``python -m lwa_middleware``: the ``lwa-middleware`` command.
+
+Layer: ``cli`` (the command, on top of everything; see ``ARCHITECTURE.md``).
+"""
 
 from lwa_middleware.cli import main
 

@@ -11,6 +11,8 @@ verification never reaches the app. The access policy (``allow``, ``deny``,
 ``policy_file``, the environment, ``authorize``: :mod:`lwa_middleware.core.policy`) is judged
 on every request with an identity, the warm path included, and for a sign-in joined
 through ``login=``.
+
+Layer: the root (what a user imports or runs; see ``ARCHITECTURE.md``).
 """
 
 from __future__ import annotations

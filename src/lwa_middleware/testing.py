@@ -6,6 +6,8 @@ or ``lwa_emulator_session`` (one per session; call ``reset()`` yourself).
 Each yields an ``Emulator`` serving on 127.0.0.1: the whole emulator API plus
 ``.url``. Starlette and uvicorn are imported only when a fixture is used, so
 loading this plugin costs nothing; serving needs ``lwa-middleware[emulator]``.
+
+Layer: the root (what a user imports or runs; see ``ARCHITECTURE.md``).
 """
 
 from __future__ import annotations

@@ -6,6 +6,8 @@ loop, no thread hop. It sets ``environ["lwa"]`` (the :class:`Identity`) and
 ``environ["REMOTE_USER"]`` (the user id) so Django's ``RemoteUserMiddleware`` can sign the
 customer in. The access policy is judged as in the ASGI shell; ``authorize`` must be a
 plain (sync) callable here, refused at construction otherwise.
+
+Layer: the root (what a user imports or runs; see ``ARCHITECTURE.md``).
 """
 
 from __future__ import annotations

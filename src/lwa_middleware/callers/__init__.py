@@ -6,4 +6,6 @@ store of ``lwa-middleware login`` (:mod:`.token_store`) and :class:`~.auth.LWAAu
 :mod:`lwa_middleware.core` (:mod:`~lwa_middleware.core.grants`,
 :mod:`~lwa_middleware.core.device`); their calls to LWA in :mod:`lwa_middleware.upstream`.
 Imports only ``core`` and ``upstream``. Importing this package loads none of its modules.
+
+Layer: ``callers`` (for those who call protected routes; see ``ARCHITECTURE.md``).
 """

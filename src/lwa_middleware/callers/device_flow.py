@@ -17,6 +17,8 @@ before it is slept (a countdown).
     pair = flow.start()
     print(f"Open {pair.verification_uri} and enter {pair.user_code}")
     grant = flow.wait(pair)
+
+Layer: ``callers`` (for those who call protected routes; see ``ARCHITECTURE.md``).
 """
 
 from __future__ import annotations

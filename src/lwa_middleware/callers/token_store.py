@@ -35,6 +35,8 @@ token is refreshed and written back so two processes do not refresh at once.
 
 ``LWA_MIDDLEWARE_TOKEN_STORE=file`` forces the file (tests; a machine whose keyring
 prompts), ``=keyring`` requires the keyring, ``=auto`` (or unset) uses it when importable.
+
+Layer: ``callers`` (for those who call protected routes; see ``ARCHITECTURE.md``).
 """
 
 from __future__ import annotations

@@ -20,6 +20,8 @@ This module builds the parser and runs the subcommand. The rest, one job a modul
 subcommand), ``device_login`` (``login``), ``stored_tokens`` (``token``, ``logout``)
 and ``console`` (exit statuses and output). Serving needs uvicorn
 (``pip install 'lwa-middleware[emulator]'``), imported only then.
+
+Layer: ``cli`` (the command, on top of everything; see ``ARCHITECTURE.md``).
 """
 
 from __future__ import annotations

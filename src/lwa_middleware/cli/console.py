@@ -4,6 +4,8 @@
 Every line the command prints goes through ``say`` (so ``print`` lives here only); a
 command that cannot go on says why and raises ``CommandFailed``, which ``main`` turns
 into the exit status.
+
+Layer: ``cli`` (the command, on top of everything; see ``ARCHITECTURE.md``).
 """
 
 from __future__ import annotations

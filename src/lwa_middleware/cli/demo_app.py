@@ -17,6 +17,8 @@ The whole story of a site that trusts Login with Amazon, against the emulator:
 
 The API routes take the token as ``Authorization: Bearer``, ``x-amz-access-token`` or the
 session cookie the sign-in sets.
+
+Layer: ``cli`` (the command, on top of everything; see ``ARCHITECTURE.md``).
 """
 
 from __future__ import annotations

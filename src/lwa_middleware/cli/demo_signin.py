@@ -5,6 +5,8 @@ approves it as the demo's test user, comes back through the callback with the se
 cookie, reads ``/profile`` and ``/me`` with it, signs out and checks the session is gone.
 Each step prints ``PASS``/``FAIL`` like the token checks; the number of failures is
 returned. (The test suite walks the same story in headless Chromium.)
+
+Layer: ``cli`` (the command, on top of everything; see ``ARCHITECTURE.md``).
 """
 
 from __future__ import annotations

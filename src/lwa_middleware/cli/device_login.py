@@ -10,6 +10,8 @@ terminal, a plain line now and then otherwise), and stores the tokens
 installed (``--no-keyring``: not), else in a ``0600`` JSON file. No token is printed.
 
 ``clock`` and ``sleep`` are the seams tests move time with (the command runs in-process).
+
+Layer: ``cli`` (the command, on top of everything; see ``ARCHITECTURE.md``).
 """
 
 from __future__ import annotations

@@ -9,6 +9,8 @@ them), it also says whether the customer passes it at ``--method`` ``--path`` an
 not, which kind of rule refused them (never which rule). The token is read from standard
 input, never from the command line (where ``ps`` and shell history would see it), and is
 never printed.
+
+Layer: ``cli`` (the command, on top of everything; see ``ARCHITECTURE.md``).
 """
 
 from __future__ import annotations

@@ -4,6 +4,8 @@ Starting servers (``start_server`` names the one that cannot listen), stopping o
 SIGINT/SIGTERM (``stop_signals``, ``wait``), the emulator with its test customer
 (``emulator_serving``, ``mint_test_token``), and the options the serving subcommands share.
 Serving needs uvicorn (``pip install 'lwa-middleware[emulator]'``), imported only here.
+
+Layer: ``cli`` (the command, on top of everything; see ``ARCHITECTURE.md``).
 """
 
 from __future__ import annotations

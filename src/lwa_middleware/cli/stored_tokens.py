@@ -11,6 +11,8 @@
 
 Where the tokens are kept: :mod:`lwa_middleware.callers.token_store`. ``clock`` is the seam tests
 move time with (the command runs in-process there).
+
+Layer: ``cli`` (the command, on top of everything; see ``ARCHITECTURE.md``).
 """
 
 from __future__ import annotations

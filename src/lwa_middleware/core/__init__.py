@@ -9,4 +9,6 @@ LWA's answers into an identity (:mod:`.verification`), the caches' policies (:mo
 token grants and the device flow's decisions (:mod:`.grants`, :mod:`.device`), metrics,
 errors, options and models. It imports nothing of the package above it (see
 ``ARCHITECTURE.md``); importing this package loads none of its modules.
+
+Layer: ``core`` (no I/O, no clock reads, no asyncio; see ``ARCHITECTURE.md``).
 """

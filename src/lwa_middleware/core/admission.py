@@ -14,6 +14,8 @@ anyway. With no burst the queue is empty and the order does not matter.
 
 :class:`Admission` is the bookkeeping only; a waiter is whatever the shell wakes (an
 ``asyncio.Future``, a ``threading.Event``). Not thread-safe: the sync shell holds a lock.
+
+Layer: ``core`` (no I/O, no clock reads, no asyncio; see ``ARCHITECTURE.md``).
 """
 
 from __future__ import annotations

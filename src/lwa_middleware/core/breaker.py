@@ -34,6 +34,8 @@ process.
 
 Thread-safe (a small lock, taken only off the closed fast path), so the sync shell's
 threads can share a breaker; in the async shell the lock is never contended.
+
+Layer: ``core`` (no I/O, no clock reads, no asyncio; see ``ARCHITECTURE.md``).
 """
 
 from __future__ import annotations

@@ -13,6 +13,8 @@ never evicts a verified identity. It is read only after a miss of the identity c
 the warm path.
 
 Keys are SHA-256 digests (:func:`cache_key`); the token itself is never stored.
+
+Layer: ``core`` (no I/O, no clock reads, no asyncio; see ``ARCHITECTURE.md``).
 """
 
 from __future__ import annotations

@@ -16,6 +16,8 @@ the rule for one settings object; the shells hand it a :class:`OriginHeaders`, r
 the one function :func:`origin_headers` (through :func:`asgi_origin_headers` or
 :func:`wsgi_origin_headers`): every ``Host``, ``Origin`` and ``Referer`` value, never
 only the first, for both middlewares and both sign-in apps alike.
+
+Layer: ``core`` (no I/O, no clock reads, no asyncio; see ``ARCHITECTURE.md``).
 """
 
 from __future__ import annotations

@@ -31,6 +31,8 @@ A device or a command line without a browser signs a person in like this (Amazon
   expires before an answer came back (no poll is sent after ``expires_in``).
 
 No ``repr``, message or log line holds the device code or a token.
+
+Layer: ``core`` (no I/O, no clock reads, no asyncio; see ``ARCHITECTURE.md``).
 """
 
 from __future__ import annotations

@@ -24,6 +24,8 @@ The tree (each class knows its LWA ``error`` code and its status in both styles)
 
 Rendering is pure: :func:`render_error` turns an error into ``(status, headers, body)``
 for either shell. Messages never contain a token.
+
+Layer: ``core`` (no I/O, no clock reads, no asyncio; see ``ARCHITECTURE.md``).
 """
 
 from __future__ import annotations

@@ -14,6 +14,8 @@ The access policy (:mod:`lwa_middleware.core.policy`) is judged after the scopes
 request with an identity: the route's rules (``Route.access``, resolved and memoised with
 the route) by :meth:`Gate.admit`, then the ``authorize`` callable, which the shells call
 (it may be async under ASGI) and hand to ``policy.callable_verdict``.
+
+Layer: ``core`` (no I/O, no clock reads, no asyncio; see ``ARCHITECTURE.md``).
 """
 
 from __future__ import annotations

@@ -37,6 +37,8 @@ middlewares, so not :class:`~lwa_middleware.core.errors.LWAError`)::
 :class:`GrantError` carrying that code (``errors=`` of :func:`parse_grant` maps more codes to
 classes, as a device-code grant's polling answers need). No message, ``repr`` or exception
 argument ever holds a token, code, verifier or secret.
+
+Layer: ``core`` (no I/O, no clock reads, no asyncio; see ``ARCHITECTURE.md``).
 """
 
 from __future__ import annotations

@@ -8,6 +8,8 @@ No purpose uses the secret itself: each derives its own key by HKDF-SHA-256 (RFC
 written here on :mod:`hmac` so the shared cache needs no ``cryptography``) with a label of
 its own (:data:`PURPOSES`), so a value made for one purpose (a sealed refresh cookie, a
 shared-cache entry, a revocation marker) is never accepted as another.
+
+Layer: ``core`` (no I/O, no clock reads, no asyncio; see ``ARCHITECTURE.md``).
 """
 
 from __future__ import annotations

@@ -37,6 +37,8 @@ rules (no redis import, no clock read: ``now`` is passed in); the Redis I/O is
 - **Failures**: :class:`Backoff` decides when Redis may be called: always while it answers;
   after a failure, not for ``redis_backoff`` seconds, then by one probing request at a time
   until it answers again.
+
+Layer: ``core`` (no I/O, no clock reads, no asyncio; see ``ARCHITECTURE.md``).
 """
 
 from __future__ import annotations

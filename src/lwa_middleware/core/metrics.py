@@ -8,6 +8,8 @@ recorders (``Stats`` and :class:`~lwa_middleware.integrations.prometheus.Prometh
 Labels come only from fixed sets, so a metric can never carry a user, a token or a path:
 every recorder passes its label values through :func:`label` (or :func:`status_label`),
 and anything outside the set becomes ``"other"``.
+
+Layer: ``core`` (no I/O, no clock reads, no asyncio; see ``ARCHITECTURE.md``).
 """
 
 from __future__ import annotations

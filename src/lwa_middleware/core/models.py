@@ -8,6 +8,8 @@ Every cached identity keeps these, so what LWA repeats in every answer is held o
 (:func:`shared_scopes`), the profile's key names; an identity holds its user id once, and a
 profile keeps of ``raw`` only what its typed fields do not already hold. The sharing tables
 are bounded: a value past their bound is kept as it is, only not shared.
+
+Layer: ``core`` (no I/O, no clock reads, no asyncio; see ``ARCHITECTURE.md``).
 """
 
 from __future__ import annotations

@@ -32,6 +32,8 @@ route is an :class:`Access` resolved with the route (:mod:`lwa_middleware.core.r
 it with the route's decision), so a request costs a few set lookups whatever the number of
 rules. :func:`callable_verdict` and :func:`callable_failed` are the ``authorize``
 callable's outcomes; the shells call it (sync, or awaited under ASGI).
+
+Layer: ``core`` (no I/O, no clock reads, no asyncio; see ``ARCHITECTURE.md``).
 """
 
 from __future__ import annotations

@@ -5,6 +5,8 @@ header, never in a URL: httpx logs every URL at INFO). ``parse_tokeninfo``/``par
 turn a response into a model or raise one of :mod:`lwa_middleware.core.errors`. :func:`exchange`
 is a generator that owns the retry policy (at most one quick retry on connection errors
 and 5xx); the sync and async clients only drive it with real HTTP.
+
+Layer: ``core`` (no I/O, no clock reads, no asyncio; see ``ARCHITECTURE.md``).
 """
 
 from __future__ import annotations

@@ -40,6 +40,8 @@ that fails it is ignored and
 counted (a WARNING at most once a minute); one that ended is skipped. :meth:`tick` is one
 round of a worker's sync as a generator of Redis calls, which the shells
 (:mod:`lwa_middleware.upstream.revocation_store`) run on a blocking or an asyncio client alike.
+
+Layer: ``core`` (no I/O, no clock reads, no asyncio; see ``ARCHITECTURE.md``).
 """
 
 from __future__ import annotations

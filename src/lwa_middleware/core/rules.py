@@ -22,6 +22,8 @@ The access policy's rules of a route (:class:`~lwa_middleware.core.policy.Access
 where no rule applies) are resolved with the route, over the same forms, and memoised with
 it (``Route.access``); :meth:`PathRules.set_policy` swaps the policy and empties the memo
 (a route judged under the old policy while it changes is answered, never memoised).
+
+Layer: ``core`` (no I/O, no clock reads, no asyncio; see ``ARCHITECTURE.md``).
 """
 
 from __future__ import annotations

@@ -15,6 +15,8 @@ A stale answer is marked: it is a :class:`StaleIdentity` (an :class:`Identity` s
 whose ``stale`` is ``True``), and the shells count it (``Recorder.stale_served``).
 :class:`StalePolicy` is the verdict; :meth:`StalePolicy.retain_until` says how long a
 cache must keep an entry past its deadline so the verdict has something to serve.
+
+Layer: ``core`` (no I/O, no clock reads, no asyncio; see ``ARCHITECTURE.md``).
 """
 
 from __future__ import annotations

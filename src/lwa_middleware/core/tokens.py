@@ -14,6 +14,8 @@ The shells hand over the raw pieces (``Authorization`` and ``x-amz-access-token`
 * A token that arrives URL-encoded (``Atza%7C…``) is decoded exactly once (the query
   string's own decoding is that once). Empty, over 2048 bytes, or characters outside
   RFC 6750's ``b64token`` set plus ``|``: ``invalid_request``, with no call to LWA.
+
+Layer: ``core`` (no I/O, no clock reads, no asyncio; see ``ARCHITECTURE.md``).
 """
 
 from __future__ import annotations

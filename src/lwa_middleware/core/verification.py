@@ -33,6 +33,8 @@ Sign-out's revocations (:mod:`lwa_middleware.core.revocation`) are consulted whe
 cached yet: on an L1 miss (before the rejections, L2 and LWA), and right after an identity
 is stored in L1 (a revocation racing with the verification evicts it, or is seen here);
 never on the warm path, which a revocation empties by evicting the key.
+
+Layer: ``core`` (no I/O, no clock reads, no asyncio; see ``ARCHITECTURE.md``).
 """
 
 from __future__ import annotations

@@ -9,6 +9,8 @@ code-based linking of Login with Amazon for TVs and other devices
 :mod:`.codepair` and :mod:`.codepair_state`).
 ``serve``/``serve_wsgi`` run any ASGI/WSGI app on a local port in a thread
 (``serve`` needs uvicorn: ``pip install 'lwa-middleware[emulator]'``).
+
+Layer: ``emulator`` (stands on ``core`` alone; see ``ARCHITECTURE.md``).
 """
 
 from lwa_middleware.emulator.app import EmulatedConnectionReset, Emulator, build_app

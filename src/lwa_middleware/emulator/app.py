@@ -24,6 +24,8 @@ under any server. ``trickle`` trickles the status line and headers too: ASGI can
 under uvicorn it writes the raw HTTP/1.1 answer (``Connection: close``) to the connection's
 transport and closes it after the last byte; under a server whose transport it cannot
 reach it falls back to ``trickle_body``. Either stops as soon as the client goes away.
+
+Layer: ``emulator`` (stands on ``core`` alone; see ``ARCHITECTURE.md``).
 """
 
 from __future__ import annotations

@@ -13,6 +13,8 @@ error that ends the pair). Amazon's error codes for the poll: ``authorization_pe
 ``slow_down``, ``invalid_code_pair`` (the pair expired), ``invalid_grant``,
 ``invalid_client``, ``invalid_request``, ``unauthorized_client``,
 ``unsupported_grant_type``, ``ServerError``.
+
+Layer: ``emulator`` (stands on ``core`` alone; see ``ARCHITECTURE.md``).
 """
 
 from __future__ import annotations

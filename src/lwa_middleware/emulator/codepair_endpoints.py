@@ -4,6 +4,8 @@ for the token endpoint) and the user's pages, ``GET /activate`` (the code entry 
 ``?user_code=`` prefills it) and ``POST /activate`` (its form, answered with a result
 page). The device's poll is a grant of ``POST /auth/o2/token`` (see
 :mod:`.oauth_endpoints` and :mod:`.codepair_state`).
+
+Layer: ``emulator`` (stands on ``core`` alone; see ``ARCHITECTURE.md``).
 """
 
 from __future__ import annotations

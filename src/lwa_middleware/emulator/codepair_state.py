@@ -23,6 +23,8 @@ Rules of the poll (``grant_type=device_code``), checked in this order:
    ``expires_in`` 3600), and the pair is redeemed.
 
 Lock order: this state's lock, then the OAuth state's, then the issuer's.
+
+Layer: ``emulator`` (stands on ``core`` alone; see ``ARCHITECTURE.md``).
 """
 
 from __future__ import annotations

@@ -9,6 +9,8 @@ user id), one checkbox per requested scope (``#scope-profile``, ``#scope-profile
 ``#error-description``. The activation page: ``form#activate``, ``input#user_code``,
 ``select#user``, ``#approve``, ``#deny``; its result page: ``#result`` (``approved``,
 ``denied`` or ``error``), and for an error ``#error`` and ``#error-description``.
+
+Layer: ``emulator`` (stands on ``core`` alone; see ``ARCHITECTURE.md``).
 """
 
 from __future__ import annotations

@@ -6,6 +6,8 @@ tokens, register OAuth clients, approve or deny an authorization request without
 consent page, approve or deny a code pair without the ``/activate`` page and set the
 device interval and pair lifetime, inject faults and latency, read and reset call
 counts. Control requests are not counted.
+
+Layer: ``emulator`` (stands on ``core`` alone; see ``ARCHITECTURE.md``).
 """
 
 from __future__ import annotations

@@ -5,6 +5,8 @@ that ``lwa-middleware emulator`` serves (``http://127.0.0.1:8765``, its default 
 ID), so an example or a development server runs with no environment at all, and the same
 code reads the real values (``LWA_CLIENT_IDS``, ``LWA_API_BASE_URL`` or ``LWA_REGION``, …)
 in production.
+
+Layer: ``emulator`` (stands on ``core`` alone; see ``ARCHITECTURE.md``).
 """
 
 from __future__ import annotations

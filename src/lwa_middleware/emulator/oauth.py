@@ -9,6 +9,8 @@ client or a redirect URI the client did not register is shown an error page, nev
 redirected to (no open redirector); every other bad parameter is redirected back with
 ``error`` and ``state``. ``POST /auth/o2/token`` takes a form, the client's credentials in
 it or in HTTP Basic, and answers JSON.
+
+Layer: ``emulator`` (stands on ``core`` alone; see ``ARCHITECTURE.md``).
 """
 
 from __future__ import annotations

@@ -9,6 +9,8 @@ sent). The decision redirects with ``code``, ``scope`` and ``state``, or with
 ``error=access_denied``. The token endpoint's latency and faults are applied by
 :mod:`.app`; here is only its answer (``grant_type`` ``authorization_code``,
 ``refresh_token``, and code-based linking's ``device_code``, see :mod:`.codepair_state`).
+
+Layer: ``emulator`` (stands on ``core`` alone; see ``ARCHITECTURE.md``).
 """
 
 from __future__ import annotations

@@ -16,6 +16,8 @@ after use; a refresh with the client secret also returns a new refresh token, on
 it returns none. An approved code pair (code-based linking, :mod:`.codepair_state`) gets
 its tokens here too (:meth:`OAuthState.issue_device_tokens`): they refresh like the code
 grant's.
+
+Layer: ``emulator`` (stands on ``core`` alone; see ``ARCHITECTURE.md``).
 """
 
 from __future__ import annotations

@@ -4,6 +4,8 @@
 when called); ``serve_wsgi`` runs any WSGI app under a threaded
 ``wsgiref`` server. Both bind the socket themselves, so ``port=0`` picks a
 free port, and both return a ``ServerHandle`` usable as a context manager.
+
+Layer: ``emulator`` (stands on ``core`` alone; see ``ARCHITECTURE.md``).
 """
 
 from __future__ import annotations

@@ -6,6 +6,8 @@ authorization codes and refresh tokens, and (in ``device``, see :mod:`.codepair_
 code pairs of code-based linking. Nothing here does I/O: time comes from an injectable
 ``clock`` so tests can move it forward, and a ``threading.Lock`` guards every
 access because tests drive the state from another thread than the server's.
+
+Layer: ``emulator`` (stands on ``core`` alone; see ``ARCHITECTURE.md``).
 """
 
 from __future__ import annotations

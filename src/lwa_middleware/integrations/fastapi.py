@@ -50,6 +50,8 @@ answers ``{"detail": {...that body...}}``.
 This module imports fastapi (``pip install 'lwa-middleware[fastapi]'``); no other module of
 the package does. It deliberately avoids ``from __future__ import annotations``: FastAPI
 reads the annotations of dependency callables at run time.
+
+Layer: ``integrations`` (optional frameworks, on top; see ``ARCHITECTURE.md``).
 """
 
 import json

@@ -27,6 +27,8 @@ from its ``child_exit`` hook. Counters and histograms are summed over the proces
 breaker gauge uses ``multiprocess_mode="livemax"``: the worst breaker among live workers.
 
 This module imports ``prometheus_client`` at its top; the core never imports it.
+
+Layer: ``integrations`` (optional frameworks, on top; see ``ARCHITECTURE.md``).
 """
 
 from __future__ import annotations

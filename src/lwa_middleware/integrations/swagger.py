@@ -35,6 +35,8 @@
 
 Register ``https://<your host>/docs/oauth2-redirect`` as an allowed return URL of the LWA
 security profile. Imports fastapi (``pip install 'lwa-middleware[fastapi]'``).
+
+Layer: ``integrations`` (optional frameworks, on top; see ``ARCHITECTURE.md``).
 """
 
 from collections.abc import Iterable, Mapping

@@ -10,6 +10,8 @@ The core, without I/O: :mod:`.config` (options), :mod:`.core` (the three routes)
 :mod:`.state` (state, PKCE, single use), :mod:`.session` (session cookies, refresh
 decisions), :mod:`.cookies` (attributes, signing, sealing), :mod:`.redirects` (``next``),
 :mod:`.pages` (HTML and JSON answers). See ``docs/login.md``.
+
+Layer: ``login`` (website sign-in; see ``ARCHITECTURE.md``).
 """
 
 from lwa_middleware.login.asgi import LWALogin

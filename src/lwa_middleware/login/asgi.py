@@ -8,6 +8,8 @@ through the same client (:attr:`LWALogin.refresher`).
 
 Mounted (Starlette ``Mount("/auth", app=login)``), ``/login`` and ``/logout`` are matched
 below ``root_path``; the callback by its full path, ``redirect_uri``'s.
+
+Layer: ``login`` (website sign-in; see ``ARCHITECTURE.md``).
 """
 
 from __future__ import annotations

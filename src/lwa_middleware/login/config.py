@@ -5,6 +5,8 @@ Both shells (:class:`~lwa_middleware.login.asgi.LWALogin`,
 one of these; a bad option is a :class:`~lwa_middleware.core.errors.ConfigurationError` at
 construction. Secrets (``client_secret``, ``secret_key``) never appear in a ``repr`` or
 an error message.
+
+Layer: ``login`` (website sign-in; see ``ARCHITECTURE.md``).
 """
 
 from __future__ import annotations

@@ -21,6 +21,8 @@ read nor alter a sealed value. Each sealed cookie has its own key, derived from
 ``secret_key`` by HKDF-SHA256 with a per-purpose ``info``, so a value sealed for one
 cookie never opens as another. ``cryptography`` is imported only when a sealer is built
 (``pip install 'lwa-middleware[login]'``).
+
+Layer: ``login`` (website sign-in; see ``ARCHITECTURE.md``).
 """
 
 from __future__ import annotations

@@ -28,6 +28,8 @@ hands to :meth:`LoginCore.exchanged` for the answer.
 
 ``/login`` and ``/logout`` are matched below the mount point, the callback by its full
 path, so the app works wherever it is mounted.
+
+Layer: ``login`` (website sign-in; see ``ARCHITECTURE.md``).
 """
 
 from __future__ import annotations

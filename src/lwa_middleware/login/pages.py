@@ -6,6 +6,8 @@ Every answer is ``Cache-Control: private, no-store`` (most set or clear a cookie
 nothing (a ``Content-Security-Policy`` of ``default-src 'none'``), cannot be framed, and
 only ever show our own sentences: what comes from the query string (an
 ``error_description``) is never echoed.
+
+Layer: ``login`` (website sign-in; see ``ARCHITECTURE.md``).
 """
 
 from __future__ import annotations

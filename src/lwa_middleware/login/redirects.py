@@ -8,6 +8,8 @@ slash), any character outside visible ASCII (controls, tabs and newlines, which 
 strip, spaces, non-ASCII), a backslash anywhere, anything that carries a scheme or a host,
 dot segments (``/.//host``), and anything that *decodes* (once or repeatedly:
 ``/%2F%2Fhost``, ``/%5Chost``, ``/%252F%252Fhost``) to one of those.
+
+Layer: ``login`` (website sign-in; see ``ARCHITECTURE.md``).
 """
 
 from __future__ import annotations

@@ -32,6 +32,8 @@ ones arrived) reuse it instead of refreshing again (once the session is not revo
 Sign-out (:meth:`SessionRules.revoke`) revokes the session's access token and the session
 itself (by its id: every refresh token it had) in :class:`~lwa_middleware.core.revocation.
 Revocations`, shared with the middlewares given ``login=``.
+
+Layer: ``login`` (website sign-in; see ``ARCHITECTURE.md``).
 """
 
 from __future__ import annotations

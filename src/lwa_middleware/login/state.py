@@ -18,6 +18,8 @@ The residual case: someone who captured both the login cookie and the state of a
 in progress, within its ten minutes, can replay them to another worker once.
 
 Nothing here reads a clock: ``now`` is passed in.
+
+Layer: ``login`` (website sign-in; see ``ARCHITECTURE.md``).
 """
 
 from __future__ import annotations

@@ -5,6 +5,8 @@ blocking :class:`~lwa_middleware.upstream.token_client.TokenClient`. Mount it wi
 ``DispatcherMiddleware`` (``{"/auth": login}``): ``/login`` and ``/logout`` are matched
 against ``PATH_INFO``, the callback against ``SCRIPT_NAME + PATH_INFO`` (``redirect_uri``'s
 path). Give it to ``LWAWSGIMiddleware(..., login=...)`` as well, for the refresh.
+
+Layer: ``login`` (website sign-in; see ``ARCHITECTURE.md``).
 """
 
 from __future__ import annotations

@@ -8,4 +8,6 @@ that I/O together with single flight (:mod:`.verifier`), the Redis stores
 re-reading the policy file (:mod:`.policy_watch`) and the OpenTelemetry spans around it all
 (:mod:`.tracing`). Decides nothing that :mod:`lwa_middleware.core` can decide; imports only
 ``core``. Importing this package loads none of its modules.
+
+Layer: ``upstream`` (the middleware's I/O; it decides nothing; see ``ARCHITECTURE.md``).
 """

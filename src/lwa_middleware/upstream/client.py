@@ -15,6 +15,8 @@ retries included, whatever the upstream does: the sync client's sockets are clam
 Given a ``recorder`` (:mod:`lwa_middleware.core.metrics`), each HTTP attempt (a retry is
 another) is counted with its status and duration (``time.perf_counter``); given a
 ``tracer``, each call is an ``lwa.tokeninfo`` / ``lwa.profile`` span.
+
+Layer: ``upstream`` (the middleware's I/O; it decides nothing; see ``ARCHITECTURE.md``).
 """
 
 from __future__ import annotations

@@ -6,6 +6,8 @@ byte just inside the read timeout holds a request for as long as it likes. A cal
 blocking httpx call (and takes no thread hop), runs on :class:`DeadlineBackend`, which
 clamps every connect, TLS handshake, read and write to the time left before the deadline of
 the call in progress (:func:`deadline`).
+
+Layer: ``upstream`` (the middleware's I/O; it decides nothing; see ``ARCHITECTURE.md``).
 """
 
 from __future__ import annotations

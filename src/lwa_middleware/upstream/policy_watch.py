@@ -14,6 +14,8 @@ changed is read and parsed, and the new policy handed to ``on_change`` (the gate
 it in, and every route, cached identities included, is judged by it from the next
 request). A file that became unreadable or broken keeps the last good policy and logs an
 ERROR naming the file and the problem, once per change of the file.
+
+Layer: ``upstream`` (the middleware's I/O; it decides nothing; see ``ARCHITECTURE.md``).
 """
 
 from __future__ import annotations

@@ -26,6 +26,8 @@ which Redis never sees), one INFO when Redis answers again.
 
 redis-py is imported only when a store is built (the ``redis`` extra). A client passed in
 (``redis=``) belongs to the caller: it is used as it is and never closed here.
+
+Layer: ``upstream`` (the middleware's I/O; it decides nothing; see ``ARCHITECTURE.md``).
 """
 
 from __future__ import annotations

@@ -14,6 +14,8 @@ read of the fleet's list, at most about twice ``redis_timeout``; a Redis that fa
 fails a request: the call is counted, the sync backs off for ``redis_backoff`` seconds
 (one WARNING per outage), what this process revoked stays held here and is published once
 Redis answers again.
+
+Layer: ``upstream`` (the middleware's I/O; it decides nothing; see ``ARCHITECTURE.md``).
 """
 
 from __future__ import annotations

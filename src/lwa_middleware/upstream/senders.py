@@ -4,6 +4,8 @@
 measured it at a fraction of httpx's CPU per request under concurrency) or
 :class:`HTTPXSender` (an ``httpx.AsyncClient`` on the caller's transport, e.g.
 ``httpx.MockTransport``). The deadline cancels the request when it is spent.
+
+Layer: ``upstream`` (the middleware's I/O; it decides nothing; see ``ARCHITECTURE.md``).
 """
 
 from __future__ import annotations

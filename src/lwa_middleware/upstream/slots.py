@@ -12,6 +12,8 @@ allows, and a slot it was handed as it gave up is passed on, never leaked.
 Used by the verifiers (token-info and profile) and by the token clients that bound their
 calls (the sign-in's ``/callback`` and the Swagger UI token proxy): one mechanism for every
 call to LWA that an anonymous request can cause.
+
+Layer: ``upstream`` (the middleware's I/O; it decides nothing; see ``ARCHITECTURE.md``).
 """
 
 from __future__ import annotations

@@ -34,6 +34,8 @@ login=...)`` shares the verifier's), a request is refused with
 reported to it by the breaker's one rule (only LWA's own failures count).
 ``Overloaded`` and ``CircuitOpen`` are server errors
 (:class:`~lwa_middleware.core.errors.ServerError`), not grant errors: nothing was asked of LWA.
+
+Layer: ``upstream`` (the middleware's I/O; it decides nothing; see ``ARCHITECTURE.md``).
 """
 
 from __future__ import annotations

@@ -17,6 +17,8 @@ personal data, so it is dropped otherwise, whichever way it is set.
 A span ended by an error gets ``lwa.outcome`` and ``error.type``; its status is ERROR only
 for a server-side failure (``ServerError``: LWA failing, overloaded, breaker open), not for
 a token LWA rejected (that is a normal outcome, like an HTTP 4xx on a server span).
+
+Layer: ``upstream`` (the middleware's I/O; it decides nothing; see ``ARCHITECTURE.md``).
 """
 
 from __future__ import annotations

@@ -6,6 +6,8 @@ token), its response an :class:`~lwa_middleware.core.protocol.HTTPResponse` whos
 :data:`MAX_BODY` bytes (an LWA answer is about 1 KiB; a bigger one is unusable: a
 ``"protocol"`` failure). The sync client's deadline is :mod:`lwa_middleware.upstream.deadlines`, the
 async client's senders :mod:`lwa_middleware.upstream.senders`.
+
+Layer: ``upstream`` (the middleware's I/O; it decides nothing; see ``ARCHITECTURE.md``).
 """
 
 from __future__ import annotations

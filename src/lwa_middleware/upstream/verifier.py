@@ -37,6 +37,8 @@ that fails because LWA is failing (or the breaker is open) is answered stale whe
 (``stale_if_error``). Every event goes to a :class:`~lwa_middleware.core.metrics.Stats` (what
 :meth:`stats` shows) and to the ``recorder`` passed in; a cold verification is an
 ``lwa.verify`` span.
+
+Layer: ``upstream`` (the middleware's I/O; it decides nothing; see ``ARCHITECTURE.md``).
 """
 
 from __future__ import annotations
