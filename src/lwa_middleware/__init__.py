@@ -1,5 +1,7 @@
 """lwa-middleware: trust Login with Amazon access tokens in any ASGI or WSGI app.
 
+Layer: the root (what a user imports or runs; see ``ARCHITECTURE.md``).
+
 ``LWAMiddleware`` (ASGI) and ``LWAWSGIMiddleware`` (WSGI) pull the token from a request,
 prove it was issued to this app (token-info's ``aud``), fetch the customer's profile,
 cache both, attach an :class:`Identity` to the request and answer bad or missing tokens
@@ -13,7 +15,6 @@ first time it is used (PEP 562 ``__getattr__``), so ``import lwa_middleware`` (a
 pytest plugin, :mod:`lwa_middleware.testing`) costs less than importing httpx, and aiohttp,
 the emulator and the integrations are imported only by what uses them.
 
-Layer: the root (what a user imports or runs; see ``ARCHITECTURE.md``).
 """
 
 from __future__ import annotations

@@ -1,5 +1,7 @@
 """What both middlewares share: one constructor, and the decisions that need I/O half-way.
 
+Layer: ``root`` (the shells'; private).
+
 :class:`Shell` takes the options of :class:`~lwa_middleware.asgi.LWAMiddleware` and
 :class:`~lwa_middleware.wsgi.LWAWSGIMiddleware` (one signature, one path: the settings,
 the sign-in's refresher, the access policy's sources, the gate, the verifier, the
@@ -8,7 +10,6 @@ a verified identity (scopes, the policy's rules, ``authorize``), the sign-in's q
 (``login=``), and a session's refresh. The ASGI shell drives them with ``arun`` (an async
 ``authorize`` is awaited), the WSGI shell with ``run`` (an async one is refused).
 
-Layer: ``root`` (the shells'; private).
 """
 
 from __future__ import annotations

@@ -1,5 +1,7 @@
 """``LWAMiddleware``: pure ASGI middleware (Starlette's own style, never ``BaseHTTPMiddleware``).
 
+Layer: the root (what a user imports or runs; see ``ARCHITECTURE.md``).
+
 It only adapts an ASGI scope to the core: the path below ``root_path`` to
 :class:`~lwa_middleware.core.gate.Gate`, the headers to the token finder, the token to
 :class:`~lwa_middleware.upstream.verifier.AsyncVerifier`, and an error back as an HTTP response, a
@@ -12,7 +14,6 @@ verification never reaches the app. The access policy (``allow``, ``deny``,
 on every request with an identity, the warm path included, and for a sign-in joined
 through ``login=``.
 
-Layer: the root (what a user imports or runs; see ``ARCHITECTURE.md``).
 """
 
 from __future__ import annotations

@@ -1,5 +1,7 @@
 """pytest plugin providing a live Login with Amazon emulator as fixtures.
 
+Layer: the root (what a user imports or runs; see ``ARCHITECTURE.md``).
+
 Installed as the ``lwa_middleware`` pytest11 entry point, so any suite with
 lwa-middleware installed can use ``lwa_emulator`` (a fresh emulator per test)
 or ``lwa_emulator_session`` (one per session; call ``reset()`` yourself).
@@ -7,7 +9,6 @@ Each yields an ``Emulator`` serving on 127.0.0.1: the whole emulator API plus
 ``.url``. Starlette and uvicorn are imported only when a fixture is used, so
 loading this plugin costs nothing; serving needs ``lwa-middleware[emulator]``.
 
-Layer: the root (what a user imports or runs; see ``ARCHITECTURE.md``).
 """
 
 from __future__ import annotations

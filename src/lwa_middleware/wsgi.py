@@ -1,5 +1,7 @@
 """``LWAWSGIMiddleware``: the native WSGI shell (Flask, Django, any WSGI server).
 
+Layer: the root (what a user imports or runs; see ``ARCHITECTURE.md``).
+
 Same options, rules and error table as :class:`~lwa_middleware.asgi.LWAMiddleware`, on the
 same sans-IO core and the blocking :class:`~lwa_middleware.upstream.verifier.Verifier`: no event
 loop, no thread hop. It sets ``environ["lwa"]`` (the :class:`Identity`) and
@@ -7,7 +9,6 @@ loop, no thread hop. It sets ``environ["lwa"]`` (the :class:`Identity`) and
 customer in. The access policy is judged as in the ASGI shell; ``authorize`` must be a
 plain (sync) callable here, refused at construction otherwise.
 
-Layer: the root (what a user imports or runs; see ``ARCHITECTURE.md``).
 """
 
 from __future__ import annotations

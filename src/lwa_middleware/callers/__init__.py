@@ -1,5 +1,7 @@
 """Layer ``callers``: tools for those who call protected routes.
 
+Layer: ``callers`` (for those who call protected routes; see ``ARCHITECTURE.md``).
+
 The device-flow driver (:mod:`.device_flow`: sign a person in with a code pair), the token
 store of ``lwa-middleware login`` (:mod:`.token_store`) and :class:`~.auth.LWAAuth` (an
 ``httpx.Auth`` that keeps an access token fresh). Their decisions live in
@@ -7,5 +9,4 @@ store of ``lwa-middleware login`` (:mod:`.token_store`) and :class:`~.auth.LWAAu
 :mod:`~lwa_middleware.core.device`); their calls to LWA in :mod:`lwa_middleware.upstream`.
 Imports only ``core`` and ``upstream``. Importing this package loads none of its modules.
 
-Layer: ``callers`` (for those who call protected routes; see ``ARCHITECTURE.md``).
 """

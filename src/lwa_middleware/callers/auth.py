@@ -1,5 +1,7 @@
 """``LWAAuth``: an ``httpx.Auth`` that calls LWA-protected routes with a fresh access token.
 
+Layer: ``callers`` (for those who call protected routes; see ``ARCHITECTURE.md``).
+
 ::
 
     # a script, with the tokens of `lwa-middleware login`
@@ -30,7 +32,6 @@ tokens live in memory only.
 A bearer token is never sent over plain ``http://`` to a host that is not loopback unless
 ``allow_insecure_http=True``. No token is ever logged, put in a message or in ``repr``.
 
-Layer: ``callers`` (for those who call protected routes; see ``ARCHITECTURE.md``).
 """
 
 from __future__ import annotations

@@ -1,6 +1,8 @@
 """``DeviceFlow`` and ``AsyncDeviceFlow``: the code-pair sign-in's I/O, over the
 :mod:`lwa_middleware.core.device` core.
 
+Layer: ``callers`` (for those who call protected routes; see ``ARCHITECTURE.md``).
+
 They only send what :class:`~lwa_middleware.core.device.DevicePoll` decides and sleep as long as
 it says (one loop, ``_waiting``, over :meth:`DevicePoll.polling
 <lwa_middleware.core.device.DevicePoll.polling>`, run by both): :meth:`DeviceFlow.start`
@@ -18,7 +20,6 @@ before it is slept (a countdown).
     print(f"Open {pair.verification_uri} and enter {pair.user_code}")
     grant = flow.wait(pair)
 
-Layer: ``callers`` (for those who call protected routes; see ``ARCHITECTURE.md``).
 """
 
 from __future__ import annotations

@@ -1,6 +1,8 @@
 """Where ``lwa-middleware login`` keeps a person's tokens: a private JSON file, and the OS
 keyring when the ``keyring`` package is installed.
 
+Layer: ``callers`` (for those who call protected routes; see ``ARCHITECTURE.md``).
+
 One login per API base URL and client ID (``"<api_base_url> <client_id>"``). The file is
 ``tokens.json`` in :func:`config_dir` (``$XDG_CONFIG_HOME/lwa-middleware`` when
 ``XDG_CONFIG_HOME`` is set; else ``~/.config/lwa-middleware`` on Linux and other Unixes,
@@ -36,7 +38,6 @@ token is refreshed and written back so two processes do not refresh at once.
 ``LWA_MIDDLEWARE_TOKEN_STORE=file`` forces the file (tests; a machine whose keyring
 prompts), ``=keyring`` requires the keyring, ``=auto`` (or unset) uses it when importable.
 
-Layer: ``callers`` (for those who call protected routes; see ``ARCHITECTURE.md``).
 """
 
 from __future__ import annotations

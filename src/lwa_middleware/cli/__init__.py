@@ -1,6 +1,8 @@
 """The ``lwa-middleware`` command: ``emulator``, ``demo``, ``inspect``, ``login``, ``token``
 and ``logout``.
 
+Layer: ``cli`` (the command, on top of everything; see ``ARCHITECTURE.md``).
+
 * ``lwa-middleware emulator``: serve the LWA emulator in the foreground and print a ready
   test token; point an app at it with ``LWA_API_BASE_URL``.
 * ``lwa-middleware demo``: the emulator plus a small app behind ``LWAMiddleware``, with
@@ -21,7 +23,6 @@ subcommand), ``device_login`` (``login``), ``stored_tokens`` (``token``, ``logou
 and ``console`` (exit statuses and output). Serving needs uvicorn
 (``pip install 'lwa-middleware[emulator]'``), imported only then.
 
-Layer: ``cli`` (the command, on top of everything; see ``ARCHITECTURE.md``).
 """
 
 from __future__ import annotations

@@ -1,11 +1,12 @@
 """How the command talks and ends: exit statuses, output, and giving up after saying why
 (and the options the subcommands share: where LWA is, how long to wait for it).
 
+Layer: ``cli`` (the command, on top of everything; see ``ARCHITECTURE.md``).
+
 Every line the command prints goes through ``say`` (so ``print`` lives here only); a
 command that cannot go on says why and raises ``CommandFailed``, which ``main`` turns
 into the exit status.
 
-Layer: ``cli`` (the command, on top of everything; see ``ARCHITECTURE.md``).
 """
 
 from __future__ import annotations

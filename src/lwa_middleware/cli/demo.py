@@ -1,10 +1,11 @@
 """The ``demo`` subcommand: the emulator plus the demo app, and the checks of ``--once``.
 
+Layer: ``cli`` (the command, on top of everything; see ``ARCHITECTURE.md``).
+
 ``lwa-middleware demo`` serves the LWA emulator and ``lwa_middleware.cli.demo_app``'s app behind
 ``LWAMiddleware`` and prints tokens and a curl line for every outcome (each a ``Check``);
 ``--once`` makes those requests itself and exits 0 when every answer is the expected one.
 
-Layer: ``cli`` (the command, on top of everything; see ``ARCHITECTURE.md``).
 """
 
 from __future__ import annotations

@@ -1,5 +1,7 @@
 """The demo app of ``lwa-middleware demo``: a small Starlette site behind ``LWAMiddleware``.
 
+Layer: ``cli`` (the command, on top of everything; see ``ARCHITECTURE.md``).
+
 The whole story of a site that trusts Login with Amazon, against the emulator:
 
 * ``/``: the home page (a token is optional). A browser gets HTML with a **Login with
@@ -18,7 +20,6 @@ The whole story of a site that trusts Login with Amazon, against the emulator:
 The API routes take the token as ``Authorization: Bearer``, ``x-amz-access-token`` or the
 session cookie the sign-in sets.
 
-Layer: ``cli`` (the command, on top of everything; see ``ARCHITECTURE.md``).
 """
 
 from __future__ import annotations

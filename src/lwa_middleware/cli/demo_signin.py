@@ -1,12 +1,13 @@
 """The website sign-in, walked over HTTP the way a browser does it (``demo --once``).
 
+Layer: ``cli`` (the command, on top of everything; see ``ARCHITECTURE.md``).
+
 ``sign_in_checks(base_url)`` follows ``/auth/login`` to the emulator's consent page,
 approves it as the demo's test user, comes back through the callback with the session
 cookie, reads ``/profile`` and ``/me`` with it, signs out and checks the session is gone.
 Each step prints ``PASS``/``FAIL`` like the token checks; the number of failures is
 returned. (The test suite walks the same story in headless Chromium.)
 
-Layer: ``cli`` (the command, on top of everything; see ``ARCHITECTURE.md``).
 """
 
 from __future__ import annotations

@@ -1,6 +1,8 @@
 """The ``login`` subcommand: sign a person in with Amazon's code-pair (device) flow and
 store the tokens.
 
+Layer: ``cli`` (the command, on top of everything; see ``ARCHITECTURE.md``).
+
 ``lwa-middleware login --client-id ID`` asks LWA for a code pair, prints the page to open
 and the code to enter (standard output), polls the token endpoint as
 :class:`~lwa_middleware.core.device.DevicePoll` decides (the interval, ``slow_down`` and the
@@ -11,7 +13,6 @@ installed (``--no-keyring``: not), else in a ``0600`` JSON file. No token is pri
 
 ``clock`` and ``sleep`` are the seams tests move time with (the command runs in-process).
 
-Layer: ``cli`` (the command, on top of everything; see ``ARCHITECTURE.md``).
 """
 
 from __future__ import annotations

@@ -1,5 +1,7 @@
 """The ``inspect`` subcommand: ask LWA about a token and judge it for given options.
 
+Layer: ``cli`` (the command, on top of everything; see ``ARCHITECTURE.md``).
+
 ``inspect_token`` asks LWA's token-info and profile about a token and returns an
 ``Inspection``: what LWA said, the audience that matched ``--client-id``/``--app-id``,
 and the verdict (accepted, refused, or unknown when LWA could not answer), shown as
@@ -10,7 +12,6 @@ not, which kind of rule refused them (never which rule). The token is read from 
 input, never from the command line (where ``ps`` and shell history would see it), and is
 never printed.
 
-Layer: ``cli`` (the command, on top of everything; see ``ARCHITECTURE.md``).
 """
 
 from __future__ import annotations

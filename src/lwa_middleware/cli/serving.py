@@ -1,11 +1,12 @@
 """Serving from the command line, and the ``emulator`` subcommand.
 
+Layer: ``cli`` (the command, on top of everything; see ``ARCHITECTURE.md``).
+
 Starting servers (``start_server`` names the one that cannot listen), stopping on
 SIGINT/SIGTERM (``stop_signals``, ``wait``), the emulator with its test customer
 (``emulator_serving``, ``mint_test_token``), and the options the serving subcommands share.
 Serving needs uvicorn (``pip install 'lwa-middleware[emulator]'``), imported only here.
 
-Layer: ``cli`` (the command, on top of everything; see ``ARCHITECTURE.md``).
 """
 
 from __future__ import annotations

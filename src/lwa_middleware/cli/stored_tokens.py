@@ -1,5 +1,7 @@
 """The ``token`` and ``logout`` subcommands, and what ``login`` shares with them.
 
+Layer: ``cli`` (the command, on top of everything; see ``ARCHITECTURE.md``).
+
 * ``lwa-middleware token [--client-id ID] [--api-base-url URL | --region R]``: print the
   stored login's access token on standard output (only the token and a newline), refreshed
   first when it expires within ``--min-valid`` seconds, so
@@ -12,7 +14,6 @@
 Where the tokens are kept: :mod:`lwa_middleware.callers.token_store`. ``clock`` is the seam tests
 move time with (the command runs in-process there).
 
-Layer: ``cli`` (the command, on top of everything; see ``ARCHITECTURE.md``).
 """
 
 from __future__ import annotations

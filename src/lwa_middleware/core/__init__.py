@@ -1,5 +1,7 @@
 """Layer ``core``: the rules, without I/O.
 
+Layer: ``core`` (no I/O, no clock reads, no asyncio; see ``ARCHITECTURE.md``).
+
 Everything here decides and does nothing else: no network, no files, no asyncio, no clock
 reads (``now`` is passed in). Finding the token (:mod:`.tokens`), path rules
 (:mod:`.rules`), the request gate (:mod:`.gate`), the access policy (:mod:`.policy`),
@@ -10,5 +12,4 @@ token grants and the device flow's decisions (:mod:`.grants`, :mod:`.device`), m
 errors, options and models. It imports nothing of the package above it (see
 ``ARCHITECTURE.md``); importing this package loads none of its modules.
 
-Layer: ``core`` (no I/O, no clock reads, no asyncio; see ``ARCHITECTURE.md``).
 """

@@ -1,5 +1,7 @@
 """How many verifications may call LWA at once, and who waits for a slot: no I/O.
 
+Layer: ``core`` (no I/O, no clock reads, no asyncio; see ``ARCHITECTURE.md``).
+
 A flood of distinct tokens (bogus or not) must not pile thousands of calls into the HTTP
 pool and freeze the worker, so each verifier holds at most ``max_concurrent_verifications``
 LWA round trips at once. Beyond that, up to ``max_queued_verifications`` requests wait for a
@@ -15,7 +17,6 @@ anyway. With no burst the queue is empty and the order does not matter.
 :class:`Admission` is the bookkeeping only; a waiter is whatever the shell wakes (an
 ``asyncio.Future``, a ``threading.Event``). Not thread-safe: the sync shell holds a lock.
 
-Layer: ``core`` (no I/O, no clock reads, no asyncio; see ``ARCHITECTURE.md``).
 """
 
 from __future__ import annotations

@@ -1,5 +1,7 @@
 """A circuit breaker per LWA host, without I/O: ``now`` is passed in, nothing is awaited.
 
+Layer: ``core`` (no I/O, no clock reads, no asyncio; see ``ARCHITECTURE.md``).
+
 After ``failure_threshold`` consecutive upstream failures (:func:`is_upstream_failure`)
 the breaker **opens**: for
 ``open_seconds`` every verification that would call LWA fails fast with
@@ -35,7 +37,6 @@ process.
 Thread-safe (a small lock, taken only off the closed fast path), so the sync shell's
 threads can share a breaker; in the async shell the lock is never contended.
 
-Layer: ``core`` (no I/O, no clock reads, no asyncio; see ``ARCHITECTURE.md``).
 """
 
 from __future__ import annotations

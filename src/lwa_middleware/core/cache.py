@@ -1,5 +1,7 @@
 """The in-memory caches (L1): verified identities, and apart from them, rejected tokens.
 
+Layer: ``core`` (no I/O, no clock reads, no asyncio; see ``ARCHITECTURE.md``).
+
 Pure: ``now`` is passed in. :class:`MemoryCache` holds identities; its reads are one
 ``dict.get`` and a comparison (a ``cachetools.TTLCache`` lookup costs ~100x a dict lookup,
 about 1.5-2.5 µs, measured by ``bench/bench_warm.py``), writes take a lock so threads and
@@ -14,7 +16,6 @@ the warm path.
 
 Keys are SHA-256 digests (:func:`cache_key`); the token itself is never stored.
 
-Layer: ``core`` (no I/O, no clock reads, no asyncio; see ``ARCHITECTURE.md``).
 """
 
 from __future__ import annotations

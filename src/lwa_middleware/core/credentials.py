@@ -1,10 +1,11 @@
 """Starlette's authentication types for a verified LWA identity.
 
+Layer: ``core`` (no I/O, no clock reads, no asyncio; see ``ARCHITECTURE.md``).
+
 The middlewares set ``scope["user"]`` to an :class:`LWAUser` and ``scope["auth"]`` to
 ``AuthCredentials(scopes)``, so ``request.user``, ``request.auth.scopes`` and
 ``@requires("profile")`` work as they do with Starlette's own ``AuthenticationMiddleware``.
 
-Layer: ``core`` (no I/O, no clock reads, no asyncio; see ``ARCHITECTURE.md``).
 """
 
 from __future__ import annotations

@@ -1,5 +1,7 @@
 """Cross-site request forgery protection for cookie sessions, without I/O.
 
+Layer: ``core`` (no I/O, no clock reads, no asyncio; see ``ARCHITECTURE.md``).
+
 A browser sends the session cookie with a request another site's page makes (a form
 posted cross-site), but it cannot add an ``Authorization`` header cross-site without CORS.
 So only a request whose token came from the **cookie** and whose method changes state
@@ -17,7 +19,6 @@ the one function :func:`origin_headers` (through :func:`asgi_origin_headers` or
 :func:`wsgi_origin_headers`): every ``Host``, ``Origin`` and ``Referer`` value, never
 only the first, for both middlewares and both sign-in apps alike.
 
-Layer: ``core`` (no I/O, no clock reads, no asyncio; see ``ARCHITECTURE.md``).
 """
 
 from __future__ import annotations

@@ -1,6 +1,8 @@
 """Amazon's code-pair (device) flow, without I/O: the requests to build, the answers to
 parse, and when to poll.
 
+Layer: ``core`` (no I/O, no clock reads, no asyncio; see ``ARCHITECTURE.md``).
+
 A device or a command line without a browser signs a person in like this (Amazon's
 "code-based linking"):
 
@@ -32,7 +34,6 @@ A device or a command line without a browser signs a person in like this (Amazon
 
 No ``repr``, message or log line holds the device code or a token.
 
-Layer: ``core`` (no I/O, no clock reads, no asyncio; see ``ARCHITECTURE.md``).
 """
 
 from __future__ import annotations

@@ -1,5 +1,7 @@
 """Errors as data: every failure the middleware can answer with, and how it renders.
 
+Layer: ``core`` (no I/O, no clock reads, no asyncio; see ``ARCHITECTURE.md``).
+
 The tree (each class knows its LWA ``error`` code and its status in both styles)::
 
     LWAError                        (Exception; error, description, status(style))
@@ -25,7 +27,6 @@ The tree (each class knows its LWA ``error`` code and its status in both styles)
 Rendering is pure: :func:`render_error` turns an error into ``(status, headers, body)``
 for either shell. Messages never contain a token.
 
-Layer: ``core`` (no I/O, no clock reads, no asyncio; see ``ARCHITECTURE.md``).
 """
 
 from __future__ import annotations

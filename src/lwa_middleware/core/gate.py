@@ -1,5 +1,7 @@
 """The request-level decisions both middlewares share, without I/O.
 
+Layer: ``core`` (no I/O, no clock reads, no asyncio; see ``ARCHITECTURE.md``).
+
 A shell asks :class:`Gate` which :class:`~lwa_middleware.core.rules.Route` a path takes, hands
 :meth:`Gate.resolve` the raw token-bearing headers (bytes) and its verifier's cache lookup,
 verifies the token that comes back (if any) with its own verifier, and renders any
@@ -15,7 +17,6 @@ request with an identity: the route's rules (``Route.access``, resolved and memo
 the route) by :meth:`Gate.admit`, then the ``authorize`` callable, which the shells call
 (it may be async under ASGI) and hand to ``policy.callable_verdict``.
 
-Layer: ``core`` (no I/O, no clock reads, no asyncio; see ``ARCHITECTURE.md``).
 """
 
 from __future__ import annotations

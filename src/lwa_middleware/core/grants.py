@@ -1,5 +1,7 @@
 """Amazon's token endpoint, without I/O: the grant requests to build, the answers to parse.
 
+Layer: ``core`` (no I/O, no clock reads, no asyncio; see ``ARCHITECTURE.md``).
+
 ``POST {api}/auth/o2/token``, form-encoded (never in the URL: httpx logs every URL at
 INFO), answers ``{"access_token", "token_type": "bearer", "expires_in", "refresh_token"}``
 or LWA's error body ``{"error", "error_description"}``.
@@ -38,7 +40,6 @@ middlewares, so not :class:`~lwa_middleware.core.errors.LWAError`)::
 classes, as a device-code grant's polling answers need). No message, ``repr`` or exception
 argument ever holds a token, code, verifier or secret.
 
-Layer: ``core`` (no I/O, no clock reads, no asyncio; see ``ARCHITECTURE.md``).
 """
 
 from __future__ import annotations

@@ -1,5 +1,7 @@
 """The fleet's one secret and the keys every purpose derives from it (no I/O).
 
+Layer: ``core`` (no I/O, no clock reads, no asyncio; see ``ARCHITECTURE.md``).
+
 ``secret_key`` is one string or bytes, or a list of them **newest first**: a rotation adds
 the new secret at the front and drops the old one once nothing it signed is still in use.
 Everything is signed (or sealed) with the first and accepted under any.
@@ -9,7 +11,6 @@ written here on :mod:`hmac` so the shared cache needs no ``cryptography``) with 
 its own (:data:`PURPOSES`), so a value made for one purpose (a sealed refresh cookie, a
 shared-cache entry, a revocation marker) is never accepted as another.
 
-Layer: ``core`` (no I/O, no clock reads, no asyncio; see ``ARCHITECTURE.md``).
 """
 
 from __future__ import annotations

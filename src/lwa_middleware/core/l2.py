@@ -1,5 +1,7 @@
 """The shared verification cache's policy (L2, on Redis), without I/O.
 
+Layer: ``core`` (no I/O, no clock reads, no asyncio; see ``ARCHITECTURE.md``).
+
 Every worker of a fleet keeps its own in-memory cache (L1, :mod:`lwa_middleware.core.cache`);
 behind it, the L2 lets them share what LWA said about a token. This module holds only the
 rules (no redis import, no clock read: ``now`` is passed in); the Redis I/O is
@@ -38,7 +40,6 @@ rules (no redis import, no clock read: ``now`` is passed in); the Redis I/O is
   after a failure, not for ``redis_backoff`` seconds, then by one probing request at a time
   until it answers again.
 
-Layer: ``core`` (no I/O, no clock reads, no asyncio; see ``ARCHITECTURE.md``).
 """
 
 from __future__ import annotations

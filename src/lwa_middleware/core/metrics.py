@@ -1,5 +1,7 @@
 """Metrics, without I/O: the one small :class:`Recorder` the core and the shells call.
 
+Layer: ``core`` (no I/O, no clock reads, no asyncio; see ``ARCHITECTURE.md``).
+
 :class:`Stats` (the default) keeps plain counters and LWA latency histograms in memory;
 its :meth:`Stats.snapshot` is what ``stats()`` on both middlewares returns (JSON-safe).
 :class:`NullRecorder` records nothing; :class:`FanOut` sends every event to several
@@ -9,7 +11,6 @@ Labels come only from fixed sets, so a metric can never carry a user, a token or
 every recorder passes its label values through :func:`label` (or :func:`status_label`),
 and anything outside the set becomes ``"other"``.
 
-Layer: ``core`` (no I/O, no clock reads, no asyncio; see ``ARCHITECTURE.md``).
 """
 
 from __future__ import annotations

@@ -1,6 +1,8 @@
 """The models: what LWA said about a token (``TokenInfo``), who it belongs to (``Profile``),
 and the verified result attached to a request (``Identity``).
 
+Layer: ``core`` (no I/O, no clock reads, no asyncio; see ``ARCHITECTURE.md``).
+
 Frozen, slotted dataclasses. None of them holds the access token itself.
 
 Every cached identity keeps these, so what LWA repeats in every answer is held once: the
@@ -9,7 +11,6 @@ Every cached identity keeps these, so what LWA repeats in every answer is held o
 profile keeps of ``raw`` only what its typed fields do not already hold. The sharing tables
 are bounded: a value past their bound is kept as it is, only not shared.
 
-Layer: ``core`` (no I/O, no clock reads, no asyncio; see ``ARCHITECTURE.md``).
 """
 
 from __future__ import annotations

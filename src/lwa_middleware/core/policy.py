@@ -1,5 +1,7 @@
 """The access policy: which verified customers may enter where (no I/O, no clock).
 
+Layer: ``core`` (no I/O, no clock reads, no asyncio; see ``ARCHITECTURE.md``).
+
 Any of Amazon's customers can sign in to any LWA app, so a verified token says who someone
 is, not that they may enter. The policy says who may, per path:
 
@@ -33,7 +35,6 @@ it with the route's decision), so a request costs a few set lookups whatever the
 rules. :func:`callable_verdict` and :func:`callable_failed` are the ``authorize``
 callable's outcomes; the shells call it (sync, or awaited under ASGI).
 
-Layer: ``core`` (no I/O, no clock reads, no asyncio; see ``ARCHITECTURE.md``).
 """
 
 from __future__ import annotations

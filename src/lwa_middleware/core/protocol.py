@@ -1,12 +1,13 @@
 """The LWA wire protocol, without I/O: requests to build, responses to parse, retries.
 
+Layer: ``core`` (no I/O, no clock reads, no asyncio; see ``ARCHITECTURE.md``).
+
 ``tokeninfo_request``/``profile_request`` build what to send (the token only ever in a
 header, never in a URL: httpx logs every URL at INFO). ``parse_tokeninfo``/``parse_profile``
 turn a response into a model or raise one of :mod:`lwa_middleware.core.errors`. :func:`exchange`
 is a generator that owns the retry policy (at most one quick retry on connection errors
 and 5xx); the sync and async clients only drive it with real HTTP.
 
-Layer: ``core`` (no I/O, no clock reads, no asyncio; see ``ARCHITECTURE.md``).
 """
 
 from __future__ import annotations

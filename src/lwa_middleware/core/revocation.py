@@ -1,6 +1,8 @@
 """Sign-out's revocations, without I/O: what is revoked, for how long, and how a revocation
 travels between the workers of a fleet.
 
+Layer: ``core`` (no I/O, no clock reads, no asyncio; see ``ARCHITECTURE.md``).
+
 ``POST /auth/logout`` (:mod:`lwa_middleware.login`) revokes two things, by hash only:
 
 * the session's **access tokens**, each by its cache key (:class:`~lwa_middleware.core.cache.
@@ -41,7 +43,6 @@ counted (a WARNING at most once a minute); one that ended is skipped. :meth:`tic
 round of a worker's sync as a generator of Redis calls, which the shells
 (:mod:`lwa_middleware.upstream.revocation_store`) run on a blocking or an asyncio client alike.
 
-Layer: ``core`` (no I/O, no clock reads, no asyncio; see ``ARCHITECTURE.md``).
 """
 
 from __future__ import annotations

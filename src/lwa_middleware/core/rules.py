@@ -1,5 +1,7 @@
 """Path rules: which paths need a token, which may have one, which scopes they need.
 
+Layer: ``core`` (no I/O, no clock reads, no asyncio; see ``ARCHITECTURE.md``).
+
 Glob patterns (``fnmatch``: ``*`` matches across ``/``) are compiled once. The order is
 DESIGN's: ``exclude`` first (no verification at all), then ``optional`` (no token →
 anonymous; a bad token → its error), then ``protect``; a path matched by none passes
@@ -23,7 +25,6 @@ where no rule applies) are resolved with the route, over the same forms, and mem
 it (``Route.access``); :meth:`PathRules.set_policy` swaps the policy and empties the memo
 (a route judged under the old policy while it changes is answered, never memoised).
 
-Layer: ``core`` (no I/O, no clock reads, no asyncio; see ``ARCHITECTURE.md``).
 """
 
 from __future__ import annotations

@@ -1,11 +1,12 @@
 """``LWASettings``: every option of both middlewares, frozen and validated once.
 
+Layer: ``core`` (no I/O, no clock reads, no asyncio; see ``ARCHITECTURE.md``).
+
 Build it directly, from keyword options (``LWASettings.build(None, {...})``, what the
 middlewares do), or from ``LWA_*`` environment variables (:meth:`LWASettings.from_env`).
 A bad option is a :class:`~lwa_middleware.core.errors.ConfigurationError` at construction,
 never a surprise at the first request.
 
-Layer: ``core`` (no I/O, no clock reads, no asyncio; see ``ARCHITECTURE.md``).
 """
 
 from __future__ import annotations

@@ -1,6 +1,8 @@
 """stale-if-error, without I/O: when an identity whose cache entry just expired may still be
 served because LWA is failing (or the circuit breaker is open).
 
+Layer: ``core`` (no I/O, no clock reads, no asyncio; see ``ARCHITECTURE.md``).
+
 Opt-in (``stale_if_error`` seconds; ``0``/``None`` never serves stale). While a verification
 that would call LWA fails with :class:`~lwa_middleware.core.errors.LWAUnavailable` (which
 includes the breaker's :class:`~lwa_middleware.core.breaker.CircuitOpen`), an identity whose L1
@@ -16,7 +18,6 @@ whose ``stale`` is ``True``), and the shells count it (``Recorder.stale_served``
 :class:`StalePolicy` is the verdict; :meth:`StalePolicy.retain_until` says how long a
 cache must keep an entry past its deadline so the verdict has something to serve.
 
-Layer: ``core`` (no I/O, no clock reads, no asyncio; see ``ARCHITECTURE.md``).
 """
 
 from __future__ import annotations

@@ -1,5 +1,7 @@
 """Finding the access token in a request, without I/O.
 
+Layer: ``core`` (no I/O, no clock reads, no asyncio; see ``ARCHITECTURE.md``).
+
 The shells hand over the raw pieces (``Authorization`` and ``x-amz-access-token`` values,
 ``Cookie`` headers, the query string); :class:`TokenFinder` applies the rules:
 
@@ -15,7 +17,6 @@ The shells hand over the raw pieces (``Authorization`` and ``x-amz-access-token`
   string's own decoding is that once). Empty, over 2048 bytes, or characters outside
   RFC 6750's ``b64token`` set plus ``|``: ``invalid_request``, with no call to LWA.
 
-Layer: ``core`` (no I/O, no clock reads, no asyncio; see ``ARCHITECTURE.md``).
 """
 
 from __future__ import annotations

@@ -1,5 +1,7 @@
 """The verification rules, without I/O: what a cache hit means, what LWA's answers mean.
 
+Layer: ``core`` (no I/O, no clock reads, no asyncio; see ``ARCHITECTURE.md``).
+
 :class:`Authority` is shared by the async and sync verifiers. On every cache hit it
 re-checks expiry (and the route's scopes are checked by :func:`authorize` on every
 request); on a miss the shells fetch token-info and profile and hand the outcomes to
@@ -34,7 +36,6 @@ cached yet: on an L1 miss (before the rejections, L2 and LWA), and right after a
 is stored in L1 (a revocation racing with the verification evicts it, or is seen here);
 never on the warm path, which a revocation empties by evicting the key.
 
-Layer: ``core`` (no I/O, no clock reads, no asyncio; see ``ARCHITECTURE.md``).
 """
 
 from __future__ import annotations

@@ -1,5 +1,7 @@
 """In-process emulator of Amazon's Login with Amazon (LWA) API, for tests and demos.
 
+Layer: ``emulator`` (stands on ``core`` alone; see ``ARCHITECTURE.md``).
+
 ``Emulator`` holds users, tokens and injected faults and exposes a Starlette
 app answering ``/auth/o2/tokeninfo`` and ``/user/profile`` as Amazon documents, and
 the authorization-code grant of Login with Amazon for websites (``/ap/oa`` with its
@@ -10,7 +12,6 @@ code-based linking of Login with Amazon for TVs and other devices
 ``serve``/``serve_wsgi`` run any ASGI/WSGI app on a local port in a thread
 (``serve`` needs uvicorn: ``pip install 'lwa-middleware[emulator]'``).
 
-Layer: ``emulator`` (stands on ``core`` alone; see ``ARCHITECTURE.md``).
 """
 
 from lwa_middleware.emulator.app import EmulatedConnectionReset, Emulator, build_app

@@ -1,5 +1,7 @@
 """Starlette app emulating Login with Amazon, and the ``Emulator`` facade.
 
+Layer: ``emulator`` (stands on ``core`` alone; see ``ARCHITECTURE.md``).
+
 ``build_app(state)`` serves Amazon's ``GET /auth/o2/tokeninfo`` and
 ``GET /user/profile`` as documented (bodies, errors, ``x-amzn-RequestId``,
 ``application/json;charset=UTF-8``), the authorization-code grant of
@@ -25,7 +27,6 @@ under uvicorn it writes the raw HTTP/1.1 answer (``Connection: close``) to the c
 transport and closes it after the last byte; under a server whose transport it cannot
 reach it falls back to ``trickle_body``. Either stops as soon as the client goes away.
 
-Layer: ``emulator`` (stands on ``core`` alone; see ``ARCHITECTURE.md``).
 """
 
 from __future__ import annotations

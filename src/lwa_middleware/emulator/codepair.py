@@ -1,6 +1,8 @@
 """Pure rules of the emulator's code-based linking (Login with Amazon for TVs and other
 devices): no I/O, no clock, no locks.
 
+Layer: ``emulator`` (stands on ``core`` alone; see ``ARCHITECTURE.md``).
+
 What Amazon documents, and the emulator follows: the device asks for a code pair with
 ``POST /auth/o2/create/codepair`` (a form: ``response_type=device_code``, ``client_id``,
 ``scope``: ``profile``, ``profile:user_id``, ``postal_code``, space-separated; optionally
@@ -14,7 +16,6 @@ error that ends the pair). Amazon's error codes for the poll: ``authorization_pe
 ``invalid_client``, ``invalid_request``, ``unauthorized_client``,
 ``unsupported_grant_type``, ``ServerError``.
 
-Layer: ``emulator`` (stands on ``core`` alone; see ``ARCHITECTURE.md``).
 """
 
 from __future__ import annotations

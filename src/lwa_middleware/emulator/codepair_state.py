@@ -1,5 +1,7 @@
 """Thread-safe code pairs of the emulator's code-based linking (LWA for TVs and devices).
 
+Layer: ``emulator`` (stands on ``core`` alone; see ``ARCHITECTURE.md``).
+
 ``CodePairState`` belongs to one :class:`~lwa_middleware.emulator.state.EmulatorState` (its
 ``issuer``): the tokens of an approved pair are minted through the issuer's
 :class:`~lwa_middleware.emulator.oauth_state.OAuthState`, so ``/auth/o2/tokeninfo`` and
@@ -24,7 +26,6 @@ Rules of the poll (``grant_type=device_code``), checked in this order:
 
 Lock order: this state's lock, then the OAuth state's, then the issuer's.
 
-Layer: ``emulator`` (stands on ``core`` alone; see ``ARCHITECTURE.md``).
 """
 
 from __future__ import annotations

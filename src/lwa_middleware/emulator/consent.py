@@ -1,6 +1,8 @@
 """The emulator's HTML pages: for ``/ap/oa`` the consent page and the error page, for
 ``/activate`` (code-based linking) the code entry page and its result page.
 
+Layer: ``emulator`` (stands on ``core`` alone; see ``ARCHITECTURE.md``).
+
 Self-contained (inline CSS, no script, no external asset) and with stable hooks for
 browser tests: ``form#consent``, ``select#user`` (one ``option`` per user, its value the
 user id), one checkbox per requested scope (``#scope-profile``, ``#scope-profile_user_id``,
@@ -10,7 +12,6 @@ user id), one checkbox per requested scope (``#scope-profile``, ``#scope-profile
 ``select#user``, ``#approve``, ``#deny``; its result page: ``#result`` (``approved``,
 ``denied`` or ``error``), and for an error ``#error`` and ``#error-description``.
 
-Layer: ``emulator`` (stands on ``core`` alone; see ``ARCHITECTURE.md``).
 """
 
 from __future__ import annotations

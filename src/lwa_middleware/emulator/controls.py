@@ -1,5 +1,7 @@
 """The emulator's JSON control endpoints under ``/_emulator/``.
 
+Layer: ``emulator`` (stands on ``core`` alone; see ``ARCHITECTURE.md``).
+
 They drive :class:`~lwa_middleware.emulator.state.EmulatorState` over HTTP for users of
 ``lwa-middleware emulator`` running out of process: add users, mint, revoke and expire
 tokens, register OAuth clients, approve or deny an authorization request without the
@@ -7,7 +9,6 @@ consent page, approve or deny a code pair without the ``/activate`` page and set
 device interval and pair lifetime, inject faults and latency, read and reset call
 counts. Control requests are not counted.
 
-Layer: ``emulator`` (stands on ``core`` alone; see ``ARCHITECTURE.md``).
 """
 
 from __future__ import annotations

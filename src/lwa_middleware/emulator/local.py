@@ -1,12 +1,13 @@
 """Settings for an app developed against a local ``lwa-middleware emulator``.
 
+Layer: ``emulator`` (stands on ``core`` alone; see ``ARCHITECTURE.md``).
+
 :func:`local_settings` is ``LWASettings.from_env()`` whose defaults point at the emulator
 that ``lwa-middleware emulator`` serves (``http://127.0.0.1:8765``, its default client
 ID), so an example or a development server runs with no environment at all, and the same
 code reads the real values (``LWA_CLIENT_IDS``, ``LWA_API_BASE_URL`` or ``LWA_REGION``, …)
 in production.
 
-Layer: ``emulator`` (stands on ``core`` alone; see ``ARCHITECTURE.md``).
 """
 
 from __future__ import annotations

@@ -1,6 +1,8 @@
 """Pure rules of the emulator's OAuth 2.0 authorization-code grant (Login with Amazon for
 websites): no I/O, no clock, no locks.
 
+Layer: ``emulator`` (stands on ``core`` alone; see ``ARCHITECTURE.md``).
+
 What Amazon documents, and the emulator follows: ``GET /ap/oa`` takes ``client_id``,
 ``scope`` (``profile``, ``profile:user_id``, ``postal_code``, space-separated),
 ``response_type=code``, ``redirect_uri``, ``state`` and PKCE's ``code_challenge`` /
@@ -10,7 +12,6 @@ redirected to (no open redirector); every other bad parameter is redirected back
 ``error`` and ``state``. ``POST /auth/o2/token`` takes a form, the client's credentials in
 it or in HTTP Basic, and answers JSON.
 
-Layer: ``emulator`` (stands on ``core`` alone; see ``ARCHITECTURE.md``).
 """
 
 from __future__ import annotations

@@ -1,6 +1,8 @@
 """The emulator's OAuth endpoints: ``GET /ap/oa`` (consent page), ``POST /ap/oa/decision``
 (the page's form) and the answer of ``POST /auth/o2/token``.
 
+Layer: ``emulator`` (stands on ``core`` alone; see ``ARCHITECTURE.md``).
+
 ``/ap/oa`` checks the request (:func:`.oauth.parse_authorization_request`): an unknown
 client or an unregistered redirect URI gets a 400 error page, any other bad parameter a
 302 back with ``error`` and ``state``; a good one gets the consent page, whose one-time
@@ -10,7 +12,6 @@ sent). The decision redirects with ``code``, ``scope`` and ``state``, or with
 :mod:`.app`; here is only its answer (``grant_type`` ``authorization_code``,
 ``refresh_token``, and code-based linking's ``device_code``, see :mod:`.codepair_state`).
 
-Layer: ``emulator`` (stands on ``core`` alone; see ``ARCHITECTURE.md``).
 """
 
 from __future__ import annotations

@@ -1,5 +1,7 @@
 """Thread-safe OAuth state of the emulator: clients, pending consents, codes, refresh tokens.
 
+Layer: ``emulator`` (stands on ``core`` alone; see ``ARCHITECTURE.md``).
+
 ``OAuthState`` belongs to one :class:`~lwa_middleware.emulator.state.EmulatorState` (its
 ``issuer``): access tokens are minted there, so ``/auth/o2/tokeninfo`` and
 ``/user/profile`` answer for them like for any other token, and expiry follows the
@@ -17,7 +19,6 @@ it returns none. An approved code pair (code-based linking, :mod:`.codepair_stat
 its tokens here too (:meth:`OAuthState.issue_device_tokens`): they refresh like the code
 grant's.
 
-Layer: ``emulator`` (stands on ``core`` alone; see ``ARCHITECTURE.md``).
 """
 
 from __future__ import annotations

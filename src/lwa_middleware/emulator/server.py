@@ -1,11 +1,12 @@
 """Run an ASGI or WSGI app on a local port, in a daemon thread.
 
+Layer: ``emulator`` (stands on ``core`` alone; see ``ARCHITECTURE.md``).
+
 ``serve`` runs any ASGI app under uvicorn (an optional extra, imported only
 when called); ``serve_wsgi`` runs any WSGI app under a threaded
 ``wsgiref`` server. Both bind the socket themselves, so ``port=0`` picks a
 free port, and both return a ``ServerHandle`` usable as a context manager.
 
-Layer: ``emulator`` (stands on ``core`` alone; see ``ARCHITECTURE.md``).
 """
 
 from __future__ import annotations

@@ -1,5 +1,7 @@
 """Pure, thread-safe state of the Login with Amazon (LWA) emulator.
 
+Layer: ``emulator`` (stands on ``core`` alone; see ``ARCHITECTURE.md``).
+
 It holds users, issued access tokens, injected faults, per-endpoint latency
 and call counters, (in ``oauth``, see :mod:`.oauth_state`) the OAuth clients,
 authorization codes and refresh tokens, and (in ``device``, see :mod:`.codepair_state`) the
@@ -7,7 +9,6 @@ code pairs of code-based linking. Nothing here does I/O: time comes from an inje
 ``clock`` so tests can move it forward, and a ``threading.Lock`` guards every
 access because tests drive the state from another thread than the server's.
 
-Layer: ``emulator`` (stands on ``core`` alone; see ``ARCHITECTURE.md``).
 """
 
 from __future__ import annotations

@@ -1,5 +1,7 @@
 """FastAPI helpers for the identity :class:`~lwa_middleware.LWAMiddleware` verified.
 
+Layer: ``integrations`` (optional frameworks, on top; see ``ARCHITECTURE.md``).
+
 The middleware does the verifying; these helpers only read its result (``scope["lwa"]``)
 and tell FastAPI's docs which routes need a token. Nothing here calls LWA or sees a token.
 
@@ -51,7 +53,6 @@ This module imports fastapi (``pip install 'lwa-middleware[fastapi]'``); no othe
 the package does. It deliberately avoids ``from __future__ import annotations``: FastAPI
 reads the annotations of dependency callables at run time.
 
-Layer: ``integrations`` (optional frameworks, on top; see ``ARCHITECTURE.md``).
 """
 
 import json

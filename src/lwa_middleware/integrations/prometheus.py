@@ -1,5 +1,7 @@
 """Prometheus metrics for lwa-middleware (the ``prometheus`` extra: ``prometheus_client``).
 
+Layer: ``integrations`` (optional frameworks, on top; see ``ARCHITECTURE.md``).
+
 :class:`PrometheusRecorder` is a :class:`~lwa_middleware.core.metrics.Recorder`; pass it to the
 middlewares (beside or instead of the default :class:`~lwa_middleware.core.metrics.Stats`).
 Series, with ``namespace="lwa"``::
@@ -28,7 +30,6 @@ breaker gauge uses ``multiprocess_mode="livemax"``: the worst breaker among live
 
 This module imports ``prometheus_client`` at its top; the core never imports it.
 
-Layer: ``integrations`` (optional frameworks, on top; see ``ARCHITECTURE.md``).
 """
 
 from __future__ import annotations

@@ -1,5 +1,7 @@
 """Swagger UI's **Authorize** button signs in through Login with Amazon (PKCE).
 
+Layer: ``integrations`` (optional frameworks, on top; see ``ARCHITECTURE.md``).
+
 :func:`add_swagger_login` turns FastAPI's ``/docs`` into an LWA client:
 
 * the OpenAPI security scheme ``"LWA"`` (the one :mod:`lwa_middleware.integrations.fastapi`'s
@@ -36,7 +38,6 @@
 Register ``https://<your host>/docs/oauth2-redirect`` as an allowed return URL of the LWA
 security profile. Imports fastapi (``pip install 'lwa-middleware[fastapi]'``).
 
-Layer: ``integrations`` (optional frameworks, on top; see ``ARCHITECTURE.md``).
 """
 
 from collections.abc import Iterable, Mapping

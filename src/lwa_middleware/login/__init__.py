@@ -1,5 +1,7 @@
 """Website sign-in with Login with Amazon: a sans-IO core and two thin shells.
 
+Layer: ``login`` (website sign-in; see ``ARCHITECTURE.md``).
+
 * :class:`LWALogin` (ASGI) and :class:`LWAWSGILogin` (WSGI): ``/login?next=``, the
   callback (``redirect_uri``'s path) and ``/logout``; they set the signed session cookie
   that ``LWAMiddleware(secret_key=...)`` / ``LWAWSGIMiddleware`` read.
@@ -11,7 +13,6 @@ The core, without I/O: :mod:`.config` (options), :mod:`.core` (the three routes)
 decisions), :mod:`.cookies` (attributes, signing, sealing), :mod:`.redirects` (``next``),
 :mod:`.pages` (HTML and JSON answers). See ``docs/login.md``.
 
-Layer: ``login`` (website sign-in; see ``ARCHITECTURE.md``).
 """
 
 from lwa_middleware.login.asgi import LWALogin

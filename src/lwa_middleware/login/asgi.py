@@ -1,5 +1,7 @@
 """``LWALogin``: the website sign-in as an ASGI app to mount (e.g. at ``/auth``).
 
+Layer: ``login`` (website sign-in; see ``ARCHITECTURE.md``).
+
 It adapts a scope to a :class:`~lwa_middleware.login.core.LoginRequest`, writes the core's
 answer back, and runs the one I/O step, the code exchange, on an
 :class:`~lwa_middleware.upstream.token_client.AsyncTokenClient`. Give it to
@@ -9,7 +11,6 @@ through the same client (:attr:`LWALogin.refresher`).
 Mounted (Starlette ``Mount("/auth", app=login)``), ``/login`` and ``/logout`` are matched
 below ``root_path``; the callback by its full path, ``redirect_uri``'s.
 
-Layer: ``login`` (website sign-in; see ``ARCHITECTURE.md``).
 """
 
 from __future__ import annotations

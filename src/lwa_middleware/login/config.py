@@ -1,12 +1,13 @@
 """``LoginConfig``: the options of the sign-in app, frozen and validated once (no I/O).
 
+Layer: ``login`` (website sign-in; see ``ARCHITECTURE.md``).
+
 Both shells (:class:`~lwa_middleware.login.asgi.LWALogin`,
 :class:`~lwa_middleware.login.wsgi.LWAWSGILogin`) take the same keyword options and build
 one of these; a bad option is a :class:`~lwa_middleware.core.errors.ConfigurationError` at
 construction. Secrets (``client_secret``, ``secret_key``) never appear in a ``repr`` or
 an error message.
 
-Layer: ``login`` (website sign-in; see ``ARCHITECTURE.md``).
 """
 
 from __future__ import annotations

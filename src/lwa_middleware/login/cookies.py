@@ -1,5 +1,7 @@
 """The sign-in cookies: names, attributes, and how each value is protected (no I/O).
 
+Layer: ``login`` (website sign-in; see ``ARCHITECTURE.md``).
+
 * ``cookie_name``, the session: the access token signed by
   :func:`~lwa_middleware.core.tokens.cookie_signer` (what the middlewares read); ``Path=/``,
   ``Max-Age=expires_in``.
@@ -22,7 +24,6 @@ read nor alter a sealed value. Each sealed cookie has its own key, derived from
 cookie never opens as another. ``cryptography`` is imported only when a sealer is built
 (``pip install 'lwa-middleware[login]'``).
 
-Layer: ``login`` (website sign-in; see ``ARCHITECTURE.md``).
 """
 
 from __future__ import annotations

@@ -1,6 +1,8 @@
 """``LoginCore``: the sign-in app's decisions for ``/login``, ``/callback`` and ``/logout``,
 without I/O.
 
+Layer: ``login`` (website sign-in; see ``ARCHITECTURE.md``).
+
 A shell turns its request into a :class:`LoginRequest` and calls :meth:`LoginCore.handle`
 with the time. The answer is ``(status, headers, body)`` to write back as it is, or an
 :class:`Exchange`: the one I/O step (the code for tokens at LWA), whose result the shell
@@ -29,7 +31,6 @@ hands to :meth:`LoginCore.exchanged` for the answer.
 ``/login`` and ``/logout`` are matched below the mount point, the callback by its full
 path, so the app works wherever it is mounted.
 
-Layer: ``login`` (website sign-in; see ``ARCHITECTURE.md``).
 """
 
 from __future__ import annotations

@@ -1,13 +1,14 @@
 """The sign-in app's small answers as ``(status, headers, body)``: redirects, HTML pages for
 browsers, JSON for clients that ask for it (no I/O).
 
+Layer: ``login`` (website sign-in; see ``ARCHITECTURE.md``).
+
 Every answer is ``Cache-Control: private, no-store`` (most set or clear a cookie) and
 ``Referrer-Policy: no-referrer`` (a callback URL holds a code and a state); pages load
 nothing (a ``Content-Security-Policy`` of ``default-src 'none'``), cannot be framed, and
 only ever show our own sentences: what comes from the query string (an
 ``error_description``) is never echoed.
 
-Layer: ``login`` (website sign-in; see ``ARCHITECTURE.md``).
 """
 
 from __future__ import annotations

@@ -1,5 +1,7 @@
 """Where a sign-in may send the browser afterwards: local paths only (no I/O).
 
+Layer: ``login`` (website sign-in; see ``ARCHITECTURE.md``).
+
 ``next`` is attacker-controlled (anyone can link to ``/login?next=…``), so a value is
 kept only when it is a path on this site in every form a browser or a later decoding
 could read it in; anything else becomes ``/``. Refused: anything not starting with one
@@ -9,7 +11,6 @@ strip, spaces, non-ASCII), a backslash anywhere, anything that carries a scheme 
 dot segments (``/.//host``), and anything that *decodes* (once or repeatedly:
 ``/%2F%2Fhost``, ``/%5Chost``, ``/%252F%252Fhost``) to one of those.
 
-Layer: ``login`` (website sign-in; see ``ARCHITECTURE.md``).
 """
 
 from __future__ import annotations

@@ -1,5 +1,7 @@
 """The transparent refresh's I/O: one refresh grant per session at a time.
 
+Layer: ``login``.
+
 :class:`AsyncRefresher` (``LWAMiddleware``) and :class:`Refresher` (``LWAWSGIMiddleware``)
 run what :class:`~lwa_middleware.login.session.SessionRules` decides: the refresh grant,
 then the middleware's own verifier on the new access token. Both run the same steps
@@ -17,7 +19,6 @@ is never refreshed nor answered from that memo: its cookies are cleared, ``inval
 :func:`send_with_headers` and :func:`start_response_with_headers` add the cookies to
 whatever the app (or the error answer) sends.
 
-Layer: ``login``.
 """
 
 from __future__ import annotations

@@ -1,6 +1,8 @@
 """The signed-in session, without I/O: issuing, reading and clearing its cookies, and every
 decision of the transparent refresh the middlewares run.
 
+Layer: ``login`` (website sign-in; see ``ARCHITECTURE.md``).
+
 A request's cookie session is refreshed when all of these hold (:meth:`SessionRules.plan`):
 
 * the request carries no token of its own (``Authorization: Bearer``,
@@ -33,7 +35,6 @@ Sign-out (:meth:`SessionRules.revoke`) revokes the session's access token and th
 itself (by its id: every refresh token it had) in :class:`~lwa_middleware.core.revocation.
 Revocations`, shared with the middlewares given ``login=``.
 
-Layer: ``login`` (website sign-in; see ``ARCHITECTURE.md``).
 """
 
 from __future__ import annotations

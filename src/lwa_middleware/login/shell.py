@@ -1,5 +1,7 @@
 """What both sign-in apps share: their options, the core, and the sign-in's one I/O step.
 
+Layer: ``login``.
+
 :class:`LoginShell` takes the options (one constructor for :class:`~.asgi.LWALogin` and
 :class:`~.wsgi.LWAWSGILogin`), builds the :class:`~lwa_middleware.login.core.LoginCore`,
 and answers a request as a generator of steps (:mod:`lwa_middleware.upstream.steps`): the
@@ -8,7 +10,6 @@ middlewares' access checks, then the core's answer to them. The ASGI shell drive
 ``arun``, the WSGI shell with ``run`` (where an async access check is refused: the sign-in
 is then refused, ``ServerError``).
 
-Layer: ``login``.
 """
 
 from __future__ import annotations

@@ -1,5 +1,7 @@
 """The sign-in state: what ties Amazon's redirect back to the browser that started it.
 
+Layer: ``login`` (website sign-in; see ``ARCHITECTURE.md``).
+
 ``/login`` makes a nonce and a PKCE code verifier. The ``state`` sent to Amazon is
 ``[nonce, issued_at]`` signed with itsdangerous (its own salt); the login cookie holds
 ``{nonce, verifier, next}``, sealed (:class:`~lwa_middleware.login.cookies.Sealer`). The
@@ -19,7 +21,6 @@ in progress, within its ten minutes, can replay them to another worker once.
 
 Nothing here reads a clock: ``now`` is passed in.
 
-Layer: ``login`` (website sign-in; see ``ARCHITECTURE.md``).
 """
 
 from __future__ import annotations

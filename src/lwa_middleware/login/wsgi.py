@@ -1,12 +1,13 @@
 """``LWAWSGILogin``: the website sign-in as a WSGI app (Flask, Django, any WSGI server).
 
+Layer: ``login`` (website sign-in; see ``ARCHITECTURE.md``).
+
 The same core and options as :class:`~lwa_middleware.login.asgi.LWALogin`, on the
 blocking :class:`~lwa_middleware.upstream.token_client.TokenClient`. Mount it with Werkzeug's
 ``DispatcherMiddleware`` (``{"/auth": login}``): ``/login`` and ``/logout`` are matched
 against ``PATH_INFO``, the callback against ``SCRIPT_NAME + PATH_INFO`` (``redirect_uri``'s
 path). Give it to ``LWAWSGIMiddleware(..., login=...)`` as well, for the refresh.
 
-Layer: ``login`` (website sign-in; see ``ARCHITECTURE.md``).
 """
 
 from __future__ import annotations

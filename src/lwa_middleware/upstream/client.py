@@ -1,5 +1,7 @@
 """``AsyncLWAClient`` and ``LWAClient``: thin I/O shells over :mod:`lwa_middleware.core.protocol`.
 
+Layer: ``upstream`` (the middleware's I/O; it decides nothing; see ``ARCHITECTURE.md``).
+
 Each holds one connection pool and only moves bytes: building requests, parsing answers and
 the retry policy are the protocol module's. ``LWAClient`` runs on httpx; ``AsyncLWAClient``
 on aiohttp (or on httpx, with the caller's transport): see :mod:`lwa_middleware.upstream.transport`.
@@ -16,7 +18,6 @@ Given a ``recorder`` (:mod:`lwa_middleware.core.metrics`), each HTTP attempt (a 
 another) is counted with its status and duration (``time.perf_counter``); given a
 ``tracer``, each call is an ``lwa.tokeninfo`` / ``lwa.profile`` span.
 
-Layer: ``upstream`` (the middleware's I/O; it decides nothing; see ``ARCHITECTURE.md``).
 """
 
 from __future__ import annotations

@@ -1,5 +1,7 @@
 """The sync client's deadline: an httpcore network backend clamping every socket operation.
 
+Layer: ``upstream`` (the middleware's I/O; it decides nothing; see ``ARCHITECTURE.md``).
+
 httpx's timeouts apply per phase and per socket operation, so an upstream that trickles a
 byte just inside the read timeout holds a request for as long as it likes. A call's
 ``timeout`` is a wall-clock deadline instead; the sync client, which cannot cancel a
@@ -7,7 +9,6 @@ blocking httpx call (and takes no thread hop), runs on :class:`DeadlineBackend`,
 clamps every connect, TLS handshake, read and write to the time left before the deadline of
 the call in progress (:func:`deadline`).
 
-Layer: ``upstream`` (the middleware's I/O; it decides nothing; see ``ARCHITECTURE.md``).
 """
 
 from __future__ import annotations

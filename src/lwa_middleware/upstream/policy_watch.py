@@ -1,6 +1,8 @@
 """The access policy's I/O: reading ``policy_file`` (and re-reading it when it changes) and
 the ``LWA_ALLOW``/``LWA_DENY``/``LWA_POLICY_FILE`` environment variables.
 
+Layer: ``upstream`` (the middleware's I/O; it decides nothing; see ``ARCHITECTURE.md``).
+
 Everything it reads is parsed and judged by :mod:`lwa_middleware.core.policy`; this module only
 opens, stats and reads. :func:`build_policy` gathers the sources of one middleware (its
 keyword options, its ``policy_file``, the process environment) into a
@@ -15,7 +17,6 @@ it in, and every route, cached identities included, is judged by it from the nex
 request). A file that became unreadable or broken keeps the last good policy and logs an
 ERROR naming the file and the problem, once per change of the file.
 
-Layer: ``upstream`` (the middleware's I/O; it decides nothing; see ``ARCHITECTURE.md``).
 """
 
 from __future__ import annotations

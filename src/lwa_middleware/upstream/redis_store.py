@@ -1,5 +1,7 @@
 """The shared verification cache's I/O: Redis behind the in-memory cache, for both shells.
 
+Layer: ``upstream`` (the middleware's I/O; it decides nothing; see ``ARCHITECTURE.md``).
+
 :class:`RedisStore` (redis-py, for :class:`~lwa_middleware.upstream.verifier.Verifier`; its
 connection pool is thread-safe) and :class:`AsyncRedisStore` (``redis.asyncio``, for
 :class:`~lwa_middleware.upstream.verifier.AsyncVerifier`, one per event loop) only move bytes: every
@@ -27,7 +29,6 @@ which Redis never sees), one INFO when Redis answers again.
 redis-py is imported only when a store is built (the ``redis`` extra). A client passed in
 (``redis=``) belongs to the caller: it is used as it is and never closed here.
 
-Layer: ``upstream`` (the middleware's I/O; it decides nothing; see ``ARCHITECTURE.md``).
 """
 
 from __future__ import annotations

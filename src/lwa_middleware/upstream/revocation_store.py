@@ -1,5 +1,7 @@
 """The revocation feed's I/O: each worker's sync with the fleet's list in Redis.
 
+Layer: ``upstream`` (the middleware's I/O; it decides nothing; see ``ARCHITECTURE.md``).
+
 :class:`RevocationSync` (one daemon thread per process, for the blocking
 :class:`~lwa_middleware.upstream.verifier.Verifier`) and :class:`AsyncRevocationSync` (one task per
 event loop, for :class:`~lwa_middleware.upstream.verifier.AsyncVerifier`) run
@@ -15,7 +17,6 @@ fails a request: the call is counted, the sync backs off for ``redis_backoff`` s
 (one WARNING per outage), what this process revoked stays held here and is published once
 Redis answers again.
 
-Layer: ``upstream`` (the middleware's I/O; it decides nothing; see ``ARCHITECTURE.md``).
 """
 
 from __future__ import annotations

@@ -1,11 +1,12 @@
 """The async client's senders: one request out, one outcome back, within a deadline.
 
+Layer: ``upstream`` (the middleware's I/O; it decides nothing; see ``ARCHITECTURE.md``).
+
 :class:`AiohttpSender` (aiohttp used directly, the default: ``bench/bench_client.py``
 measured it at a fraction of httpx's CPU per request under concurrency) or
 :class:`HTTPXSender` (an ``httpx.AsyncClient`` on the caller's transport, e.g.
 ``httpx.MockTransport``). The deadline cancels the request when it is spent.
 
-Layer: ``upstream`` (the middleware's I/O; it decides nothing; see ``ARCHITECTURE.md``).
 """
 
 from __future__ import annotations

@@ -1,6 +1,8 @@
 """Waiting for a slot to call LWA: the async and sync shells of
 :mod:`lwa_middleware.core.admission`.
 
+Layer: ``upstream`` (the middleware's I/O; it decides nothing; see ``ARCHITECTURE.md``).
+
 :class:`AsyncSlots` (one per event loop: its waiters are that loop's futures) and
 :class:`Slots` (threads) hold at most ``limit`` calls at once and a bounded queue of
 waiters, newest first (:class:`~lwa_middleware.core.admission.Admission` decides who goes, who is
@@ -13,7 +15,6 @@ Used by the verifiers (token-info and profile) and by the token clients that bou
 calls (the sign-in's ``/callback`` and the Swagger UI token proxy): one mechanism for every
 call to LWA that an anonymous request can cause.
 
-Layer: ``upstream`` (the middleware's I/O; it decides nothing; see ``ARCHITECTURE.md``).
 """
 
 from __future__ import annotations

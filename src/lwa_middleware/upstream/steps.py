@@ -1,5 +1,7 @@
 """Logic written once for a sync and an async shell: a generator of steps, and its drivers.
 
+Layer: ``upstream`` (the shells' half of the sans-IO pattern).
+
 A method whose decisions need I/O half-way (a grant, then a verification; a poll, then a
 sleep) is written once, as a generator that **yields** each piece of I/O as a
 zero-argument callable (``partial(client.refresh, token)``) and is sent its result back,
@@ -10,7 +12,6 @@ returns when it is awaitable. A step wrapped in :class:`Blocking` (a file, a key
 called as is by :func:`run` and in a worker thread by :func:`arun`, so that it never
 blocks an event loop. The drivers decide nothing: they call, await, and hand back.
 
-Layer: ``upstream`` (the shells' half of the sans-IO pattern).
 """
 
 from __future__ import annotations

@@ -1,5 +1,7 @@
 """``TokenClient`` and ``AsyncTokenClient``: thin I/O shells over :mod:`lwa_middleware.core.grants`.
 
+Layer: ``upstream`` (the middleware's I/O; it decides nothing; see ``ARCHITECTURE.md``).
+
 They only move bytes: the grants module builds the form and judges the answer. The form
 goes in the request body (httpx logs the URL at INFO, never the body), the answer is read
 up to :data:`~lwa_middleware.core.grants.MAX_GRANT_BODY` bytes, and every failure comes out as a
@@ -35,7 +37,6 @@ reported to it by the breaker's one rule (only LWA's own failures count).
 ``Overloaded`` and ``CircuitOpen`` are server errors
 (:class:`~lwa_middleware.core.errors.ServerError`), not grant errors: nothing was asked of LWA.
 
-Layer: ``upstream`` (the middleware's I/O; it decides nothing; see ``ARCHITECTURE.md``).
 """
 
 from __future__ import annotations

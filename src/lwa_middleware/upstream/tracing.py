@@ -1,5 +1,7 @@
 """OpenTelemetry spans for verifications and LWA calls (the ``otel`` extra: opentelemetry-api).
 
+Layer: ``upstream`` (the middleware's I/O; it decides nothing; see ``ARCHITECTURE.md``).
+
 :class:`Tracer` wraps an OpenTelemetry tracer; :meth:`Tracer.span` is a plain (sync)
 context manager, so the sync and the async shells use it alike (the current span lives in
 a ``contextvars`` variable, which each asyncio task has its own copy of). When
@@ -18,7 +20,6 @@ A span ended by an error gets ``lwa.outcome`` and ``error.type``; its status is 
 for a server-side failure (``ServerError``: LWA failing, overloaded, breaker open), not for
 a token LWA rejected (that is a normal outcome, like an HTTP 4xx on a server span).
 
-Layer: ``upstream`` (the middleware's I/O; it decides nothing; see ``ARCHITECTURE.md``).
 """
 
 from __future__ import annotations

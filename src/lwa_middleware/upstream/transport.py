@@ -1,5 +1,7 @@
 """What both LWA clients share about I/O: budgets, pool options, failures and responses.
 
+Layer: ``upstream`` (the middleware's I/O; it decides nothing; see ``ARCHITECTURE.md``).
+
 A library's exception becomes a :class:`~lwa_middleware.core.protocol.TransportFailure` (never
 re-raised, never kept: httpx's and aiohttp's exceptions carry the request, and so the
 token), its response an :class:`~lwa_middleware.core.protocol.HTTPResponse` whose body is at most
@@ -7,7 +9,6 @@ token), its response an :class:`~lwa_middleware.core.protocol.HTTPResponse` whos
 ``"protocol"`` failure). The sync client's deadline is :mod:`lwa_middleware.upstream.deadlines`, the
 async client's senders :mod:`lwa_middleware.upstream.senders`.
 
-Layer: ``upstream`` (the middleware's I/O; it decides nothing; see ``ARCHITECTURE.md``).
 """
 
 from __future__ import annotations

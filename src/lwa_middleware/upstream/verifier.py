@@ -1,5 +1,7 @@
 """``AsyncVerifier`` and ``Verifier``: the I/O and single-flight shells around :class:`Authority`.
 
+Layer: ``upstream`` (the middleware's I/O; it decides nothing; see ``ARCHITECTURE.md``).
+
 They only fetch (token-info ∥ profile for async; token-info then profile for sync, so no
 thread hop is needed) and make concurrent misses for one token share one upstream call. A
 failure is shared only with the requests that waited on that call. Every verdict is
@@ -38,7 +40,6 @@ that fails because LWA is failing (or the breaker is open) is answered stale whe
 :meth:`stats` shows) and to the ``recorder`` passed in; a cold verification is an
 ``lwa.verify`` span.
 
-Layer: ``upstream`` (the middleware's I/O; it decides nothing; see ``ARCHITECTURE.md``).
 """
 
 from __future__ import annotations
