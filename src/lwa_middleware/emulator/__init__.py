@@ -11,8 +11,10 @@ code-based linking of Login with Amazon for TVs and other devices
 (``serve`` needs uvicorn: ``pip install 'lwa-middleware[emulator]'``).
 """
 
+from lwa_middleware.emulator.accounts import EmulatorUser, IssuedToken, ServiceToken, ValidToken
 from lwa_middleware.emulator.app import EmulatedConnectionReset, Emulator, build_app
 from lwa_middleware.emulator.codepair import CodePairError, CodePairInfo, PairStatus
+from lwa_middleware.emulator.faults import FaultKind
 from lwa_middleware.emulator.local import LOCAL_EMULATOR_URL, local_settings
 from lwa_middleware.emulator.oauth import (
     DEFAULT_CLIENT_SECRET,
@@ -22,13 +24,7 @@ from lwa_middleware.emulator.oauth import (
     TokenError,
 )
 from lwa_middleware.emulator.server import ServerHandle, ServerStartError, serve, serve_wsgi
-from lwa_middleware.emulator.state import (
-    EmulatorState,
-    EmulatorUser,
-    FaultKind,
-    IssuedToken,
-    ValidToken,
-)
+from lwa_middleware.emulator.state import EmulatorState
 
 __all__ = [
     "DEFAULT_CLIENT_SECRET",
@@ -47,6 +43,7 @@ __all__ = [
     "PairStatus",
     "ServerHandle",
     "ServerStartError",
+    "ServiceToken",
     "TokenError",
     "ValidToken",
     "build_app",

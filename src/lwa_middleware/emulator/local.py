@@ -13,7 +13,7 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
-from lwa_middleware.emulator.state import DEFAULT_CLIENT_ID
+from lwa_middleware.emulator.accounts import DEFAULT_CLIENT_ID
 from lwa_middleware.settings import LWASettings
 
 #: Where ``lwa-middleware emulator`` listens by default.
