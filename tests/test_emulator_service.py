@@ -95,7 +95,9 @@ def test_lwa_paths_are_served_in_any_case(emu: Emulator, api: httpx.Client) -> N
 
 
 def test_unknown_lwa_paths_answer_lwa_json(emu: Emulator, api: httpx.Client) -> None:
-    for path in ("/auth/o2/nope", "/auth/O2/Tokens", "/auth/o2/", "/auth/O2", "/auth/o2/token/x"):
+    unknown = ("/auth/o2/nope", "/auth/O2/Tokens", "/auth/o2/", "/auth/O2", "/auth/o2/token/x")
+    kelvin = "/auth/o2/to\u212aen"  # the Kelvin sign: str.lower() would make it "k"
+    for path in (*unknown, kelvin):
         body = assert_lwa_json(api.get(path), 404, "invalid_request")
         assert set(body) == {"error", "error_description", "request_id"}
     wrong_method = assert_lwa_json(api.get("/auth/O2/token"), 405, "invalid_request")

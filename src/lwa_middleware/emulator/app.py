@@ -67,6 +67,7 @@ _MISSING = "The request is missing a required parameter : access_token"
 _MULTIPLE = "The request has more than one access token : access_token"
 _INVALID = "The access token provided is expired, revoked, malformed, or invalid for other reasons."
 _NO_SCOPE = "The access token provided does not have the scope required for this resource."
+_ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
 _NOT_FOUND = "The requested resource does not exist."
 _NOT_ALLOWED = "The HTTP method is not supported by this resource."
 _RESET_DISCONNECT_WAIT = 1.0
@@ -387,10 +388,16 @@ def split_root(scope: Scope) -> tuple[str, str]:
     return "", path
 
 
+def ascii_lower(text: str) -> str:
+    """``text`` with ``A``-``Z`` made lower case, and nothing else (``str.lower`` would also
+    fold other letters, the Kelvin sign into ``k``)."""
+    return text.translate(_ASCII_LOWER)
+
+
 def is_lwa_path(route_path: str) -> bool:
     """Whether a route path is under ``/auth/o2/`` in any case (LWA's token, token-info and
     code pair endpoints: LWA serves ``/auth/O2/token`` as ``/auth/o2/token``)."""
-    lowered = route_path.lower()
+    lowered = ascii_lower(route_path)
     return lowered == LWA_PATH_PREFIX.rstrip("/") or lowered.startswith(LWA_PATH_PREFIX)
 
 
@@ -404,8 +411,9 @@ class CaseInsensitiveLwaPaths:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
             root, route = split_root(scope)
-            if is_lwa_path(route) and route != route.lower():
-                scope = {**scope, "path": root + route.lower()}
+            lowered = ascii_lower(route)
+            if lowered != route and is_lwa_path(route):
+                scope = {**scope, "path": root + lowered}
         await self.app(scope, receive, send)
 
 
