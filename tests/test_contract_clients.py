@@ -26,6 +26,7 @@ import sqlite3
 import subprocess
 import sys
 from collections.abc import Iterator
+from contextlib import closing
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -433,7 +434,6 @@ class AllauthSite:
             "CONTRACT_DB": str(self.database),
             "CONTRACT_CLIENT_ID": emulator.client_id,
             "CONTRACT_CLIENT_SECRET": DEFAULT_CLIENT_SECRET,
-            "PYTHONPATH": os.pathsep.join(filter(None, [os.environ.get("PYTHONPATH")])),
         }
         with self.log.open("wb") as log:
             self.process = subprocess.Popen(  # started early: Django boots meanwhile
@@ -463,7 +463,7 @@ class AllauthSite:
 
     def stored_access_token(self, uid: str) -> str:
         """The access token allauth stored for a signed-in account (``STORE_TOKENS``)."""
-        with sqlite3.connect(self.database) as db:
+        with closing(sqlite3.connect(self.database)) as db:
             row = db.execute(
                 "SELECT t.token FROM socialaccount_socialtoken t "
                 "JOIN socialaccount_socialaccount a ON t.account_id = a.id WHERE a.uid = ?",
