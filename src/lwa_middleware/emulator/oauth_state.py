@@ -15,7 +15,7 @@ A failed redemption does not use the code up. Refresh tokens do not expire and s
 after use; a refresh with the client secret also returns a new refresh token, one without
 it returns none. An approved code pair (code-based linking, :mod:`.codepair_state`) gets
 its tokens here too (:meth:`OAuthState.issue_device_tokens`): they refresh like the code
-grant's, and so do the refresh tokens a test mints (:meth:`OAuthState.mint_refresh_token`).
+grant's, and so do the refresh tokens a test mints (:meth:`OAuthState.mint_tokens`).
 
 The ``client_credentials`` grant (:meth:`OAuthState.client_credentials`) gives a client a
 token of its own (``Atc|…``, no customer, no refresh token), checked in this order: the
