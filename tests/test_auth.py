@@ -28,7 +28,9 @@ from lwa_middleware.callers.token_store import (
     TokenStoreError,
 )
 from lwa_middleware.core.errors import ConfigurationError
+from lwa_middleware.core.grants import GrantError, InvalidClient, InvalidScope
 from lwa_middleware.emulator import Emulator, serve
+from lwa_middleware.emulator.oauth import DEFAULT_CLIENT_SECRET
 
 from conftest import FakeClock, ServeProtected
 
@@ -444,3 +446,173 @@ def test_no_token_in_repr_or_logs(
         for piece in (token, token[5:21], token[-16:]):
             assert piece not in logged
             assert piece not in repr(auth)
+
+
+# A service's own token: the client_credentials grant ------------------------------------------
+
+MESSAGING = "alexa:skill_messaging"
+
+
+def service_calls(emu: Emulator) -> int:
+    return emu.token_calls["client_credentials"]
+
+
+def credentials_auth(emu: Emulator, emu_url: str, clock: FakeClock, **options: object) -> LWAAuth:
+    settings: dict[str, object] = {
+        "client_id": emu.client_id,
+        "client_secret": DEFAULT_CLIENT_SECRET,
+        "scope": MESSAGING,
+        "api_base_url": emu_url,
+        "clock": clock,
+    }
+    settings.update(options)
+    return LWAAuth(**settings)  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def amazon_api(
+    emu: Emulator,
+    answering: Callable[[Callable[[Request], Response]], tuple[str, list[str]]],
+) -> tuple[str, list[str]]:
+    """An API standing in for Amazon's (skill messaging): it takes a live service token of
+    the messaging scope, else answers 401 ``invalid_token`` with a challenge."""
+
+    def answer(request: Request) -> Response:
+        token = request.headers.get("authorization", "").removeprefix("Bearer ")
+        grant = emu.service_token(token)
+        if grant is None or MESSAGING not in grant.scopes:
+            challenge = {"www-authenticate": 'Bearer error="invalid_token"'}
+            return JSONResponse({"message": "Invalid token"}, 401, headers=challenge)
+        return JSONResponse({"client_id": grant.client_id})
+
+    return answering(answer)
+
+
+def test_client_credentials_one_grant_per_expiry(
+    emu: Emulator, emu_url: str, clock: FakeClock, amazon_api: tuple[str, list[str]]
+) -> None:
+    url, seen = amazon_api
+    auth = credentials_auth(emu, emu_url, clock)
+    with httpx.Client(auth=auth) as http:
+        for _ in range(3):
+            answer = http.get(f"{url}/v1/skillmessages")
+            assert answer.status_code == 200, answer.text
+        assert answer.json() == {"client_id": emu.client_id}
+        assert service_calls(emu) == 1
+        first = seen[-1]
+        assert first.startswith("Bearer Atc|")
+        clock.advance(3600 - 30)  # within the 60 s margin: a new token before the request
+        assert http.get(f"{url}/v1/skillmessages").status_code == 200
+        assert service_calls(emu) == 2
+        second = seen[-1]
+        assert second != first
+        emu.revoke(second.split()[1])  # refused by the API: a new grant, the request again
+        assert http.get(f"{url}/v1/skillmessages").status_code == 200
+        assert service_calls(emu) == 3
+        assert seen[-2] == second
+        assert seen[-1] not in (first, second)
+    assert auth.refreshes == 3
+    assert emu.token_calls["refresh_token"] == 0
+
+
+def test_client_credentials_one_grant_for_concurrent_tasks(
+    emu: Emulator, emu_url: str, clock: FakeClock, amazon_api: tuple[str, list[str]]
+) -> None:
+    url, _ = amazon_api
+    auth = credentials_auth(emu, emu_url, clock)
+    emu.latency(0.3, "oauth_token")
+
+    async def main() -> list[httpx.Response]:
+        async with httpx.AsyncClient(auth=auth, timeout=10) as http:
+            return await asyncio.gather(*(http.get(f"{url}/messages") for _ in range(CONCURRENCY)))
+
+    responses = asyncio.run(main())
+    assert [r.status_code for r in responses] == [200] * CONCURRENCY
+    assert service_calls(emu) == 1
+
+
+def test_client_credentials_refusals(
+    emu: Emulator, emu_url: str, clock: FakeClock, amazon_api: tuple[str, list[str]]
+) -> None:
+    url, seen = amazon_api
+    wrong_secret = credentials_auth(emu, emu_url, clock, client_secret="wrong")
+    with httpx.Client(auth=wrong_secret) as http, pytest.raises(InvalidClient):
+        http.get(f"{url}/messages")
+    customer_scope = credentials_auth(emu, emu_url, clock, scope="profile")
+    with httpx.Client(auth=customer_scope) as http, pytest.raises(InvalidScope):
+        http.get(f"{url}/messages")
+    emu.register_client(service_scopes=())
+    unauthorized = credentials_auth(emu, emu_url, clock)
+    with httpx.Client(auth=unauthorized) as http, pytest.raises(GrantError) as refused:
+        http.get(f"{url}/messages")
+    assert refused.value.error == "unauthorized_client"
+    assert seen == []  # nothing was sent to the API without a token
+    for bad in (
+        {"scope": None},
+        {"scope": " "},
+        {"client_secret": None},
+        {"refresh_token": "Atzr|x"},  # a refresh token keeps its own scopes
+    ):
+        with pytest.raises(ConfigurationError):
+            credentials_auth(emu, emu_url, clock, **bad)
+
+
+def test_service_tokens_are_refused_by_the_middleware(
+    emu: Emulator, emu_url: str, clock: FakeClock, protected: ServeProtected
+) -> None:
+    """A service's token is no customer's: ``LWAMiddleware`` refuses it, and ``LWAAuth``
+    asks for a new one once, then gives the refusal back (no loop)."""
+    url = protected()
+    with httpx.Client(auth=credentials_auth(emu, emu_url, clock)) as http:
+        refused = http.get(f"{url}/whoami")
+    assert refused.status_code == 400
+    assert refused.json()["error"] == "invalid_token"
+    assert service_calls(emu) == 2
+    assert emu.calls["tokeninfo"] == 0  # refused before LWA is asked (no Atza| prefix)
+
+
+def test_a_refresh_token_in_a_client_credentials_answer_is_ignored() -> None:
+    """One of Amazon's pages shows a refresh token in this answer: it is accepted, and the
+    next renewal is a client_credentials grant again (never a refresh grant)."""
+    forms: list[dict[str, str]] = []
+    now = [1_000.0]
+
+    def lwa(request: httpx.Request) -> httpx.Response:
+        forms.append(dict(httpx.QueryParams(request.content.decode())))
+        body = {
+            "access_token": f"Atc|token-{len(forms)}",
+            "refresh_token": "Atzr|not-for-this-grant",
+            "scope": MESSAGING,
+            "token_type": "bearer",
+            "expires_in": 3600,
+        }
+        return httpx.Response(200, json=body)
+
+    auth = LWAAuth(
+        client_id="amzn1.application-oa2-client.svc",
+        client_secret="s3cret",
+        scope=f" {MESSAGING} ",
+        clock=lambda: now[0],
+        transport=httpx.MockTransport(lwa),
+    )
+    api = httpx.MockTransport(lambda request: httpx.Response(200, json={}))
+    with httpx.Client(auth=auth, transport=api) as http:
+        first = http.get("https://api.amazonalexa.com/v1/skillmessages").request
+        assert first.headers["authorization"] == "Bearer Atc|token-1"
+        now[0] += 3600
+        sent = http.get("https://api.amazonalexa.com/v1/skillmessages").request
+        assert sent.headers["authorization"] == "Bearer Atc|token-2"
+    assert (
+        forms
+        == [
+            {
+                "grant_type": "client_credentials",
+                "client_id": "amzn1.application-oa2-client.svc",
+                "client_secret": "s3cret",
+                "scope": MESSAGING,
+            }
+        ]
+        * 2
+    )
+    assert "s3cret" not in repr(auth) and "Atc|" not in repr(auth)
+    assert "client_credentials" in repr(auth)

@@ -14,7 +14,7 @@ A block is marked by an HTML comment on the line before its fence (invisible on 
   the page, stops it;
 - ``<!-- run: pytest -->``: a ``python`` block of tests is saved as a test file and run
   with ``python -m pytest`` (the package's ``lwa_emulator`` fixture included), which must
-  pass;
+  pass; consecutive such blocks (without ``expect``) run in one ``pytest``, a file each;
 - ``expect=TEXT`` (with any of the above): the output must contain ``TEXT``.
 
 The blocks of one page run in order, in one fresh directory, with the environment a
@@ -229,6 +229,9 @@ class Session:
             assert text in output, f"{block.where()}: {text!r} not in the output:\n{output}"
 
     def run(self, block: Block) -> None:
+        if block.pytest:
+            self.run_tests([block])
+            return
         self.count += 1
         if block.file is not None:
             path = self.directory / block.file
@@ -241,11 +244,7 @@ class Session:
         if block.background:
             self.start_server(block)
             return
-        if block.pytest:
-            tests = self.directory / f"test_snippet_{self.count}.py"
-            tests.write_text(block.code, encoding="utf-8")
-            command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", tests.name]
-        elif block.lang == "python":
+        if block.lang == "python":
             script = self.directory / f"snippet_{self.count}.py"
             script.write_text(block.code, encoding="utf-8")
             command = [sys.executable, str(script)]
@@ -265,6 +264,35 @@ class Session:
             f"{block.where()} exited with {result.returncode}:\n{block.code}\n--- output\n{output}"
         )
         self.check_output(block, output)
+
+    def run_tests(self, blocks: list[Block]) -> None:
+        """Blocks of tests, one test file each, in one ``python -m pytest`` (a pytest
+        process costs seconds to start; the files stay separate modules)."""
+        files: dict[str, Block] = {}
+        for block in blocks:
+            self.count += 1
+            tests = self.directory / f"test_snippet_{self.count}.py"
+            tests.write_text(block.code, encoding="utf-8")
+            files[tests.name] = block
+        command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *files]
+        result = subprocess.run(
+            command,
+            cwd=self.directory,
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=60 * len(files),
+            check=False,
+        )
+        output = result.stdout + result.stderr
+        failed = [block.where() for name, block in files.items() if name in output] or [
+            blocks[0].where()
+        ]
+        assert result.returncode == 0, (
+            f"{', '.join(failed)} exited with {result.returncode}:\n--- output\n{output}"
+        )
+        for block in blocks:
+            self.check_output(block, output)
 
     def start_server(self, block: Block) -> None:
         self.stop_server()
@@ -319,8 +347,17 @@ def session(lwa_emulator: Emulator, tmp_path: Path) -> Iterator[Session]:
 
 @pytest.mark.parametrize("page", PAGES, ids=[page.name for page in PAGES])
 def test_page_blocks_run_as_pasted(page: Page, session: Session) -> None:
+    tests: list[Block] = []  # consecutive blocks of tests run in one pytest
     for block in page.blocks:
+        if block.pytest and not block.expect:
+            tests.append(block)
+            continue
+        if tests:
+            session.run_tests(tests)
+            tests = []
         session.run(block)
+    if tests:
+        session.run_tests(tests)
 
 
 def test_the_quickstart_runs_end_to_end() -> None:

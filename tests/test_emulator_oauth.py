@@ -22,6 +22,7 @@ import pytest
 from lwa_middleware.emulator import Emulator
 from lwa_middleware.emulator.oauth import (
     DEFAULT_CLIENT_SECRET,
+    SERVICE_SCOPES,
     AuthorizationError,
     s256_challenge,
 )
@@ -536,7 +537,7 @@ def test_neither_secret_nor_verifier_is_invalid_request(emu: Emulator, api: http
     ("form", "error"),
     [
         ({"grant_type": "password", "username": "u", "password": "p"}, "unsupported_grant_type"),
-        ({"grant_type": "client_credentials"}, "unsupported_grant_type"),
+        ({"grant_type": "client_credentials"}, "invalid_request"),  # supported: no client_id
         ({"code": "ANxxxx"}, "invalid_request"),
         ({"grant_type": "authorization_code", "client_id": "c"}, "invalid_request"),
         ({"grant_type": "refresh_token", "client_secret": "s"}, "invalid_request"),
@@ -785,6 +786,7 @@ def test_control_clients(emu: Emulator, api: httpx.Client) -> None:
                 "client_secret": DEFAULT_CLIENT_SECRET,
                 "redirect_uris": [],
                 "allow_loopback": True,
+                "service_scopes": list(SERVICE_SCOPES),
             }
         ]
     }

@@ -31,17 +31,6 @@ NOT_IN_CORE = {
     "asyncio", "time", "socketserver", "subprocess", "selectors", "http.client",
     "urllib.request", "httpx", "httpcore", "anyio", "aiohttp", "redis", "uvicorn",
 }  # fmt: skip
-#: A known circle, inside the emulator (issue 23 makes its state one object of parts that do
-#: not import it back; delete this allowance with it).
-KNOWN_CIRCLES = {
-    frozenset(
-        {
-            "lwa_middleware.emulator.state",
-            "lwa_middleware.emulator.oauth_state",
-            "lwa_middleware.emulator.codepair_state",
-        }
-    )
-}
 
 
 def module_names(package: Path = PACKAGE) -> dict[str, Path]:
@@ -170,7 +159,7 @@ def test_imports_point_down(graph: dict[str, set[str]]) -> None:
 
 
 def test_no_import_circles(graph: dict[str, set[str]]) -> None:
-    assert [sorted(c) for c in circles(graph) if c not in KNOWN_CIRCLES] == []
+    assert [sorted(c) for c in circles(graph)] == []
 
 
 def test_core_does_no_io() -> None:

@@ -13,16 +13,24 @@ Layer: ``callers`` (for those who call protected routes; see ``ARCHITECTURE.md``
     async with httpx.AsyncClient(auth=auth) as http:
         await http.get("https://internal.example.com/reports")
 
+    # a service calling Amazon's APIs with a token of its own (no customer)
+    auth = LWAAuth(client_id=CLIENT_ID, client_secret=SECRET, scope="alexa:skill_messaging")
+
 Each request gets ``Authorization: Bearer <access token>``. The token is refreshed (the
 refresh grant; a new refresh token comes back only with the client secret, else the old
 one is kept) before a request when it expires within ``refresh_margin`` seconds (or none is
 known yet), and after an answer that says the token is invalid (a 400 or 401 whose
 ``WWW-Authenticate`` has ``error="invalid_token"`` or whose JSON body's ``error`` is
 ``invalid_token``, as ``LWAMiddleware`` answers in either error style): that request is then
-sent again, **once**. One refresh at a time (a ``threading.Lock`` for the sync flow, an
-``asyncio.Lock`` per event loop for the async flow): requests that wait for it use its new
-token. A refresh that fails raises its :class:`~lwa_middleware.core.grants.GrantError` from the
-request (``InvalidGrant``: the refresh token was revoked; sign in again).
+sent again, **once**. Given a ``scope`` and no refresh token, a service's token is obtained
+and renewed the same way with the ``client_credentials`` grant (a refresh token in LWA's
+answer is ignored: the next renewal is a ``client_credentials`` grant again); such a token
+carries no customer (``Atc|…``), it is for Amazon's APIs, and ``LWAMiddleware`` refuses it.
+One grant at a time (a ``threading.Lock`` for the sync flow, an ``asyncio.Lock`` per event
+loop for the async flow): requests that wait for it use its new token. A grant that fails
+raises its :class:`~lwa_middleware.core.grants.GrantError` from the request (``InvalidGrant``:
+the refresh token was revoked, sign in again; ``InvalidClient``, ``InvalidScope``: the
+service's credentials or scope are wrong).
 
 :meth:`LWAAuth.from_store` reads the tokens ``lwa-middleware login`` stored
 (:mod:`lwa_middleware.callers.token_store`) and writes refreshed ones back (under the store's lock,
@@ -54,7 +62,13 @@ import httpx
 
 from lwa_middleware.callers.token_store import NotLoggedIn, TokenStore, TokenStoreError
 from lwa_middleware.core.errors import ConfigurationError
-from lwa_middleware.core.grants import InvalidGrant, TokenGrant
+from lwa_middleware.core.grants import (
+    GrantRequest,
+    InvalidGrant,
+    TokenGrant,
+    client_credentials_grant,
+    refresh_grant,
+)
 from lwa_middleware.core.settings import is_insecure_http, resolve_api_base_url
 from lwa_middleware.upstream.token_client import AsyncTokenClient, TokenClient
 
@@ -147,20 +161,24 @@ class LWAAuth(httpx.Auth):
     """Bearer authentication with LWA access tokens, refreshed as needed (sync and async).
 
     ``refresh_token``, ``client_id`` and (optionally) ``client_secret`` are a service's
-    credentials; ``access_token`` and ``expires_at`` (epoch seconds) save the first
-    refresh. ``api_base_url`` or ``region`` name LWA (default NA). ``clock`` is for tests.
-    The request body is read before sending (``requires_request_body``), so that a
-    request can be sent again after a refresh.
+    credentials for a customer's tokens (the ``refresh_token`` grant); without a refresh
+    token, ``client_id``, ``client_secret`` and ``scope`` get the service a token of its own
+    (the ``client_credentials`` grant: Alexa skill messaging, Selling Partner API grantless
+    operations). ``access_token`` and ``expires_at`` (epoch seconds) save the first grant.
+    ``api_base_url`` or ``region`` name LWA (default NA). ``clock`` is for tests. The
+    request body is read before sending (``requires_request_body``), so that a request can
+    be sent again after a refresh.
     """
 
     requires_request_body = True
 
     def __init__(
         self,
-        refresh_token: str,
+        refresh_token: str | None = None,
         *,
         client_id: str,
         client_secret: str | None = None,
+        scope: str | None = None,
         api_base_url: str | None = None,
         region: str | None = None,
         access_token: str | None = None,
@@ -172,8 +190,25 @@ class LWAAuth(httpx.Auth):
         transport: httpx.BaseTransport | None = None,
         async_transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
-        if not isinstance(refresh_token, str) or not refresh_token.strip():
+        if refresh_token is None:
+            if not isinstance(client_secret, str) or not client_secret.strip():
+                raise ConfigurationError(
+                    "LWAAuth needs a refresh_token, or client_secret and scope for the "
+                    "client_credentials grant"
+                )
+            if not isinstance(scope, str) or not scope.split() or not scope.isprintable():
+                raise ConfigurationError(
+                    "scope must name the client_credentials grant's scopes (for example "
+                    "alexa:skill_messaging) when there is no refresh_token"
+                )
+            scope = " ".join(scope.split())
+        elif not isinstance(refresh_token, str) or not refresh_token.strip():
             raise ConfigurationError("refresh_token must be a non-empty string")
+        elif scope is not None:
+            raise ConfigurationError(
+                "scope is for the client_credentials grant (no refresh_token); a refresh "
+                "token keeps the scopes it was granted"
+            )
         if not isinstance(client_id, str) or not client_id.strip():
             raise ConfigurationError("client_id must be a non-empty string")
         if (
@@ -188,10 +223,12 @@ class LWAAuth(httpx.Auth):
         self.refresh_margin = float(refresh_margin)
         self.allow_insecure_http = allow_insecure_http
         self.clock = clock
+        #: The ``client_credentials`` grant's scopes, or ``None``: the refresh grant.
+        self.scope = scope
         self._client_secret = client_secret
         self._tokens = _Tokens(
             access_token,
-            refresh_token.strip(),
+            "" if refresh_token is None else refresh_token.strip(),
             -math.inf if access_token is None or expires_at is None else float(expires_at),
         )
         self._store: TokenStore | None = None
@@ -213,7 +250,7 @@ class LWAAuth(httpx.Auth):
             weakref.WeakKeyDictionary()
         )
         self._other_lock: anyio.Lock | None = None  # not asyncio (trio): one lock
-        #: Refresh grants sent so far (successful or not).
+        #: Token grants sent so far (refresh or ``client_credentials``, successful or not).
         self.refreshes = 0
 
     @classmethod
@@ -313,19 +350,35 @@ class LWAAuth(httpx.Auth):
                 self._write_back(store)
                 return token
 
+    def _grant_request(self) -> GrantRequest:
+        """The grant that renews the access token (decided here for both shells): the
+        ``client_credentials`` grant when a ``scope`` was given, else the refresh grant."""
+        if self.scope is not None:
+            assert self._client_secret is not None  # checked by __init__
+            return client_credentials_grant(
+                self.api_base_url,
+                client_id=self.client_id,
+                client_secret=self._client_secret,
+                scope=self.scope,
+            )
+        return refresh_grant(
+            self.api_base_url,
+            refresh_token=self._tokens.refresh_token,
+            client_id=self.client_id,
+            client_secret=self._client_secret,
+        )
+
     def _sync_refresh(self) -> str:
         self.refreshes += 1
         try:
-            grant = self._token_client.refresh(
-                self._tokens.refresh_token,
-                client_id=self.client_id,
-                client_secret=self._client_secret,
-            )
+            grant = self._token_client.grant(self._grant_request())
         except InvalidGrant as error:
             raise self._revoked(error) from None
         return self._settle(grant)
 
     def _revoked(self, error: InvalidGrant) -> InvalidGrant:
+        if self.scope is not None:
+            return error  # not a refresh token: LWA's own answer, as it came
         hint = "; run `lwa-middleware login` again" if self._store is not None else ""
         return InvalidGrant(f"{_REVOKED}{hint}.", status=error.status)
 
@@ -343,11 +396,7 @@ class LWAAuth(httpx.Auth):
                     return adopted
             self.refreshes += 1
             try:
-                grant = await self._async_token_client.refresh(
-                    self._tokens.refresh_token,
-                    client_id=self.client_id,
-                    client_secret=self._client_secret,
-                )
+                grant = await self._async_token_client.grant(self._grant_request())
             except InvalidGrant as error:
                 raise self._revoked(error) from None
             token = self._settle(grant)
@@ -369,9 +418,12 @@ class LWAAuth(httpx.Auth):
 
     def _settle(self, grant: TokenGrant) -> str:
         now = self.clock()
+        kept = self._tokens.refresh_token
         self._tokens = _Tokens(
             grant.access_token,
-            grant.refresh_token or self._tokens.refresh_token,
+            # A client_credentials answer's refresh token (one of Amazon's pages shows one)
+            # is not used: the next renewal is a client_credentials grant again.
+            kept if self.scope is not None else grant.refresh_token or kept,
             grant.expires_at(now),
         )
         logger.debug(
@@ -436,6 +488,8 @@ class LWAAuth(httpx.Auth):
 
     def __repr__(self) -> str:
         source = "store" if self._store is not None else "memory"
+        if self.scope is not None:
+            source = f"client_credentials scope={self.scope!r}"
         return (
             f"LWAAuth(client_id={self.client_id!r}, api_base_url={self.api_base_url!r}, {source})"
         )

@@ -14,6 +14,9 @@ or LWA's error body ``{"error", "error_description"}``.
 * :func:`parse_grant` turns ``(status, content type, body)`` into a :class:`TokenGrant` or
   raises a :class:`GrantError`, strictly: an answer it cannot fully vouch for is
   :class:`GrantUnavailable`.
+* :func:`client_credentials_grant` (``grant_type=client_credentials``: ``client_id``,
+  ``client_secret`` and ``scope``): a token of a service's own, with no customer (``Atc|…``;
+  Alexa skill messaging, Selling Partner API grantless operations).
 * :func:`device_grant` (``grant_type=device_code``: ``device_code`` and ``user_code`` of a
   code pair, see :mod:`lwa_middleware.core.device`); its polling answers are parsed with
   ``errors=DEVICE_GRANT_ERRORS``.
@@ -85,6 +88,7 @@ __all__ = [
     "TokenGrant",
     "UnauthorizedClient",
     "UnsupportedGrantType",
+    "client_credentials_grant",
     "code_challenge_s256",
     "code_grant",
     "device_grant",
@@ -285,6 +289,18 @@ def refresh_grant(
     )
 
 
+def client_credentials_grant(
+    api_base_url: str, *, client_id: str, client_secret: str, scope: str
+) -> GrantRequest:
+    """``grant_type=client_credentials``: a token of the client's own for ``scope`` (one or
+    more space-separated scopes, required), with no customer and no refresh token."""
+    return grant_request(
+        api_base_url,
+        "client_credentials",
+        {"client_id": client_id, "client_secret": client_secret, "scope": scope},
+    )
+
+
 def device_grant(api_base_url: str, *, device_code: str, user_code: str) -> GrantRequest:
     """``grant_type=device_code``: poll for the tokens of a code pair (both of its codes, as
     Amazon asks); parse the answer with ``errors=DEVICE_GRANT_ERRORS``."""
@@ -436,7 +452,9 @@ def _description(data: Mapping[str, Any], sensitive: Collection[str]) -> str | N
     if not isinstance(text, str) or not text.strip() or not text.isprintable():
         return None
     text = text.strip()
-    if "Atza" in text or "Atzr" in text or any(echoes(text, value) for value in sensitive):
+    if "Atza" in text or "Atzr" in text or "Atc|" in text:
+        return None
+    if any(echoes(text, value) for value in sensitive):
         return None
     return text[:_MAX_DESCRIPTION]
 

@@ -186,7 +186,7 @@ def _description(data: Mapping[str, Any]) -> str | None:
     text = data.get("error_description")
     if not isinstance(text, str) or not text.strip() or not text.isprintable():
         return None
-    if "Atza" in text or "Atzr" in text:
+    if "Atza" in text or "Atzr" in text or "Atc|" in text:
         return None
     return text.strip()[:_MAX_DESCRIPTION]
 

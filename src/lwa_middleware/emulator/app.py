@@ -10,6 +10,9 @@ Layer: ``emulator`` (stands on ``core`` alone; see ``ARCHITECTURE.md``).
 (``POST /auth/o2/create/codepair``, ``GET``/``POST /activate``, the ``device_code``
 grant), applies injected latency and faults (to the token and code pair endpoints
 too), and mounts the JSON control endpoints of :mod:`.controls` under ``/_emulator/``.
+Paths under ``/auth/o2/`` are matched in any case, as LWA serves them (``/auth/O2/token``,
+Amazon's SDKs' spelling), and an unknown one (or a wrong method) is answered with LWA's
+JSON error (``invalid_request``, 404 or 405), never a bare text page.
 ``Emulator`` is the state plus its app, and can serve itself on a local port.
 
 About the ``reset`` fault: under uvicorn the emulator aborts the TCP
@@ -40,36 +43,36 @@ from typing import Any, TypeVar
 
 import anyio
 from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
-from starlette.types import Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
+from lwa_middleware.emulator.accounts import TOKEN_PREFIX, ValidToken
 from lwa_middleware.emulator.codepair import ACTIVATE_PATH, CODEPAIR_PATH
 from lwa_middleware.emulator.codepair_endpoints import CodePairEndpoints, verification_uri
 from lwa_middleware.emulator.controls import CONTROL_ERROR_HANDLERS, ControlEndpoints
+from lwa_middleware.emulator.faults import CODEPAIR_ENDPOINT, TOKEN_ENDPOINT, FaultKind, RequestPlan
 from lwa_middleware.emulator.oauth import grant_type_of
 from lwa_middleware.emulator.oauth_endpoints import DECISION_PATH, OAuthEndpoints
 from lwa_middleware.emulator.server import ServerHandle, serve
-from lwa_middleware.emulator.state import (
-    CODEPAIR_ENDPOINT,
-    TOKEN_ENDPOINT,
-    TOKEN_PREFIX,
-    EmulatorState,
-    FaultKind,
-    RequestPlan,
-    ValidToken,
-)
+from lwa_middleware.emulator.state import EmulatorState
 
 JSON_CONTENT_TYPE = "application/json;charset=UTF-8"
 REQUEST_ID_HEADER = "x-amzn-RequestId"
 ISSUER = "https://www.amazon.com"
+LWA_PATH_PREFIX = "/auth/o2/"
 PROFILE_SCOPES = frozenset({"profile", "profile:user_id", "postal_code"})
 
 _MISSING = "The request is missing a required parameter : access_token"
 _MULTIPLE = "The request has more than one access token : access_token"
 _INVALID = "The access token provided is expired, revoked, malformed, or invalid for other reasons."
 _NO_SCOPE = "The access token provided does not have the scope required for this resource."
+_ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
+_NOT_FOUND = "The requested resource does not exist."
+_NOT_ALLOWED = "The HTTP method is not supported by this resource."
 _RESET_DISCONNECT_WAIT = 1.0
 _TRICKLES = frozenset({FaultKind.TRICKLE, FaultKind.TRICKLE_BODY})
 
@@ -376,6 +379,58 @@ class LwaEndpoints:
             return error.response(request_id)
 
 
+# Paths ----------------------------------------------------------------------
+
+
+def split_root(scope: Scope) -> tuple[str, str]:
+    """``(root path, route path)`` of a request: the path below the app's mount point."""
+    path: str = scope["path"]
+    root: str = scope.get("root_path", "")
+    if root and path.startswith(root) and (len(path) == len(root) or path[len(root)] == "/"):
+        return root, path[len(root) :]
+    return "", path
+
+
+def ascii_lower(text: str) -> str:
+    """``text`` with ``A``-``Z`` made lower case, and nothing else (``str.lower`` would also
+    fold other letters, the Kelvin sign into ``k``)."""
+    return text.translate(_ASCII_LOWER)
+
+
+def is_lwa_path(route_path: str) -> bool:
+    """Whether a route path is under ``/auth/o2/`` in any case (LWA's token, token-info and
+    code pair endpoints: LWA serves ``/auth/O2/token`` as ``/auth/o2/token``)."""
+    lowered = ascii_lower(route_path)
+    return lowered == LWA_PATH_PREFIX.rstrip("/") or lowered.startswith(LWA_PATH_PREFIX)
+
+
+class CaseInsensitiveLwaPaths:
+    """ASGI middleware: a path under ``/auth/o2/`` is routed in lower case, whatever case it
+    came in (``/auth/O2/token``, ``/AUTH/o2/create/codepair``), as LWA serves them."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            root, route = split_root(scope)
+            lowered = ascii_lower(route)
+            if lowered != route and is_lwa_path(route):
+                scope = {**scope, "path": root + lowered}
+        await self.app(scope, receive, send)
+
+
+async def lwa_http_error(request: Request, exc: Exception) -> Response:
+    """A 404 or 405 from the router: under ``/auth/o2/`` LWA's JSON error
+    (``invalid_request``, ``x-amzn-RequestId``), elsewhere Starlette's plain text."""
+    assert isinstance(exc, HTTPException)
+    if not is_lwa_path(split_root(request.scope)[1]):
+        return PlainTextResponse(exc.detail, exc.status_code, headers=exc.headers)
+    description = _NOT_FOUND if exc.status_code == 404 else _NOT_ALLOWED
+    error = LwaError(exc.status_code, "invalid_request", description)
+    return error.response(str(uuid.uuid4()), exc.headers)
+
+
 def build_app(state: EmulatorState) -> Starlette:
     """Return the emulator's Starlette app, serving ``state``."""
     lwa = LwaEndpoints(state)
@@ -411,7 +466,12 @@ def build_app(state: EmulatorState) -> Starlette:
         Route("/_emulator/calls/token", control.token_calls, methods=["GET"]),
         Route("/_emulator/reset", control.reset, methods=["POST"]),
     ]
-    return Starlette(routes=routes, exception_handlers=CONTROL_ERROR_HANDLERS)
+    handlers = {**CONTROL_ERROR_HANDLERS, 404: lwa_http_error, 405: lwa_http_error}
+    return Starlette(
+        routes=routes,
+        middleware=[Middleware(CaseInsensitiveLwaPaths)],
+        exception_handlers=handlers,
+    )
 
 
 _E = TypeVar("_E", bound="Emulator")

@@ -2,12 +2,13 @@
 
 Layer: ``emulator`` (stands on ``core`` alone; see ``ARCHITECTURE.md``).
 
-``CodePairState`` belongs to one :class:`~lwa_middleware.emulator.state.EmulatorState` (its
-``issuer``): the tokens of an approved pair are minted through the issuer's
-:class:`~lwa_middleware.emulator.oauth_state.OAuthState`, so ``/auth/o2/tokeninfo`` and
-``/user/profile`` answer for them (``aud`` = the pair's client, the approved scopes and
-user) and the refresh token works with the ``refresh_token`` grant. Time is the issuer's
-``clock``.
+``CodePairState`` is a part of :class:`~lwa_middleware.emulator.state.EmulatorState` built
+on its :class:`~lwa_middleware.emulator.accounts.Accounts` and
+:class:`~lwa_middleware.emulator.oauth_state.OAuthState` (and importing nothing else of the
+state): the tokens of an approved pair are minted through the OAuth state, so
+``/auth/o2/tokeninfo`` and ``/user/profile`` answer for them (``aud`` = the pair's client,
+the approved scopes and user) and the refresh token works with the ``refresh_token`` grant.
+Time is the accounts' ``clock``.
 
 Rules of the poll (``grant_type=device_code``), checked in this order:
 
@@ -24,8 +25,7 @@ Rules of the poll (``grant_type=device_code``), checked in this order:
 6. not yet approved: ``authorization_pending``; approved: the tokens (access and refresh,
    ``expires_in`` 3600), and the pair is redeemed.
 
-Lock order: this state's lock, then the OAuth state's, then the issuer's.
-
+Lock order: this state's lock, then the OAuth state's, then the accounts'.
 """
 
 from __future__ import annotations
@@ -35,8 +35,8 @@ import threading
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from types import MappingProxyType
-from typing import TYPE_CHECKING
 
+from lwa_middleware.emulator.accounts import Accounts
 from lwa_middleware.emulator.codepair import (
     DEFAULT_CODE_PAIR_LIFETIME,
     DEFAULT_DEVICE_INTERVAL,
@@ -58,9 +58,7 @@ from lwa_middleware.emulator.oauth import (
     client_credentials,
     required,
 )
-
-if TYPE_CHECKING:
-    from lwa_middleware.emulator.state import EmulatorState
+from lwa_middleware.emulator.oauth_state import OAuthState
 
 
 def _invalid_grant(description: str) -> TokenError:
@@ -77,12 +75,14 @@ class CodePairState:
 
     def __init__(
         self,
-        issuer: EmulatorState,
+        accounts: Accounts,
+        oauth: OAuthState,
         *,
         interval: int = DEFAULT_DEVICE_INTERVAL,
         lifetime: int = DEFAULT_CODE_PAIR_LIFETIME,
     ) -> None:
-        self._issuer = issuer
+        self._accounts = accounts
+        self._oauth = oauth
         self._default_interval = check_device_interval(interval)
         self._default_lifetime = check_code_pair_lifetime(lifetime)
         self._interval = self._default_interval
@@ -117,12 +117,12 @@ class CodePairState:
     def create(self, form: Mapping[str, str], verification_uri: str) -> dict[str, object]:
         """``POST /auth/o2/create/codepair``: the Device Authorization Response for a checked
         form, or raise ``TokenError``."""
-        request = parse_codepair_request(form, self._issuer.oauth.client)
+        request = parse_codepair_request(form, self._oauth.client)
         with self._lock:
             user_code = new_user_code()
             while user_code in self._by_user_code:
                 user_code = new_user_code()
-            now = self._issuer.clock()
+            now = self._accounts.clock()
             pair = CodePair(
                 new_device_code(), user_code, request, now, now + self._lifetime, self._interval
             )
@@ -138,7 +138,7 @@ class CodePairState:
         pair = self._pairs.get(self._by_user_code.get(normalize_user_code(user_code), ""))
         if pair is None:
             raise KeyError(f"unknown user code: {user_code!r}")
-        status = pair.status_at(self._issuer.clock())
+        status = pair.status_at(self._accounts.clock())
         if status is PairStatus.EXPIRED:
             raise CodePairError("expired_user_code", "This code has expired.")
         if status is not PairStatus.PENDING:
@@ -149,7 +149,7 @@ class CodePairState:
         """The pair of a (typed) user code, or ``None``."""
         with self._lock:
             pair = self._pairs.get(self._by_user_code.get(normalize_user_code(user_code), ""))
-            return None if pair is None else pair.info(self._issuer.clock())
+            return None if pair is None else pair.info(self._accounts.clock())
 
     def approve(
         self, user_code: str, user_id: str, scopes: Sequence[str] | None = None
@@ -158,7 +158,7 @@ class CodePairState:
         (default: all requested). Raises ``KeyError`` for an unknown code or user,
         ``CodePairError`` for a pair no longer pending, ``ValueError`` for scopes that
         were not requested."""
-        if self._issuer.get_user(user_id) is None:
+        if self._accounts.get_user(user_id) is None:
             raise KeyError(f"unknown user id: {user_id!r}")
         with self._lock:
             pair = self._live(user_code)
@@ -167,7 +167,7 @@ class CodePairState:
             if not approved or not set(approved) <= set(requested):
                 raise ValueError(f"approved scopes {approved!r} must be some of {requested!r}")
             pair.status, pair.user_id, pair.approved_scopes = PairStatus.APPROVED, user_id, approved
-            return pair.info(self._issuer.clock())
+            return pair.info(self._accounts.clock())
 
     def deny(self, user_code: str) -> CodePairInfo:
         """The user denies the pending pair of ``user_code``. Raises ``KeyError`` for an
@@ -175,13 +175,13 @@ class CodePairState:
         with self._lock:
             pair = self._live(user_code)
             pair.status = PairStatus.DENIED
-            return pair.info(self._issuer.clock())
+            return pair.info(self._accounts.clock())
 
     @property
     def pairs(self) -> Mapping[str, CodePairInfo]:
         """A read-only snapshot of every remembered pair, by user code, oldest first."""
         with self._lock:
-            now = self._issuer.clock()
+            now = self._accounts.clock()
             return MappingProxyType({p.user_code: p.info(now) for p in self._pairs.values()})
 
     # The device grant ---------------------------------------------------------------
@@ -193,7 +193,7 @@ class CodePairState:
         user_code = required(form, "user_code")
         client: OAuthClient | None = None
         if _has_credentials(form, authorization):
-            client, _ = self._issuer.oauth.authenticate(client_credentials(form, authorization))
+            client, _ = self._oauth.authenticate(client_credentials(form, authorization))
         with self._lock:
             pair = self._pairs.get(device_code)
             if pair is None:
@@ -206,7 +206,7 @@ class CodePairState:
                 raise _invalid_grant("The code pair was already redeemed")
             if pair.status is PairStatus.DENIED:
                 raise _invalid_grant("The user denied the authorization request")
-            now = self._issuer.clock()
+            now = self._accounts.clock()
             if now >= pair.expires_at:
                 raise TokenError(
                     "invalid_code_pair", "The code pair has expired. Request a new code pair."
@@ -225,12 +225,12 @@ class CodePairState:
             return self._redeem(pair)
 
     def _redeem(self, pair: CodePair) -> dict[str, object]:
-        owner = self._issuer.oauth.client(pair.request.client_id)
-        if pair.user_id is None or self._issuer.get_user(pair.user_id) is None:
+        owner = self._oauth.client(pair.request.client_id)
+        if pair.user_id is None or self._accounts.get_user(pair.user_id) is None:
             raise _invalid_grant("The user of this grant no longer exists")
         if owner is None:
             raise _invalid_grant("The client of this code pair is no longer registered")
-        answer = self._issuer.oauth.issue_device_tokens(owner, pair.user_id, pair.approved_scopes)
+        answer = self._oauth.issue_device_tokens(owner, pair.user_id, pair.approved_scopes)
         pair.status = PairStatus.REDEEMED
         return answer
 

@@ -19,8 +19,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from html import escape
 
+from lwa_middleware.emulator.accounts import EmulatorUser
 from lwa_middleware.emulator.oauth import AuthorizationRequest
-from lwa_middleware.emulator.state import EmulatorUser
 
 PAGE_HEADERS = {
     "Cache-Control": "no-store",

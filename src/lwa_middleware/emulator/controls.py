@@ -3,12 +3,11 @@
 Layer: ``emulator`` (stands on ``core`` alone; see ``ARCHITECTURE.md``).
 
 They drive :class:`~lwa_middleware.emulator.state.EmulatorState` over HTTP for users of
-``lwa-middleware emulator`` running out of process: add users, mint, revoke and expire
-tokens, register OAuth clients, approve or deny an authorization request without the
-consent page, approve or deny a code pair without the ``/activate`` page and set the
-device interval and pair lifetime, inject faults and latency, read and reset call
-counts. Control requests are not counted.
-
+``lwa-middleware emulator`` running out of process: add users, mint access and refresh
+tokens, revoke and expire tokens, register OAuth clients, approve or deny an authorization
+request without the consent page, approve or deny a code pair without the ``/activate``
+page and set the device interval and pair lifetime, inject faults and latency, read and
+reset call counts. Control requests are not counted.
 """
 
 from __future__ import annotations
@@ -25,8 +24,9 @@ from lwa_middleware.emulator.codepair import (
     check_code_pair_lifetime,
     check_device_interval,
 )
+from lwa_middleware.emulator.faults import ANY_ENDPOINT, check_interval
 from lwa_middleware.emulator.oauth import DEFAULT_REDIRECT_URI, AuthorizationError
-from lwa_middleware.emulator.state import ANY_ENDPOINT, EmulatorState, check_interval
+from lwa_middleware.emulator.state import EmulatorState
 
 
 class ControlError(Exception):
@@ -123,34 +123,46 @@ class ControlEndpoints:
         return JSONResponse(user.to_json())
 
     async def mint(self, request: Request) -> Response:
-        """``POST /_emulator/tokens``: mint for ``user_id``, or for a new user."""
+        """``POST /_emulator/tokens``: mint for ``user_id``, or for a new user.
+
+        With ``"refresh_token": true`` the answer also carries a refresh token for that
+        user, ``client_id`` (a registered client, default the emulator's; 404 otherwise)
+        and ``scopes``, as ``mint_refresh_token`` (the access token is then issued to that
+        client too, its ``app_id``, and belongs to the refresh token's family).
+        """
         body = await _json_object(request)
         fields = _user_fields(body)
+        with_refresh = _bool_field(body, "refresh_token") or False
         user_id = fields.get("user_id")
         if user_id is not None and self._state.get_user(user_id) is None:
             raise ControlError(404, f"unknown user id: {user_id}")
-        if user_id is None:
-            user_id = self._state.add_user(**fields).user_id
         scopes = body.get("scopes", ["profile"])
         if not isinstance(scopes, (str, list)) or not all(isinstance(s, str) for s in scopes):
             raise ControlError(400, "'scopes' must be a list of strings")
         lifetime = _number_field(body, "lifetime")
-        lifetime = 3600 if lifetime is None else lifetime
         client_id, app_id = _str_field(body, "client_id"), _str_field(body, "app_id")
+        if with_refresh and (lifetime is not None or app_id is not None):
+            raise ControlError(
+                400, "'lifetime' and 'app_id' cannot be set with 'refresh_token' (the client's)"
+            )
+        if with_refresh and self._state.get_client(client_id) is None:
+            raise ControlError(404, f"unknown client id: {client_id}")
+        lifetime = 3600 if lifetime is None else lifetime
+        if user_id is None:
+            user_id = self._state.add_user(**fields).user_id
+        answer: dict[str, object]
         try:
-            token = self._state.mint(user_id, scopes, lifetime, client_id, app_id)
+            if with_refresh:
+                answer = self._state.oauth.mint_tokens(user_id, scopes, client_id)
+            else:
+                token = self._state.mint(user_id, scopes, lifetime, client_id, app_id)
+                expires_in = int(lifetime)
+                answer = {"access_token": token, "token_type": "bearer", "expires_in": expires_in}
         except KeyError as exc:
-            raise ControlError(404, f"unknown user id: {user_id}") from exc
+            raise ControlError(404, _missing(exc)) from exc
         except ValueError as exc:
             raise ControlError(400, str(exc)) from exc
-        return JSONResponse(
-            {
-                "access_token": token,
-                "token_type": "bearer",
-                "expires_in": int(lifetime),
-                "user_id": user_id,
-            }
-        )
+        return JSONResponse({**answer, "user_id": user_id})
 
     async def revoke(self, request: Request) -> Response:
         """``POST /_emulator/revoke`` ``{"token": ...}``."""
@@ -172,7 +184,8 @@ class ControlEndpoints:
 
     async def register_client(self, request: Request) -> Response:
         """``POST /_emulator/clients`` ``{"client_id", "client_secret", "app_id",
-        "redirect_uris", "allow_loopback"}`` (all optional): as ``register_client``."""
+        "redirect_uris", "allow_loopback", "service_scopes"}`` (all optional): as
+        ``register_client``."""
         body = await _json_object(request)
         try:
             client = self._state.register_client(
@@ -181,6 +194,7 @@ class ControlEndpoints:
                 app_id=_str_field(body, "app_id"),
                 redirect_uris=_strings_field(body, "redirect_uris"),
                 allow_loopback=_bool_field(body, "allow_loopback"),
+                service_scopes=_strings_field(body, "service_scopes"),
             )
         except ValueError as exc:
             raise ControlError(400, str(exc)) from exc

@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from lwa_middleware.core.settings import LWASettings
-from lwa_middleware.emulator.state import DEFAULT_CLIENT_ID
+from lwa_middleware.emulator.accounts import DEFAULT_CLIENT_ID
 
 #: Where ``lwa-middleware emulator`` listens by default.
 LOCAL_EMULATOR_URL = "http://127.0.0.1:8765"

@@ -10,8 +10,10 @@ What Amazon documents, and the emulator follows: ``GET /ap/oa`` takes ``client_i
 client or a redirect URI the client did not register is shown an error page, never
 redirected to (no open redirector); every other bad parameter is redirected back with
 ``error`` and ``state``. ``POST /auth/o2/token`` takes a form, the client's credentials in
-it or in HTTP Basic, and answers JSON.
-
+it or in HTTP Basic, and answers JSON. Its ``client_credentials`` grant (a service's own
+token: Alexa skill messaging, Selling Partner API grantless operations) takes
+``client_id``, ``client_secret`` and ``scope`` (required), and answers ``access_token``
+(``Atc|…``), ``scope``, ``token_type`` ``bearer`` and ``expires_in`` 3600.
 """
 
 from __future__ import annotations
@@ -30,6 +32,17 @@ SCOPES = ("profile", "profile:user_id", "postal_code")
 """The scopes ``/ap/oa`` grants, as Amazon documents them for websites."""
 PKCE_METHODS = ("S256", "plain")
 GRANT_TYPES = ("authorization_code", "refresh_token")
+CLIENT_CREDENTIALS_GRANT = "client_credentials"
+"""The grant a service uses for a token of its own, with no customer (``Atc|…``)."""
+SERVICE_SCOPES = (
+    "alexa:skill_messaging",
+    "alexa::proactive_events",
+    "sellingpartnerapi::notifications",
+    "sellingpartnerapi::migration",
+)
+"""The ``client_credentials`` scopes Amazon documents (Alexa skill messaging and proactive
+events, Selling Partner API grantless operations): what a client may ask for unless it was
+registered with other ``service_scopes``."""
 CODE_LIFETIME = 300.0
 """Seconds an authorization code can be redeemed (Amazon: five minutes)."""
 ACCESS_TOKEN_LIFETIME = 3600
@@ -115,6 +128,9 @@ class OAuthClient:
     """Allowed redirect URIs, compared exactly (string equality)."""
     allow_loopback: bool = True
     """Also allow any ``http(s)://127.0.0.1|localhost|[::1]`` URI, any port and path."""
+    service_scopes: tuple[str, ...] = SERVICE_SCOPES
+    """The scopes the ``client_credentials`` grant may give this client (none: the grant
+    answers ``unauthorized_client``)."""
 
     def allows(self, redirect_uri: str) -> bool:
         """Whether ``/ap/oa`` may redirect to ``redirect_uri`` for this client."""
@@ -130,6 +146,7 @@ class OAuthClient:
             "client_secret": self.client_secret,
             "redirect_uris": list(self.redirect_uris),
             "allow_loopback": self.allow_loopback,
+            "service_scopes": list(self.service_scopes),
         }
 
 
@@ -217,6 +234,19 @@ def parse_scopes(scopes: str | Iterable[str]) -> tuple[str, ...]:
         raise ValueError(f"unknown scope {unknown[0]!r}; expected {', '.join(SCOPES)}")
     if not items:
         raise ValueError("no scope requested")
+    return tuple(dict.fromkeys(items))
+
+
+def check_service_scopes(scopes: str | Iterable[str]) -> tuple[str, ...]:
+    """The ``client_credentials`` scopes a client may be registered with, without
+    duplicates; raise ``ValueError`` for a malformed one or a customer scope (``profile``,
+    …: a service token carries no customer)."""
+    items = scopes.split() if isinstance(scopes, str) else list(scopes)
+    for scope in items:
+        if not isinstance(scope, str) or not scope or scope.split() != [scope]:
+            raise ValueError(f"invalid service scope: {scope!r}")
+        if scope in SCOPES:
+            raise ValueError(f"{scope!r} is a customer scope, not a service scope")
     return tuple(dict.fromkeys(items))
 
 

@@ -10,8 +10,8 @@ client or an unregistered redirect URI gets a 400 error page, any other bad para
 sent). The decision redirects with ``code``, ``scope`` and ``state``, or with
 ``error=access_denied``. The token endpoint's latency and faults are applied by
 :mod:`.app`; here is only its answer (``grant_type`` ``authorization_code``,
-``refresh_token``, and code-based linking's ``device_code``, see :mod:`.codepair_state`).
-
+``refresh_token``, ``client_credentials`` (see :mod:`.oauth_state`) and code-based
+linking's ``device_code``, see :mod:`.codepair_state`).
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 from lwa_middleware.emulator.codepair import DEVICE_GRANT
 from lwa_middleware.emulator.consent import PAGE_HEADERS, consent_page, error_page
 from lwa_middleware.emulator.oauth import (
+    CLIENT_CREDENTIALS_GRANT,
     AuthorizationError,
     TokenError,
     client_credentials,
@@ -122,6 +123,8 @@ class OAuthEndpoints:
                 answer = oauth.refresh(client_credentials(form, authorization), form)
             elif grant_type == DEVICE_GRANT:
                 answer = self._state.device.poll(form, authorization)
+            elif grant_type == CLIENT_CREDENTIALS_GRANT:
+                answer = oauth.client_credentials(client_credentials(form, authorization), form)
             else:
                 raise TokenError(
                     "unsupported_grant_type",

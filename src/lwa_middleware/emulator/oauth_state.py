@@ -2,10 +2,10 @@
 
 Layer: ``emulator`` (stands on ``core`` alone; see ``ARCHITECTURE.md``).
 
-``OAuthState`` belongs to one :class:`~lwa_middleware.emulator.state.EmulatorState` (its
-``issuer``): access tokens are minted there, so ``/auth/o2/tokeninfo`` and
-``/user/profile`` answer for them like for any other token, and expiry follows the
-issuer's ``clock``.
+``OAuthState`` is a part of :class:`~lwa_middleware.emulator.state.EmulatorState` built on
+its :class:`~lwa_middleware.emulator.accounts.Accounts` (and importing nothing else of the
+state): access tokens are minted there, so ``/auth/o2/tokeninfo`` and ``/user/profile``
+answer for them like for any other token, and expiry follows the accounts' ``clock``.
 
 Rules (see :mod:`.oauth` for the request checks): a code is redeemable once, for
 ``CODE_LIFETIME`` seconds, by the client it was issued to, with the ``redirect_uri`` of
@@ -17,8 +17,13 @@ A failed redemption does not use the code up. Refresh tokens do not expire and s
 after use; a refresh with the client secret also returns a new refresh token, one without
 it returns none. An approved code pair (code-based linking, :mod:`.codepair_state`) gets
 its tokens here too (:meth:`OAuthState.issue_device_tokens`): they refresh like the code
-grant's.
+grant's, and so do the refresh tokens a test mints (:meth:`OAuthState.mint_tokens`).
 
+The ``client_credentials`` grant (:meth:`OAuthState.client_credentials`) gives a client a
+token of its own (``Atc|…``, no customer, no refresh token), checked in this order: the
+client's credentials (``invalid_client``, 401), its secret (required: ``invalid_request``),
+``scope`` (required: ``invalid_request``), a client registered without service scopes
+(``unauthorized_client``), a scope it may not have (``invalid_scope``).
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
+from lwa_middleware.emulator.accounts import Accounts, normalize_scopes
 from lwa_middleware.emulator.oauth import (
     ACCESS_TOKEN_LIFETIME,
     CODE_LIFETIME,
@@ -42,6 +48,7 @@ from lwa_middleware.emulator.oauth import (
     RefreshGrant,
     TokenError,
     check_redirect_uri,
+    check_service_scopes,
     invalid_client,
     new_authorization_code,
     new_refresh_token,
@@ -54,13 +61,12 @@ from lwa_middleware.emulator.oauth import (
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
-    from lwa_middleware.emulator.state import EmulatorState
-
 PENDING_LIFETIME = 600.0
 """Seconds a consent page can be answered."""
 MAX_PENDING = 1000
 """Consent pages remembered at once (the oldest is forgotten first)."""
 
+_INVALID_SCOPE = "The request has an invalid parameter : scope"
 _GRANT = "The authorization grant is invalid, expired, revoked, or was issued to another client"
 
 
@@ -71,24 +77,25 @@ def _invalid_grant(description: str = _GRANT) -> TokenError:
 class OAuthState:
     """Clients, consents, codes and refresh tokens of one emulator (thread-safe)."""
 
-    def __init__(self, issuer: EmulatorState) -> None:
-        self._issuer = issuer
-        self._lock = threading.RLock()  # held while minting: always before the issuer's
+    def __init__(self, accounts: Accounts) -> None:
+        self._accounts = accounts
+        self._lock = threading.RLock()  # held while minting: always before the accounts'
         self._clients: dict[str, OAuthClient] = {}
         self._pending: OrderedDict[str, tuple[AuthorizationRequest, float]] = OrderedDict()
         self._codes: dict[str, AuthorizationCode] = {}
         self._refresh: dict[str, RefreshGrant] = {}
         self._device_grants: dict[str, AuthorizationCode] = {}
-        """The origins (revocation families) of code-pair tokens, never redeemable codes."""
+        """The origins (revocation families) of code-pair and minted refresh tokens, never
+        redeemable codes."""
 
     # Clients ----------------------------------------------------------------------
 
     def _default_client(self) -> OAuthClient:
-        return OAuthClient(self._issuer.client_id, self._issuer.app_id, DEFAULT_CLIENT_SECRET)
+        return OAuthClient(self._accounts.client_id, self._accounts.app_id, DEFAULT_CLIENT_SECRET)
 
     def _find(self, client_id: str) -> OAuthClient | None:
         found = self._clients.get(client_id)
-        if found is None and client_id == self._issuer.client_id:
+        if found is None and client_id == self._accounts.client_id:
             return self._default_client()
         return found
 
@@ -101,8 +108,8 @@ class OAuthState:
     def clients(self) -> list[OAuthClient]:
         """Every registered client, the emulator's own first."""
         with self._lock:
-            own = self._find(self._issuer.client_id)
-            others = [c for c in self._clients.values() if c.client_id != self._issuer.client_id]
+            own = self._find(self._accounts.client_id)
+            others = [c for c in self._clients.values() if c.client_id != self._accounts.client_id]
         return [own, *others] if own is not None else others
 
     def register_client(
@@ -113,23 +120,27 @@ class OAuthState:
         app_id: str | None = None,
         redirect_uris: str | Iterable[str] | None = None,
         allow_loopback: bool | None = None,
+        service_scopes: str | Iterable[str] | None = None,
     ) -> OAuthClient:
         """Register a client, or change the given fields of a known one; return it.
 
         ``client_id`` defaults to the emulator's. A new client gets the emulator's
-        ``app_id``, ``DEFAULT_CLIENT_SECRET``, no redirect URI and ``allow_loopback=True``.
-        ``redirect_uris`` replaces the list (exact matches). Raises ``ValueError`` for an
-        empty id or secret or a URI that cannot be registered.
+        ``app_id``, ``DEFAULT_CLIENT_SECRET``, no redirect URI, ``allow_loopback=True`` and
+        the documented ``SERVICE_SCOPES``. ``redirect_uris`` and ``service_scopes`` replace
+        the lists (``service_scopes=()``: the client may not use ``client_credentials``).
+        Raises ``ValueError`` for an empty id or secret, a URI that cannot be registered or
+        a scope that cannot be a service scope.
         """
         if client_id == "" or client_secret == "" or app_id == "":
             raise ValueError("client_id, client_secret and app_id cannot be empty")
         if isinstance(redirect_uris, str):
             redirect_uris = [redirect_uris]
         uris = None if redirect_uris is None else tuple(map(check_redirect_uri, redirect_uris))
+        scopes = None if service_scopes is None else check_service_scopes(service_scopes)
         with self._lock:
-            key = client_id or self._issuer.client_id
+            key = client_id or self._accounts.client_id
             current = self._find(key) or OAuthClient(
-                key, self._issuer.app_id, DEFAULT_CLIENT_SECRET
+                key, self._accounts.app_id, DEFAULT_CLIENT_SECRET
             )
             client = replace(
                 current,
@@ -139,6 +150,7 @@ class OAuthState:
                 allow_loopback=current.allow_loopback
                 if allow_loopback is None
                 else bool(allow_loopback),
+                service_scopes=current.service_scopes if scopes is None else scopes,
             )
             self._clients[key] = client
         return client
@@ -167,7 +179,7 @@ class OAuthState:
         """Remember a request shown on a consent page; return its one-time id."""
         pending_id = secrets.token_urlsafe(24)
         with self._lock:
-            self._pending[pending_id] = (request, self._issuer.clock() + PENDING_LIFETIME)
+            self._pending[pending_id] = (request, self._accounts.clock() + PENDING_LIFETIME)
             while len(self._pending) > MAX_PENDING:
                 self._pending.popitem(last=False)
         return pending_id
@@ -176,7 +188,7 @@ class OAuthState:
         """The request behind a consent page (once), or ``None`` if unknown or expired."""
         with self._lock:
             pending = self._pending.pop(pending_id, None)
-            if pending is None or self._issuer.clock() >= pending[1]:
+            if pending is None or self._accounts.clock() >= pending[1]:
                 return None
             return pending[0]
 
@@ -189,11 +201,11 @@ class OAuthState:
         approved = request.scopes if scopes is None else tuple(dict.fromkeys(scopes))
         if not approved or not set(approved) <= set(request.scopes):
             raise ValueError(f"approved scopes {approved!r} must be some of {request.scopes!r}")
-        if self._issuer.get_user(user_id) is None:
+        if self._accounts.get_user(user_id) is None:
             raise KeyError(f"unknown user id: {user_id!r}")
         code = new_authorization_code()
         with self._lock:
-            expires_at = self._issuer.clock() + CODE_LIFETIME
+            expires_at = self._accounts.clock() + CODE_LIFETIME
             self._codes[code] = AuthorizationCode(code, request, user_id, approved, expires_at)
         return code
 
@@ -219,12 +231,12 @@ class OAuthState:
                 raise _invalid_grant("The authorization code was already used")
             if issued is None or issued.request.client_id != client.client_id:
                 raise _invalid_grant()
-            if self._issuer.clock() >= issued.expires_at:
+            if self._accounts.clock() >= issued.expires_at:
                 raise _invalid_grant("The authorization code has expired")
             if issued.request.redirect_uri != redirect_uri:
                 raise _invalid_grant("The redirect_uri does not match the authorization request")
             self._check_verifier(issued.request, verifier)
-            if self._issuer.get_user(issued.user_id) is None:
+            if self._accounts.get_user(issued.user_id) is None:
                 raise _invalid_grant("The user of this grant no longer exists")
             issued.used = True
             return self._issue(client, issued, issued.scopes, refresh=True)
@@ -261,7 +273,7 @@ class OAuthState:
                     raise TokenError(
                         "invalid_scope", "The scope exceeds the one originally granted"
                     )
-            if self._issuer.get_user(grant.user_id) is None:
+            if self._accounts.get_user(grant.user_id) is None:
                 raise _invalid_grant("The user of this grant no longer exists")
             return self._issue(client, self._origin(grant.code), scopes, refresh=with_secret)
 
@@ -275,13 +287,75 @@ class OAuthState:
         """The token answer of an approved code pair: an access and a refresh token for
         ``user_id`` and ``scopes``, issued to ``client`` (the refresh token works with the
         ``refresh_token`` grant, without or with the secret, like the code grant's)."""
-        approved = tuple(scopes)
-        key = "CBL" + secrets.token_urlsafe(24)  # never an "AN…" authorization code
-        request = AuthorizationRequest(client.client_id, "", approved)
-        origin = AuthorizationCode(key, request, user_id, approved, expires_at=0.0, used=True)
+        return self._issue_granted("CBL", client, user_id, tuple(scopes), access=True)
+
+    def mint_tokens(
+        self,
+        user_id: str,
+        scopes: str | Iterable[str] = ("profile",),
+        client_id: str | None = None,
+        *,
+        access: bool = True,
+    ) -> dict[str, object]:
+        """Issue a refresh token (and, with ``access``, an access token) for a known user and
+        registered client (default: the emulator's), as a sign-in would, without one; return
+        the token answer. The refresh token works with the ``refresh_token`` grant, without
+        or with the secret. Raises ``KeyError`` for an unknown user or client, ``ValueError``
+        for a malformed scope."""
+        granted = normalize_scopes(scopes)
+        key = client_id or self._accounts.client_id
+        client = self.client(key)
+        if client is None:
+            raise KeyError(f"unknown client id: {key!r}")
+        if self._accounts.get_user(user_id) is None:
+            raise KeyError(f"unknown user id: {user_id!r}")
+        return self._issue_granted("MNT", client, user_id, granted, access=access)
+
+    def _issue_granted(
+        self,
+        prefix: str,
+        client: OAuthClient,
+        user_id: str,
+        scopes: tuple[str, ...],
+        *,
+        access: bool,
+    ) -> dict[str, object]:
+        key = prefix + secrets.token_urlsafe(24)  # never an "AN…" authorization code
+        request = AuthorizationRequest(client.client_id, "", scopes)
+        origin = AuthorizationCode(key, request, user_id, scopes, expires_at=0.0, used=True)
         with self._lock:
             self._device_grants[key] = origin
-            return self._issue(client, origin, approved, refresh=True)
+            return self._issue(client, origin, scopes, refresh=True, access=access)
+
+    def client_credentials(
+        self, credentials: ClientCredentials, form: Mapping[str, str]
+    ) -> dict[str, object]:
+        """``grant_type=client_credentials``: a token of the client's own (``Atc|…``, no
+        customer, no refresh token) for ``scope``, or raise ``TokenError`` (see the module's
+        docstring for the order of the checks)."""
+        client, with_secret = self.authenticate(credentials)
+        if not with_secret:
+            raise TokenError(
+                "invalid_request", "The request is missing a required parameter : client_secret"
+            )
+        scope = required(form, "scope")
+        if not client.service_scopes:
+            raise TokenError(
+                "unauthorized_client",
+                "The client is not authorized to use this authorization grant type",
+            )
+        requested = tuple(dict.fromkeys(scope.split()))
+        if not requested or not set(requested) <= set(client.service_scopes):
+            raise TokenError("invalid_scope", _INVALID_SCOPE)
+        token = self._accounts.mint_service_token(
+            client.client_id, client.app_id, requested, ACCESS_TOKEN_LIFETIME
+        )
+        return {
+            "access_token": token,
+            "scope": " ".join(requested),
+            "token_type": "bearer",
+            "expires_in": ACCESS_TOKEN_LIFETIME,
+        }
 
     def _issue(
         self,
@@ -290,16 +364,15 @@ class OAuthState:
         scopes: tuple[str, ...],
         *,
         refresh: bool,
+        access: bool = True,
     ) -> dict[str, object]:
-        access = self._issuer.mint(
-            origin.user_id, scopes, ACCESS_TOKEN_LIFETIME, client.client_id, client.app_id
-        )
-        origin.family.add(access)
-        answer: dict[str, object] = {
-            "access_token": access,
-            "token_type": "bearer",
-            "expires_in": ACCESS_TOKEN_LIFETIME,
-        }
+        answer: dict[str, object] = {}
+        if access:
+            token = self._accounts.mint(
+                origin.user_id, scopes, ACCESS_TOKEN_LIFETIME, client.client_id, client.app_id
+            )
+            origin.family.add(token)
+            answer.update(access_token=token, token_type="bearer", expires_in=ACCESS_TOKEN_LIFETIME)
         if refresh:
             token = new_refresh_token()
             self._refresh[token] = RefreshGrant(
@@ -314,7 +387,7 @@ class OAuthState:
             if token.startswith(REFRESH_TOKEN_PREFIX):
                 self._refresh.pop(token, None)
             else:
-                self._issuer.revoke(token)
+                self._accounts.revoke(token)
         origin.family.clear()
 
     def revoke_refresh_token(self, token: str) -> bool:

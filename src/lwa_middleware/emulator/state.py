@@ -1,39 +1,70 @@
-"""Pure, thread-safe state of the Login with Amazon (LWA) emulator.
+"""The state of the Login with Amazon (LWA) emulator: one object composed of parts.
 
 Layer: ``emulator`` (stands on ``core`` alone; see ``ARCHITECTURE.md``).
 
-It holds users, issued access tokens, injected faults, per-endpoint latency
-and call counters, (in ``oauth``, see :mod:`.oauth_state`) the OAuth clients,
-authorization codes and refresh tokens, and (in ``device``, see :mod:`.codepair_state`) the
-code pairs of code-based linking. Nothing here does I/O: time comes from an injectable
-``clock`` so tests can move it forward, and a ``threading.Lock`` guards every
-access because tests drive the state from another thread than the server's.
+:class:`EmulatorState` is what tests drive and the app serves. It is composed of parts that
+never import it (nor each other upwards), each thread-safe and without I/O:
 
+* ``accounts`` (:class:`~.accounts.Accounts`): users, the customer access tokens (``Atza|``)
+  and the service tokens of the ``client_credentials`` grant (``Atc|``), the emulator's
+  ``client_id``, ``app_id`` and ``clock``;
+* ``faults`` (:class:`~.faults.Faults`): injected faults, per-endpoint latency and the call
+  counters;
+* ``oauth`` (:class:`~.oauth_state.OAuthState`, on ``accounts``): OAuth clients, consents,
+  authorization codes, refresh tokens and the token endpoint's grants;
+* ``device`` (:class:`~.codepair_state.CodePairState`, on ``accounts`` and ``oauth``): the
+  code pairs of code-based linking.
+
+Time comes from the injectable ``clock`` so tests can move it forward; tests drive the state
+from another thread than the server's, so every part guards its data with a lock.
 """
 
 from __future__ import annotations
 
-import enum
-import math
-import secrets
-import string
-import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, replace
 
+from lwa_middleware.emulator.accounts import (
+    DEFAULT_APP_ID,
+    DEFAULT_CLIENT_ID,
+    SERVICE_TOKEN_PREFIX,
+    TOKEN_PREFIX,
+    USER_ID_PREFIX,
+    Accounts,
+    EmulatorUser,
+    IssuedToken,
+    ServiceToken,
+    ValidToken,
+    new_access_token,
+    new_user_id,
+    normalize_scopes,
+)
 from lwa_middleware.emulator.codepair import (
     ACTIVATE_PATH,
     DEFAULT_CODE_PAIR_LIFETIME,
     DEFAULT_DEVICE_INTERVAL,
-    DEVICE_GRANT,
     RESPONSE_TYPE,
     CodePairInfo,
 )
 from lwa_middleware.emulator.codepair_state import CodePairState
+from lwa_middleware.emulator.faults import (
+    ANY_ENDPOINT,
+    CODEPAIR_ENDPOINT,
+    DEFAULT_HANG_SECONDS,
+    DEFAULT_TRICKLE_INTERVAL,
+    ENDPOINTS,
+    FAULT_ENDPOINTS,
+    LATE_KEYS,
+    OTHER_GRANT,
+    TOKEN_ENDPOINT,
+    CallCounts,
+    FaultKind,
+    Faults,
+    RequestPlan,
+    check_interval,
+)
 from lwa_middleware.emulator.oauth import (
     DEFAULT_REDIRECT_URI,
-    GRANT_TYPES,
     REFRESH_TOKEN_PREFIX,
     AuthorizationRequest,
     OAuthClient,
@@ -41,175 +72,39 @@ from lwa_middleware.emulator.oauth import (
 )
 from lwa_middleware.emulator.oauth_state import OAuthState
 
-DEFAULT_CLIENT_ID = "amzn1.application-oa2-client.emulator"
-DEFAULT_APP_ID = "amzn1.application.emulator"
-DEFAULT_HANG_SECONDS = 30.0
-DEFAULT_TRICKLE_INTERVAL = 0.4
-
-TOKEN_PREFIX = "Atza|"
-USER_ID_PREFIX = "amzn1.account."
-_USER_ID_ALPHABET = string.ascii_uppercase + string.digits
-_USER_ID_LENGTH = 28
-_TOKEN_RANDOM_BYTES = 300  # token_urlsafe(300) gives 400 characters.
-
-ENDPOINTS = ("tokeninfo", "profile")
-"""The emulated LWA endpoints counted in ``calls`` (and named in ``fault`` and ``latency``)."""
-TOKEN_ENDPOINT = "oauth_token"
-"""``POST /auth/o2/token`` in ``fault`` and ``latency`` (its calls are in ``token_calls``)."""
-CODEPAIR_ENDPOINT = "codepair"
-"""``POST /auth/o2/create/codepair`` in ``fault``, ``latency`` and ``calls``."""
-FAULT_ENDPOINTS = (*ENDPOINTS, TOKEN_ENDPOINT, CODEPAIR_ENDPOINT)
-ANY_ENDPOINT = "*"
-OTHER_GRANT = "other"
-"""``token_calls`` key of token requests without a supported ``grant_type``."""
-LATE_KEYS = frozenset({CODEPAIR_ENDPOINT, DEVICE_GRANT})
-"""Counter keys that appear in ``calls`` (``codepair``) and ``token_calls``
-(``device_code``) only once counted, so the counters keep the shapes they had before
-code-based linking; reading one that is not there gives 0."""
-
-
-class FaultKind(str, enum.Enum):
-    """A failure the emulator can inject instead of a normal answer."""
-
-    SERVER_ERROR = "500"
-    """500 with Amazon's documented ``ServerError`` body."""
-    UNAVAILABLE = "503"
-    """503 with a small JSON body."""
-    THROTTLED = "429"
-    """429 with ``Retry-After: 1`` and a ``TooManyRequests`` JSON body."""
-    HANG = "hang"
-    """Wait ``hang_seconds`` (or until the client goes away), then answer normally."""
-    NON_JSON = "non_json"
-    """200 ``text/html`` body ``<html>oops</html>``."""
-    MISSING_FIELDS = "missing_fields"
-    """200 JSON ``{}``."""
-    RESET = "reset"
-    """Close the connection without any response (see ``emulator.app``)."""
-    TRICKLE = "trickle"
-    """The normal answer, one byte every ``trickle_interval`` seconds: status line and
-    headers too under uvicorn, else the body only (see ``emulator.app``)."""
-    TRICKLE_BODY = "trickle_body"
-    """The normal answer's status and headers at once, then its body one byte every
-    ``trickle_interval`` seconds."""
-
-
-class CallCounts(dict[str, int]):
-    """Call counts by endpoint or grant type: a plain ``dict`` (it compares, copies and
-    serializes as one) whose :data:`LATE_KEYS` read 0 until counted."""
-
-    def __missing__(self, key: str) -> int:
-        if key in LATE_KEYS:
-            return 0
-        raise KeyError(key)
-
-
-@dataclass(frozen=True)
-class EmulatorUser:
-    """An Amazon customer known to the emulator."""
-
-    user_id: str
-    name: str
-    email: str
-    postal_code: str
-
-    def to_json(self) -> dict[str, str]:
-        """Return the user as a JSON-ready dict."""
-        return {
-            "user_id": self.user_id,
-            "name": self.name,
-            "email": self.email,
-            "postal_code": self.postal_code,
-        }
-
-
-@dataclass(frozen=True)
-class IssuedToken:
-    """An access token the emulator minted, with what it grants."""
-
-    token: str
-    user_id: str
-    scopes: tuple[str, ...]
-    client_id: str
-    app_id: str
-    issued_at: float
-    expires_at: float
-
-
-@dataclass(frozen=True)
-class ValidToken:
-    """A token found valid at instant ``now``, with its user."""
-
-    token: IssuedToken
-    user: EmulatorUser
-    now: float
-
-    @property
-    def expires_in(self) -> int:
-        """Whole seconds the token remains valid (rounded up, at least 1)."""
-        return max(1, math.ceil(self.token.expires_at - self.now))
-
-
-@dataclass(frozen=True)
-class RequestPlan:
-    """What the app must do for one request to an emulated endpoint."""
-
-    latency: float
-    fault: FaultKind | None
-    hang_seconds: float
-    trickle_interval: float = DEFAULT_TRICKLE_INTERVAL
-
-
-@dataclass
-class _Fault:
-    kind: FaultKind
-    endpoint: str
-    remaining: int | None  # None: until clear_faults()
-
-
-def new_user_id() -> str:
-    """Return a random user id shaped like Amazon's (``amzn1.account.`` + 28 chars)."""
-    suffix = "".join(secrets.choice(_USER_ID_ALPHABET) for _ in range(_USER_ID_LENGTH))
-    return USER_ID_PREFIX + suffix
-
-
-def new_access_token() -> str:
-    """Return a random access token shaped like Amazon's (``Atza|`` + ~400 URL-safe chars)."""
-    return TOKEN_PREFIX + secrets.token_urlsafe(_TOKEN_RANDOM_BYTES)
-
-
-def normalize_scopes(scopes: str | Iterable[str]) -> tuple[str, ...]:
-    """Return scopes as a tuple; a single string is split on whitespace (OAuth style)."""
-    if isinstance(scopes, str):
-        return tuple(scopes.split())
-    result = tuple(scopes)
-    for scope in result:
-        if not isinstance(scope, str) or not scope or scope != scope.strip():
-            raise ValueError(f"invalid scope: {scope!r}")
-    return result
-
-
-def check_interval(seconds: float) -> float:
-    """Return ``seconds`` as a float if it is a finite, non-negative delay, else raise."""
-    if isinstance(seconds, bool) or not isinstance(seconds, (int, float)):
-        raise ValueError(f"an interval must be a number of seconds, not {seconds!r}")
-    if not math.isfinite(seconds) or seconds < 0:
-        raise ValueError(f"an interval must be finite and non-negative, not {seconds!r}")
-    return float(seconds)
-
-
-def _no_token_calls() -> dict[str, int]:
-    return dict.fromkeys((*GRANT_TYPES, OTHER_GRANT), 0)
-
-
-def _check_endpoint(endpoint: str) -> str:
-    if endpoint != ANY_ENDPOINT and endpoint not in FAULT_ENDPOINTS:
-        allowed = ", ".join(repr(e) for e in (*FAULT_ENDPOINTS, ANY_ENDPOINT))
-        raise ValueError(f"unknown endpoint {endpoint!r}; expected one of {allowed}")
-    return endpoint
+__all__ = [
+    "ANY_ENDPOINT",
+    "CODEPAIR_ENDPOINT",
+    "DEFAULT_APP_ID",
+    "DEFAULT_CLIENT_ID",
+    "DEFAULT_HANG_SECONDS",
+    "DEFAULT_TRICKLE_INTERVAL",
+    "ENDPOINTS",
+    "FAULT_ENDPOINTS",
+    "LATE_KEYS",
+    "OTHER_GRANT",
+    "SERVICE_TOKEN_PREFIX",
+    "TOKEN_ENDPOINT",
+    "TOKEN_PREFIX",
+    "USER_ID_PREFIX",
+    "CallCounts",
+    "EmulatorState",
+    "EmulatorUser",
+    "FaultKind",
+    "IssuedToken",
+    "RequestPlan",
+    "ServiceToken",
+    "ValidToken",
+    "check_interval",
+    "new_access_token",
+    "new_user_id",
+    "normalize_scopes",
+]
 
 
 class EmulatorState:
-    """Users, tokens, faults, latency and counters of one emulator.
+    """Users, tokens, faults, latency and counters of one emulator, and its OAuth and
+    code-pair state (see the module's docstring for its parts).
 
     All public methods are thread-safe. ``clock`` returns epoch seconds and
     decides token expiry and ``iat``; it is never used for delays.
@@ -226,24 +121,49 @@ class EmulatorState:
         device_interval: int = DEFAULT_DEVICE_INTERVAL,
         code_pair_lifetime: int = DEFAULT_CODE_PAIR_LIFETIME,
     ) -> None:
-        self.client_id = client_id
-        self.app_id = app_id
-        self.clock = clock
-        self.hang_seconds = hang_seconds
-        """How long a ``hang`` fault waits before answering (kept by ``reset``)."""
-        self.trickle_interval = check_interval(trickle_interval)
-        """Seconds between two bytes of a ``trickle`` answer (kept by ``reset``)."""
-        self._lock = threading.Lock()
-        self._users: dict[str, EmulatorUser] = {}
-        self._tokens: dict[str, IssuedToken] = {}
-        self._faults: list[_Fault] = []
-        self._latency: dict[str, float] = {}
-        self._calls: dict[str, int] = dict.fromkeys(ENDPOINTS, 0)
-        self._token_calls = _no_token_calls()
-        self.oauth = OAuthState(self)
+        self.accounts = Accounts(client_id, app_id, clock)
+        """Users and access tokens (customer and service), ``client_id``, ``app_id``, ``clock``."""
+        self.faults = Faults(hang_seconds=hang_seconds, trickle_interval=trickle_interval)
+        """Injected faults, latency and call counters."""
+        self.oauth = OAuthState(self.accounts)
         """OAuth clients, consents, codes and refresh tokens (``/ap/oa``, ``/auth/o2/token``)."""
-        self.device = CodePairState(self, interval=device_interval, lifetime=code_pair_lifetime)
+        self.device = CodePairState(
+            self.accounts, self.oauth, interval=device_interval, lifetime=code_pair_lifetime
+        )
         """Code pairs (``/auth/o2/create/codepair``, ``/activate``, the device grant)."""
+
+    @property
+    def client_id(self) -> str:
+        """The emulator's own client: what minted tokens are issued to by default."""
+        return self.accounts.client_id
+
+    @property
+    def app_id(self) -> str:
+        """The ``app_id`` of the emulator's own client."""
+        return self.accounts.app_id
+
+    @property
+    def clock(self) -> Callable[[], float]:
+        """The clock (epoch seconds) of token expiry and ``iat``."""
+        return self.accounts.clock
+
+    @property
+    def hang_seconds(self) -> float:
+        """How long a ``hang`` fault waits before answering (kept by ``reset``)."""
+        return self.faults.hang_seconds
+
+    @hang_seconds.setter
+    def hang_seconds(self, seconds: float) -> None:
+        self.faults.hang_seconds = seconds
+
+    @property
+    def trickle_interval(self) -> float:
+        """Seconds between two bytes of a ``trickle`` answer (kept by ``reset``)."""
+        return self.faults.trickle_interval
+
+    @trickle_interval.setter
+    def trickle_interval(self, seconds: float) -> None:
+        self.faults.trickle_interval = check_interval(seconds)
 
     # Users and tokens -----------------------------------------------------
 
@@ -255,21 +175,16 @@ class EmulatorState:
         user_id: str | None = None,
     ) -> EmulatorUser:
         """Create (or replace, when ``user_id`` is known) a user and return it."""
-        user = EmulatorUser(user_id or new_user_id(), name, email, postal_code)
-        with self._lock:
-            self._users[user.user_id] = user
-        return user
+        return self.accounts.add_user(name, email, postal_code, user_id)
 
     def get_user(self, user_id: str) -> EmulatorUser | None:
         """Return the user with this id, or None."""
-        with self._lock:
-            return self._users.get(user_id)
+        return self.accounts.get_user(user_id)
 
     @property
     def users(self) -> list[EmulatorUser]:
         """Every user, in the order they were added."""
-        with self._lock:
-            return list(self._users.values())
+        return self.accounts.users
 
     def mint(
         self,
@@ -286,22 +201,21 @@ class EmulatorState:
         emulator's and become the token's ``aud``/``app_id``.
         Raises ``KeyError`` for an unknown ``user_id``.
         """
-        scope_tuple = normalize_scopes(scopes)
-        token = new_access_token()
-        with self._lock:
-            if user_id not in self._users:
-                raise KeyError(f"unknown user id: {user_id!r}")
-            now = self.clock()
-            self._tokens[token] = IssuedToken(
-                token=token,
-                user_id=user_id,
-                scopes=scope_tuple,
-                client_id=client_id or self.client_id,
-                app_id=app_id or self.app_id,
-                issued_at=now,
-                expires_at=now + lifetime,
-            )
-        return token
+        return self.accounts.mint(user_id, scopes, lifetime, client_id, app_id)
+
+    def mint_refresh_token(
+        self,
+        user_id: str,
+        scopes: str | Iterable[str] = ("profile",),
+        client_id: str | None = None,
+    ) -> str:
+        """Issue a refresh token (``Atzr|…``) for a known user and a registered client
+        (default: the emulator's own), as a sign-in would, without one: the
+        ``refresh_token`` grant then gives access tokens for ``scopes`` (issued to the
+        client, its ``app_id``), with or without the client secret. Raises ``KeyError`` for
+        an unknown user or client (register it first with ``register_client``)."""
+        answer = self.oauth.mint_tokens(user_id, scopes, client_id, access=False)
+        return str(answer["refresh_token"])
 
     def mint_for(
         self,
@@ -321,34 +235,27 @@ class EmulatorState:
         return user, token
 
     def revoke(self, token: str) -> bool:
-        """Revoke an access (or refresh) token; return whether it was known. Unknown tokens
-        are ignored."""
+        """Revoke an access (customer or service) or refresh token; return whether it was
+        known. Unknown tokens are ignored."""
         if token.startswith(REFRESH_TOKEN_PREFIX):
             return self.oauth.revoke_refresh_token(token)
-        with self._lock:
-            return self._tokens.pop(token, None) is not None
+        return self.accounts.revoke(token)
 
     def expire(self, token: str) -> bool:
-        """Make an access token expire now (LWA then calls it ``invalid_token``); return
-        whether it was known."""
-        with self._lock:
-            issued = self._tokens.get(token)
-            if issued is None:
-                return False
-            now = self.clock()
-            self._tokens[token] = replace(issued, expires_at=min(issued.expires_at, now))
-            return True
+        """Make an access token (customer or service) expire now (LWA then calls it
+        ``invalid_token``); return whether it was known."""
+        return self.accounts.expire(token)
 
     def validate(self, token: str) -> ValidToken | None:
         """Return the token's grant if known, unrevoked and unexpired, else None."""
-        with self._lock:
-            issued = self._tokens.get(token)
-            if issued is None:
-                return None
-            now = self.clock()
-            if now >= issued.expires_at:
-                return None
-            return ValidToken(issued, self._users[issued.user_id], now)
+        return self.accounts.validate(token)
+
+    def service_token(self, token: str) -> ServiceToken | None:
+        """The grant of a ``client_credentials`` token (``Atc|…``: client, ``app_id``,
+        scopes) if known, unrevoked and unexpired, else None: what an API standing in for
+        Amazon's (Alexa, the Selling Partner API) checks in a test. Token-info and profile
+        call such a token ``invalid_token``."""
+        return self.accounts.service_token(token)
 
     # Faults and latency ---------------------------------------------------
 
@@ -365,32 +272,18 @@ class EmulatorState:
         next ``times`` requests to that endpoint. Faults queue in the order
         they were added: the first one matching a request is used.
         """
-        fault_kind = FaultKind(kind)
-        _check_endpoint(endpoint)
-        if times is not None and (isinstance(times, bool) or times < 1):
-            raise ValueError(f"times must be None or a positive int, not {times!r}")
-        with self._lock:
-            self._faults.append(_Fault(fault_kind, endpoint, times))
+        self.faults.fault(kind, endpoint, times)
 
     def latency(self, seconds: float, endpoint: str = ANY_ENDPOINT) -> None:
         """Delay every request to ``endpoint`` by ``seconds`` (0 removes the delay).
 
         A delay set for a named endpoint takes precedence over the "*" one.
         """
-        _check_endpoint(endpoint)
-        if seconds < 0:
-            raise ValueError("latency cannot be negative")
-        with self._lock:
-            if seconds:
-                self._latency[endpoint] = float(seconds)
-            else:
-                self._latency.pop(endpoint, None)
+        self.faults.latency(seconds, endpoint)
 
     def clear_faults(self) -> None:
         """Remove every injected fault and latency."""
-        with self._lock:
-            self._faults.clear()
-            self._latency.clear()
+        self.faults.clear_faults()
 
     # Counters and lifecycle -----------------------------------------------
 
@@ -399,23 +292,19 @@ class EmulatorState:
         """Snapshot of requests that reached each endpoint (faults and errors included):
         ``{"tokeninfo": n, "profile": n}``, plus ``"codepair"`` once
         ``/auth/o2/create/codepair`` was called (``calls["codepair"]`` reads 0 before)."""
-        with self._lock:
-            return CallCounts(self._calls)
+        return self.faults.calls
 
     @property
     def token_calls(self) -> dict[str, int]:
         """Requests that reached ``/auth/o2/token``, by ``grant_type`` (faults and errors
         included): ``{"authorization_code": n, "refresh_token": n, "other": n}``, plus
-        ``"device_code"`` once a device polled (``token_calls["device_code"]`` reads 0
-        before)."""
-        with self._lock:
-            return CallCounts(self._token_calls)
+        ``"device_code"`` once a device polled and ``"client_credentials"`` once a service
+        asked (either reads 0 before)."""
+        return self.faults.token_calls
 
     def reset_counts(self) -> None:
         """Set every endpoint's call count (``calls`` and ``token_calls``) back to zero."""
-        with self._lock:
-            self._calls = dict.fromkeys(ENDPOINTS, 0)
-            self._token_calls = _no_token_calls()
+        self.faults.reset_counts()
 
     def reset(self) -> None:
         """Forget users, tokens, faults, latency and counters, the OAuth state
@@ -426,13 +315,8 @@ class EmulatorState:
         ``client_id``, ``app_id``, ``clock``, ``hang_seconds`` and ``trickle_interval``
         are kept.
         """
-        with self._lock:
-            self._users.clear()
-            self._tokens.clear()
-            self._faults.clear()
-            self._latency.clear()
-            self._calls = dict.fromkeys(ENDPOINTS, 0)
-            self._token_calls = _no_token_calls()
+        self.accounts.reset()
+        self.faults.reset()
         self.oauth.reset()
         self.device.reset()
 
@@ -441,26 +325,7 @@ class EmulatorState:
 
         An ``"oauth_token"`` request is counted in ``token_calls`` under its ``grant_type``.
         """
-        if endpoint not in FAULT_ENDPOINTS:
-            raise ValueError(f"unknown endpoint {endpoint!r}")
-        with self._lock:
-            if endpoint == TOKEN_ENDPOINT:
-                known = grant_type in GRANT_TYPES or grant_type == DEVICE_GRANT
-                grant = grant_type if grant_type is not None and known else OTHER_GRANT
-                self._token_calls[grant] = self._token_calls.get(grant, 0) + 1
-            else:
-                self._calls[endpoint] = self._calls.get(endpoint, 0) + 1
-            latency = self._latency.get(endpoint, self._latency.get(ANY_ENDPOINT, 0.0))
-            kind: FaultKind | None = None
-            for fault in self._faults:
-                if fault.endpoint in (endpoint, ANY_ENDPOINT):
-                    kind = fault.kind
-                    if fault.remaining is not None:
-                        fault.remaining -= 1
-                        if fault.remaining == 0:
-                            self._faults.remove(fault)
-                    break
-            return RequestPlan(latency, kind, self.hang_seconds, self.trickle_interval)
+        return self.faults.begin_request(endpoint, grant_type)
 
     # OAuth (the authorization-code grant) -----------------------------------------
 
@@ -472,11 +337,13 @@ class EmulatorState:
         app_id: str | None = None,
         redirect_uris: str | Iterable[str] | None = None,
         allow_loopback: bool | None = None,
+        service_scopes: str | Iterable[str] | None = None,
     ) -> OAuthClient:
         """Register an OAuth client or change a known one (see ``OAuthState.register_client``).
 
         The emulator's own client (``client_id``) is always registered, with secret
-        ``DEFAULT_CLIENT_SECRET`` and any loopback redirect URI allowed.
+        ``DEFAULT_CLIENT_SECRET``, any loopback redirect URI allowed and the documented
+        ``client_credentials`` scopes (``oauth.SERVICE_SCOPES``).
         """
         return self.oauth.register_client(
             client_id,
@@ -484,6 +351,7 @@ class EmulatorState:
             app_id=app_id,
             redirect_uris=redirect_uris,
             allow_loopback=allow_loopback,
+            service_scopes=service_scopes,
         )
 
     def get_client(self, client_id: str | None = None) -> OAuthClient | None:
