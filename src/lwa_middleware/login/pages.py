@@ -16,6 +16,7 @@ from collections.abc import Iterable, Mapping
 
 from lwa_middleware.errors import JSON_CONTENT_TYPE
 from lwa_middleware.login.cookies import CACHE_CONTROL
+from lwa_middleware.pages_style import document
 
 Header = tuple[str, str]
 #: ``(status, headers, body)``, what both shells write back as it is.
@@ -30,10 +31,6 @@ _COMMON: tuple[Header, ...] = (
     CACHE_CONTROL,
     ("referrer-policy", "no-referrer"),
     ("x-content-type-options", "nosniff"),
-)
-_STYLE = (
-    "body{font:16px/1.5 system-ui,sans-serif;max-width:36rem;margin:4rem auto;padding:0 1rem}"
-    "button{font:inherit;padding:.4rem 1rem}"
 )
 
 
@@ -84,14 +81,10 @@ def html_page(
     extra_html: str = "",
     headers: Iterable[Header] = (),
 ) -> Answer:
-    """A small HTML page: a title, escaped paragraphs, and already-escaped ``extra_html``."""
+    """A small HTML page in the package's one style (:mod:`lwa_middleware.pages_style`):
+    a title, escaped paragraphs, and already-escaped ``extra_html``."""
     text = "".join(f"<p>{html.escape(paragraph)}</p>" for paragraph in paragraphs)
-    body = (
-        '<!doctype html><html lang="en"><head><meta charset="utf-8">'
-        '<meta name="viewport" content="width=device-width, initial-scale=1">'
-        f"<title>{html.escape(title)}</title><style>{_STYLE}</style></head>"
-        f"<body><h1>{html.escape(title)}</h1>{text}{extra_html}</body></html>"
-    ).encode()
+    body = document(title, f"<h1>{html.escape(title)}</h1>{text}{extra_html}", narrow=True).encode()
     return _answer(status, HTML_CONTENT_TYPE, body, [("content-security-policy", _CSP), *headers])
 
 
@@ -108,11 +101,8 @@ def error_answer(
     start again."""
     if json_mode:
         return json_answer(status, {"error": error, "error_description": description}, headers)
-    link = (
-        ""
-        if retry_href is None
-        else f'<p><a href="{html.escape(retry_href, quote=True)}">Sign in again</a></p>'
-    )
+    href = None if retry_href is None else html.escape(retry_href, quote=True)
+    link = "" if href is None else f'<p><a class="button" href="{href}">Sign in again</a></p>'
     return html_page(status, "Sign-in failed", [description], link, headers)
 
 
