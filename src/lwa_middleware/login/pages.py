@@ -56,13 +56,15 @@ def wants_json(accept: str | None) -> bool:
 
 
 def _answer(status: int, content_type: str, body: bytes, headers: Iterable[Header]) -> Answer:
+    extra = list(headers)
+    given = {name for name, _ in extra}  # a header given here replaces the common one
     return (
         status,
         [
             ("content-type", content_type),
             ("content-length", str(len(body))),
-            *_COMMON,
-            *headers,
+            *(header for header in _COMMON if header[0] not in given),
+            *extra,
         ],
         body,
     )
@@ -123,4 +125,8 @@ def confirm_logout(action: str, *, json_mode: bool) -> Answer:
         f'<form method="post" action="{html.escape(action, quote=True)}">'
         '<button type="submit">Sign out</button></form>'
     )
-    return html_page(200, "Sign out", ["Sign out of this site?"], form)
+    # Not no-referrer here: under it a browser sends the form's POST with "Origin: null",
+    # which the sign-out refuses as cross-site (the page's URL holds nothing secret).
+    return html_page(
+        200, "Sign out", ["Sign out of this site?"], form, [("referrer-policy", "same-origin")]
+    )
