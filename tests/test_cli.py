@@ -18,6 +18,7 @@ import socket
 import subprocess
 import sys
 import threading
+from pathlib import Path
 
 import httpx
 import pytest
@@ -26,6 +27,7 @@ from lwa_middleware.cli import build_parser, main
 from lwa_middleware.cli.demo import _loopback_url
 from lwa_middleware.cli.serving import emulator_banner
 from lwa_middleware.emulator import Emulator
+from readme_install import as_installed_by, installed_by, readme_demo_extras
 
 SUBPROCESS_TIMEOUT = 30
 
@@ -553,18 +555,27 @@ def test_python_dash_m_package() -> None:
     assert done.stdout.startswith("lwa-middleware ")
 
 
-def test_demo_once() -> None:
+def test_demo_once_as_the_readme_installs_it(tmp_path: Path) -> None:
+    """``demo --once`` in a child that can import only what the README's demo install
+    (``pip install -e '.[emulator]'``, extras read from pyproject.toml) brings: every
+    check passes, ``/metrics`` (prometheus_client) and the friendly signed-out page too."""
+    extras = readme_demo_extras()
+    command, env = as_installed_by(
+        extras, tmp_path / "site", "lwa_middleware.cli", "demo", "--once"
+    )
+    assert "prometheus-client" in installed_by(extras)
     done = subprocess.run(
-        python("-m", "lwa_middleware.cli", "demo", "--once"),
+        command,
         capture_output=True,
         text=True,
         timeout=SUBPROCESS_TIMEOUT,
-        env=child_env(),
+        env={**env, "PYTHONUNBUFFERED": "1"},
         check=False,
     )
     assert done.returncode == 0, done.stdout + done.stderr
-    assert "15/15 demo checks passed." in done.stdout
+    assert "16/16 demo checks passed." in done.stdout
     assert "FAIL" not in done.stdout
+    assert "PASS  GET /metrics (no token)" in done.stdout
     assert done.stdout.count("PASS  sign-in:") == 7
 
 

@@ -6,7 +6,10 @@ Chromium (``tests/browser.py``: a missing browser FAILS the test). On each page:
 
 - the page itself never scrolls sideways (``scrollWidth <= innerWidth``);
 - no code block (``pre > code``, API signatures included) is wider than its box: nothing
-  is hidden behind a horizontal scroll bar;
+  is hidden behind a horizontal scroll bar; except on a phone (below Material's 720 px),
+  where a code block keeps its lines as written (no line wraps: it shows as many lines as
+  it has) and scrolls sideways inside its own box (``overflow-x: auto``), the page never
+  (a command wrapped mid-token into a 40-column box reads as something else);
 - no table is wider than the column: its wrappers (``.md-typeset__scrollwrap``,
   ``.md-typeset__table``) never scroll; a table whose narrowest layout is wider than the
   column scrolls inside its own bordered box (``overflow-x: auto``), never past it;
@@ -64,11 +67,28 @@ PROBLEMS_JS = r"""
     problems.push(`the page scrolls sideways: ${root.scrollWidth} > ${window.innerWidth}`);
   }
   const label = (el) => el.textContent.trim().replace(/\s+/g, " ").slice(0, 60);
+  // Material's phone layout: a code block keeps its lines and scrolls inside its box.
+  const phone = window.innerWidth < 720;
+  const scrolls = (el) => ["auto", "scroll"].includes(getComputedStyle(el).overflowX);
   for (const el of document.querySelectorAll(
       "pre > code, .md-typeset__scrollwrap, .md-typeset__table")) {
+    if (phone && el.matches("pre > code") && scrolls(el)) continue;
     if (el.scrollWidth > el.clientWidth + 1) {
       problems.push(`${el.tagName.toLowerCase()}.${el.className} is cut off `
         + `(${el.scrollWidth} > ${el.clientWidth}): ${label(el)}`);
+    }
+  }
+  // On a phone no line of a code block is wrapped (mid-token, in a 40-column box): it
+  // shows as many lines as it has.
+  for (const code of phone ? document.querySelectorAll(".md-typeset pre > code") : []) {
+    if (!code.getClientRects().length) continue;  // in a tab not shown
+    const style = getComputedStyle(code);
+    const lines = code.textContent.replace(/\n$/, "").split("\n").length;
+    const height = code.scrollHeight - parseFloat(style.paddingTop)
+      - parseFloat(style.paddingBottom);
+    const shown = Math.round(height / parseFloat(style.lineHeight));
+    if (shown !== lines) {
+      problems.push(`a code block shows ${lines} lines as ${shown}: ${label(code)}`);
     }
   }
   // A table may be wider than the column only by scrolling inside its own box.

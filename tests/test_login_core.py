@@ -466,6 +466,9 @@ def test_logout_get_is_a_confirm_page_posting_to_itself(core: LoginCore) -> None
     assert b'<form method="post" action="/auth/logout?next=%2Fbye">' in body
     assert "form-action 'self'" in dict(headers)["content-security-policy"]
     assert "lwa_token" not in cookie_pairs(headers)
+    # Not no-referrer: a browser would POST the form with "Origin: null", refused.
+    policies = [value for name, value in headers if name == "referrer-policy"]
+    assert policies == ["same-origin"]
 
 
 def post_logout(headers: dict[str, str], query: str = "") -> LoginRequest:

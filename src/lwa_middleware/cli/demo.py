@@ -57,6 +57,9 @@ class Check:
     status: int
     error: str | None = None
     field: tuple[str, object] | None = None
+    #: Text the (non-JSON) body must hold, and what to say when the status is wrong.
+    text: str | None = None
+    hint: str | None = None
 
     def curl(self, base_url: str) -> str:
         """The curl line showing this check (tokens as shell variables)."""
@@ -75,12 +78,17 @@ class Check:
         """What the answer must be, in words."""
         if self.field:
             return f"{self.outcome()} {self.field[0]}={self.field[1]!r}"
+        if self.text:
+            return f"{self.outcome()} with {self.text}"
         return self.outcome()
 
     def judge(self, response: httpx.Response) -> str | None:
         """``None`` when the response is the expected one, else what is wrong."""
         if response.status_code != self.status:
-            return f"status {response.status_code}, expected {self.status}"
+            hint = f" ({self.hint})" if self.hint else ""
+            return f"status {response.status_code}, expected {self.status}{hint}"
+        if self.text is not None:
+            return None if self.text in response.text else f"the body has no {self.text}"
         if self.error is None and self.field is None:
             return None
         try:
@@ -123,6 +131,14 @@ DEMO_CHECKS = (
         "TOKEN",
         200,
         field=("message", f"Hello, {TEST_NAME}!"),
+    ),
+    Check(
+        "the middleware's metrics (an operator endpoint)",
+        "/metrics",
+        None,
+        200,
+        text="lwa_verifications_total",
+        hint="prometheus_client is missing: pip install 'lwa-middleware[emulator]'",
     ),
 )
 
@@ -260,6 +276,16 @@ Try:
 {lines}"""
 
 
+def _shown(body: str, wanted: str | None) -> str:
+    """A body as the checks print it: whole when one line (JSON), else its first line
+    that holds ``wanted`` (a metric's sample), else its first line, and "…"."""
+    lines = body.strip().splitlines() or [""]
+    if len(lines) == 1:
+        return lines[0]
+    samples = [line for line in lines if wanted and wanted in line and not line.startswith("#")]
+    return (samples or lines)[0] + " …"
+
+
 def run_checks(base_url: str, tokens: Mapping[str, str]) -> int:
     """Make every demo request, print each result; 0 when all are as expected."""
     failures = 0
@@ -272,7 +298,7 @@ def run_checks(base_url: str, tokens: Mapping[str, str]) -> int:
                 answer = "-"
             else:
                 problem = check.judge(response)
-                answer = f"{response.status_code} {response.text.strip()}"
+                answer = f"{response.status_code} {_shown(response.text, check.text)}"
             failures += problem is not None
             mark = "PASS" if problem is None else "FAIL"
             who = f"${check.token}" if check.token else "no token"

@@ -14,18 +14,25 @@ The whole story of a site that trusts Login with Amazon, against the emulator:
 * ``/me``: protected; the customer's profile and granted scopes as JSON;
 * ``/zip``: protected and requires the ``postal_code`` scope;
 * ``/hello``: optional; greets the customer, or "anonymous" without a token;
-* ``/metrics``: the middleware's Prometheus metrics (excluded; when ``prometheus_client``
-  is installed: ``pip install 'lwa-middleware[prometheus]'``), ``/stats`` the same as JSON.
+* ``/metrics``: the middleware's Prometheus metrics (``prometheus_client``, which the
+  ``emulator`` extra installs with the demo; without it the demo says so and does not
+  list the route), ``/stats`` the same counters as JSON. Both are operator endpoints,
+  excluded on purpose and said to be: a scraper has no Amazon token, and a customer's
+  token proves a customer, not an operator (in production they belong on an internal
+  port or behind the network's access control).
 
 The API routes take the token as ``Authorization: Bearer``, ``x-amz-access-token`` or the
-session cookie the sign-in sets.
-
+session cookie the sign-in sets. A browser that a protected route refuses gets a page in
+words with a sign-in link (``on_error``), never the JSON error; other clients get the
+documented JSON.
 """
 
 from __future__ import annotations
 
 import secrets
+import textwrap
 from html import escape
+from urllib.parse import urlencode
 
 from starlette.applications import Starlette
 from starlette.requests import HTTPConnection, Request
@@ -34,9 +41,18 @@ from starlette.routing import Mount, Route
 
 from lwa_middleware.asgi import LWAMiddleware
 from lwa_middleware.core.credentials import LWAUser
-from lwa_middleware.core.errors import LWAError
+from lwa_middleware.core.errors import (
+    AccessDenied,
+    CrossSiteRequest,
+    InsufficientScope,
+    InvalidToken,
+    LWAError,
+    ServerError,
+    www_authenticate,
+)
 from lwa_middleware.core.metrics import Recorder
 from lwa_middleware.core.models import Identity
+from lwa_middleware.core.pages_style import breakable, document
 from lwa_middleware.login import LWALogin
 
 __all__ = ["demo_app"]
@@ -48,10 +64,13 @@ REQUIRE_SCOPES = {"/zip": "postal_code"}
 SIGN_IN_SCOPES = ("profile", "postal_code")
 
 _INDEX = """\
-lwa-middleware demo
+lwa-middleware demo, behind LWAMiddleware
 
-Every route but /public and /auth/* is behind LWAMiddleware, which checks the access token
-with Login with Amazon ({api}) and accepts tokens issued to {client_id}.
+  Login with Amazon   {api} (checks every token)
+  client ID           {client_id} (only tokens issued to it are accepted)
+
+A token is needed everywhere but on /public, the sign-in (/auth/*), the two routes where
+it is optional (/ and /hello), and the two operator endpoints /metrics and /stats.
 
   GET /          this page; in a browser: sign in with Login with Amazon
   GET /public    anyone
@@ -59,34 +78,33 @@ with Login with Amazon ({api}) and accepts tokens issued to {client_id}.
   GET /zip       needs a token with the postal_code scope
   GET /hello     a token is optional: greets you, or "anonymous"
   GET /profile   needs a token: your profile as a page (the browser's sign-in)
-  GET /metrics   the middleware's Prometheus metrics; GET /stats the same as JSON
-
+{metrics}
 Send the token as "Authorization: Bearer <token>" or "x-amz-access-token: <token>", or
 sign in with a browser at /auth/login (the session cookie then carries it).
+
+{operator}
 """
 
-_STYLE = """
-body{font-family:system-ui,-apple-system,"Segoe UI",sans-serif;max-width:44rem;margin:3rem auto;
-padding:0 1rem;color:#0f1111;line-height:1.5}
-h1{font-size:1.6rem}code{background:#f3f3f3;padding:.1rem .3rem;border-radius:3px}
-.button{display:inline-block;background:#ffd814;border:1px solid #fcd200;border-radius:8px;
-padding:.5rem 1.2rem;color:#0f1111;text-decoration:none;font-weight:600;cursor:pointer;
-font-family:inherit;line-height:1.5;
-font-size:1rem}
-table{border-collapse:collapse}td,th{text-align:left;padding:.3rem 1rem .3rem 0;
-border-bottom:1px solid #ddd;vertical-align:top}.muted{color:#565959}
-pre{background:#f3f3f3;padding:.6rem;overflow-x:auto;white-space:pre-wrap}
-"""
+#: Why /metrics and /stats answer without a token (the home page and the text say it).
+OPERATOR_NOTE = (
+    "/metrics and /stats are operator endpoints, excluded from the middleware on purpose: "
+    "a Prometheus scraper has no Amazon token, and a token proves that someone is an "
+    "Amazon customer, not that they run this site. In production, serve them on an "
+    "internal port or behind your network's access control, never to the internet."
+)
+STATS_LINE = "  GET /stats     operator endpoint, no token: the same counters as JSON"
+#: What the demo says instead of /metrics when ``prometheus_client`` is missing.
+NO_METRICS = "not served: prometheus_client is missing (pip install 'lwa-middleware[emulator]')"
 
 
-def _page(title: str, body: str, status: int = 200) -> HTMLResponse:
-    html = (
-        f'<!doctype html><html lang="en"><head><meta charset="utf-8">'
-        f'<meta name="viewport" content="width=device-width, initial-scale=1">'
-        f"<title>{escape(title)}</title><style>{_STYLE}</style></head>"
-        f"<body>{body}</body></html>"
+def _page(
+    title: str, body: str, status: int = 200, headers: dict[str, str] | None = None
+) -> HTMLResponse:
+    return HTMLResponse(
+        document(title, body),
+        status_code=status,
+        headers={"Cache-Control": "no-store", **(headers or {})},
     )
-    return HTMLResponse(html, status_code=status, headers={"Cache-Control": "no-store"})
 
 
 def _wants_html(conn: HTTPConnection) -> bool:
@@ -114,7 +132,57 @@ def _profile(identity: Identity) -> dict[str, object]:
 def _sign_out_form() -> str:
     return (
         '<form method="post" action="/auth/logout?next=/">'
-        '<button class="button" id="sign-out" type="submit">Sign out</button></form>'
+        '<button class="secondary" id="sign-out" type="submit">Sign out</button></form>'
+    )
+
+
+def _sign_in_link(next_path: str, label: str = "Login with Amazon") -> str:
+    query = urlencode({"next": next_path})
+    return f'<a class="button" id="login" href="/auth/login?{escape(query)}">{escape(label)}</a>'
+
+
+def refusal_words(error: LWAError) -> tuple[str, str, bool]:
+    """What the demo tells a person whose browser a protected route refused: a title, a
+    sentence, and whether signing in (again) can help. Never the JSON error's text."""
+    if isinstance(error, AccessDenied):
+        return (
+            "Not allowed here",
+            "You are signed in, but this Amazon account may not open this page.",
+            False,
+        )
+    if isinstance(error, InsufficientScope):
+        what = " and ".join(sorted(error.required)) or "a permission"
+        return (
+            "More access needed",
+            f"This page needs {what}, which you did not share when you signed in. "
+            "Sign in again and allow it on Amazon's page.",
+            True,
+        )
+    if isinstance(error, CrossSiteRequest):
+        return (
+            "Request refused",
+            "This request came from another site, so it was refused. Go back to this "
+            "site's pages and try again from there.",
+            False,
+        )
+    if isinstance(error, ServerError):
+        return (
+            "Please try again",
+            "Your sign-in could not be checked with Amazon right now. Please try again in "
+            "a moment.",
+            False,
+        )
+    if isinstance(error, InvalidToken):
+        return (
+            "Your sign-in has ended",
+            "Your sign-in has expired or was ended. Sign in again to continue.",
+            True,
+        )
+    return (  # no token (MissingToken), or a malformed one
+        "You are not signed in",
+        "This page needs you to sign in with your Amazon account first. If you just "
+        "signed out, that worked: sign in again to come back.",
+        True,
     )
 
 
@@ -134,7 +202,25 @@ def demo_app(
     and the consent page at ``authorize_url`` (default: the emulator's, ``{api}/ap/oa``).
     ``secret_key`` signs the cookies (default: a random one per process).
     """
-    index = _INDEX.format(api=api_base_url, client_id=client_id)
+    recorder: Recorder | None = None
+    try:
+        from lwa_middleware.integrations.prometheus import PrometheusRecorder, metrics_app
+    except ImportError:  # prometheus_client is not installed: no /metrics, and we say so
+        metrics: Route | None = None
+    else:
+        recorder = PrometheusRecorder()
+        metrics = Route("/metrics", metrics_app())
+    metrics_line = (
+        "  GET /metrics   operator endpoint, no token: the middleware's Prometheus metrics"
+        if metrics is not None
+        else f"  GET /metrics   {NO_METRICS}"
+    )
+    index = _INDEX.format(
+        api=api_base_url,
+        client_id=client_id,
+        metrics=f"{metrics_line}\n{STATS_LINE}\n",
+        operator=textwrap.fill(OPERATOR_NOTE, 88),
+    )
     key = secret_key or secrets.token_urlsafe(32)
     login = (
         LWALogin(
@@ -149,6 +235,20 @@ def demo_app(
         if base_url is not None
         else None
     )
+    route_rows = (
+        ("/public", "anyone"),
+        ("/me", "a token: the profile and scopes as JSON"),
+        ("/zip", "a token with the postal_code scope"),
+        ("/hello", "a token is optional: a greeting"),
+        ("/profile", "a token: the profile as a page"),
+        (
+            "/metrics",
+            "no token (operator endpoint): the Prometheus metrics"
+            if metrics is not None
+            else NO_METRICS,
+        ),
+        ("/stats", "no token (operator endpoint): the counters as JSON"),
+    )
 
     async def home(request: Request) -> Response:
         if not _wants_html(request):
@@ -158,33 +258,27 @@ def demo_app(
             who = escape(identity.profile.name or identity.user_id)
             action = (
                 f'<p id="greeting">Signed in as <strong>{who}</strong>.</p>'
-                '<p><a class="button" id="profile-link" href="/profile">Your profile</a></p>'
-                f"{_sign_out_form()}"
+                '<div class="actions"><a class="button" id="profile-link" href="/profile">'
+                f"Your profile</a>{_sign_out_form()}</div>"
             )
         elif login is not None:
             action = (
                 '<p id="greeting">You are not signed in.</p>'
-                '<p><a class="button" id="login" href="/auth/login?next=/profile">'
-                "Login with Amazon</a></p>"
+                f'<div class="actions">{_sign_in_link("/profile")}</div>'
             )
         else:
             action = '<p id="greeting">Sign-in is off in this demo.</p>'
         routes = "".join(
             f"<tr><td><code>{escape(path)}</code></td><td>{escape(what)}</td></tr>"
-            for path, what in (
-                ("/public", "anyone"),
-                ("/me", "a token: the profile and scopes as JSON"),
-                ("/zip", "a token with the postal_code scope"),
-                ("/hello", "a token is optional"),
-                ("/profile", "a token: the profile as this page"),
-            )
+            for path, what in route_rows
         )
         body = (
             "<h1>lwa-middleware demo</h1>"
             f"<p class='muted'>Protected by LWAMiddleware, which checks every token with "
-            f"Login with Amazon at <code>{escape(api_base_url)}</code> and accepts tokens "
-            f"issued to <code>{escape(client_id)}</code>.</p>"
-            f"{action}<h2>API routes</h2><table>{routes}</table>"
+            f"Login with Amazon at <code>{breakable(api_base_url)}</code> and accepts tokens "
+            f"issued to <code>{breakable(client_id)}</code>.</p>"
+            f"{action}<h2>Routes</h2><table>{routes}</table>"
+            f'<p class="small" id="operator-note">{escape(OPERATOR_NOTE)}</p>'
             "<p class='muted'>Send a token as <code>Authorization: Bearer …</code>; the "
             "curl lines are in the terminal that runs the demo.</p>"
         )
@@ -194,15 +288,15 @@ def demo_app(
         data = _profile(_identity(request))
         rows = "".join(
             f'<tr><th>{escape(name)}</th><td id="{escape(name)}">'
-            f"{escape(' '.join(value) if isinstance(value, list) else str(value or '-'))}"
+            f"{breakable(' '.join(value) if isinstance(value, list) else str(value or '-'))}"
             "</td></tr>"
             for name, value in data.items()
         )
         body = (
             "<h1>Your Amazon profile</h1>"
             "<p class='muted'>Verified by LWAMiddleware: the token was issued to this app.</p>"
-            f"<table>{rows}</table><p></p>{_sign_out_form()}"
-            "<p><a href='/'>Home</a></p>"
+            f'<table class="pairs">{rows}</table><div class="actions">{_sign_out_form()}'
+            "<a href='/'>Home</a></div>"
         )
         return _page("Your profile", body)
 
@@ -224,32 +318,32 @@ def demo_app(
         return JSONResponse({"message": f"Hello, {name}!", "authenticated": user.is_authenticated})
 
     def refused_page(conn: HTTPConnection, error: LWAError) -> Response | None:
-        """A browser asking for /profile without a valid session gets a page (same status)."""
-        if conn.url.path != "/profile" or not _wants_html(conn):
+        """A browser that a route refuses gets a page in words with a sign-in link (the
+        same status); any other client, the middleware's documented JSON."""
+        if conn.scope["type"] != "http" or not _wants_html(conn):
             return None
-        status = error.status("lwa")
-        sign_in = (
-            '<p><a class="button" id="login" href="/auth/login?next=/profile">'
-            "Login with Amazon</a></p>"
-            if login is not None
+        settings = protected.settings
+        title, sentence, sign_in = refusal_words(error)
+        headers: dict[str, str] = {}
+        challenge = www_authenticate(error, settings.error_style, settings.realm)
+        if challenge is not None:
+            headers["WWW-Authenticate"] = challenge
+        if error.retry_after is not None:
+            headers["Retry-After"] = str(error.retry_after)
+        button = (
+            _sign_in_link(
+                conn.url.path,
+                "Sign in again" if isinstance(error, InvalidToken) else "Login with Amazon",
+            )
+            if sign_in and login is not None and conn.scope.get("method") == "GET"
             else ""
         )
         body = (
-            "<h1>Not signed in</h1>"
-            f'<p id="refused">The middleware refused this request: '
-            f"<code>{escape(error.error)}</code>: {escape(error.description)}</p>"
-            f"{sign_in}<p><a href='/'>Home</a></p>"
+            f"<h1>{escape(title)}</h1>"
+            f'<p id="refused" data-error="{escape(error.error)}">{escape(sentence)}</p>'
+            f'<div class="actions">{button}<a href="/">Home</a></div>'
         )
-        return _page("Not signed in", body, status=status)
-
-    recorder: Recorder | None = None
-    try:
-        from lwa_middleware.integrations.prometheus import PrometheusRecorder, metrics_app
-    except ImportError:  # the prometheus extra is not installed: no /metrics
-        metrics: Route | None = None
-    else:
-        recorder = PrometheusRecorder()
-        metrics = Route("/metrics", metrics_app())
+        return _page(title, body, error.status(settings.error_style), headers)
 
     async def stats(request: Request) -> Response:
         return JSONResponse(protected.stats())

@@ -118,7 +118,11 @@ def sign_in_checks(base_url: str) -> tuple[int, int]:
 
     def refused() -> str | None:
         page = walk.http.get(f"{base_url}/profile", headers=html)
-        return None if page.status_code == 400 else f"status {page.status_code}, expected 400"
+        if page.status_code != 400:
+            return f"status {page.status_code}, expected 400"
+        if 'id="login"' not in page.text or "access_token" in page.text:
+            return "the page is not the friendly one with a sign-in link"
+        return None
 
     steps = [
         ("/auth/login redirects to the consent page with PKCE S256", login),
@@ -127,7 +131,7 @@ def sign_in_checks(base_url: str) -> tuple[int, int]:
         ("/profile and /me answer with the cookie", profile),
         ("a cross-site sign-out is refused (403)", cross_site_logout),
         ("sign out (same-origin POST) clears the cookie", logout),
-        ("/profile is refused after signing out", refused),
+        ("/profile after signing out: a page with a sign-in link (400)", refused),
     ]
     with walk.http:
         for title, check in steps:

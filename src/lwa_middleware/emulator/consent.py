@@ -19,6 +19,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from html import escape
 
+from lwa_middleware.core.pages_style import breakable, document
 from lwa_middleware.emulator.accounts import EmulatorUser
 from lwa_middleware.emulator.oauth import AuthorizationRequest
 
@@ -38,45 +39,9 @@ SCOPE_LABELS = {
     "postal_code": "Your postal code",
 }
 
-_STYLE = """
-*{box-sizing:border-box}
-body{margin:0;min-height:100vh;display:flex;align-items:center;justify-content:center;
-background:#eaeded;font:15px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,Arial,sans-serif;
-color:#0f1111}
-main{width:min(420px,calc(100vw - 32px));background:#fff;border:1px solid #d5d9d9;
-border-radius:8px;padding:24px 26px;box-shadow:0 2px 6px rgba(0,0,0,.08)}
-h1{font-size:22px;font-weight:500;margin:0 0 4px}
-.tag{display:inline-block;font-size:11px;letter-spacing:.04em;text-transform:uppercase;
-background:#232f3e;color:#fff;border-radius:3px;padding:1px 6px;vertical-align:middle}
-p{margin:10px 0}
-code{font:13px ui-monospace,SFMono-Regular,Menlo,Consolas,monospace;word-break:break-all}
-label.field{display:block;font-weight:600;margin:16px 0 6px}
-select{width:100%;padding:7px 8px;border:1px solid #888c8c;border-radius:6px;font:inherit;
-background:#f7f8f8}
-fieldset{border:1px solid #d5d9d9;border-radius:6px;margin:16px 0;padding:8px 12px 10px}
-legend{font-weight:600;padding:0 4px}
-.scope{display:flex;gap:8px;align-items:baseline;margin:6px 0}
-.scope code{color:#565959}
-.actions{display:flex;gap:10px;margin-top:18px}
-button{flex:1;padding:9px 10px;border-radius:20px;font:inherit;cursor:pointer;
-border:1px solid #d5d9d9;background:#fff}
-#approve{background:#ffd814;border-color:#fcd200}
-.small{font-size:12px;color:#565959}
-.error{color:#b12704;font-weight:600}
-input.code{width:100%;padding:8px 10px;border:1px solid #888c8c;border-radius:6px;
-font:600 20px ui-monospace,SFMono-Regular,Menlo,Consolas,monospace;letter-spacing:.2em;
-text-transform:uppercase}
-#result{font-size:18px;font-weight:600}
-"""
-
 
 def _page(title: str, body: str) -> str:
-    return (
-        '<!doctype html>\n<html lang="en"><head><meta charset="utf-8">'
-        '<meta name="viewport" content="width=device-width,initial-scale=1">'
-        f"<title>{escape(title)}</title><style>{_STYLE}</style></head>"
-        f"<body><main>{body}</main></body></html>\n"
-    )
+    return document(title, body, narrow=True)
 
 
 def scope_id(scope: str) -> str:
@@ -102,7 +67,7 @@ def consent_page(
     )
     body = (
         '<h1>Sign in with Amazon <span class="tag">emulator</span></h1>'
-        f'<p><code id="client">{escape(request.client_id)}</code> would like to access '
+        f'<p><code id="client">{breakable(request.client_id)}</code> would like to access '
         "your Amazon account.</p>"
         f'<form id="consent" method="post" action="{escape(action)}">'
         f'<input type="hidden" name="consent_id" value="{escape(consent_id)}">'
@@ -114,7 +79,7 @@ def consent_page(
         '<button type="submit" id="deny" name="decision" value="deny">Cancel</button>'
         "</div></form>"
         '<p class="small">You will be sent back to '
-        f'<code id="redirect-uri">{escape(request.redirect_uri)}</code></p>'
+        f'<code id="redirect-uri">{breakable(request.redirect_uri)}</code></p>'
     )
     return _page("Amazon Sign-In (LWA emulator)", body)
 
@@ -186,7 +151,7 @@ def activate_result_page(
         if result == "approved"
         else "The device was not given access to your account."
     )
-    client = f'<p>App: <code id="client">{escape(client_id)}</code></p>' if client_id else ""
+    client = f'<p>App: <code id="client">{breakable(client_id)}</code></p>' if client_id else ""
     body = (
         '<h1>Register your device <span class="tag">emulator</span></h1>'
         f'<p id="result">{escape(result)}</p>{client}<p>{escape(told)}</p>'

@@ -18,6 +18,7 @@ import json
 from collections.abc import Iterable, Mapping
 
 from lwa_middleware.core.errors import JSON_CONTENT_TYPE
+from lwa_middleware.core.pages_style import document
 from lwa_middleware.login.cookies import CACHE_CONTROL
 
 Header = tuple[str, str]
@@ -33,10 +34,6 @@ _COMMON: tuple[Header, ...] = (
     CACHE_CONTROL,
     ("referrer-policy", "no-referrer"),
     ("x-content-type-options", "nosniff"),
-)
-_STYLE = (
-    "body{font:16px/1.5 system-ui,sans-serif;max-width:36rem;margin:4rem auto;padding:0 1rem}"
-    "button{font:inherit;padding:.4rem 1rem}"
 )
 
 
@@ -62,13 +59,15 @@ def wants_json(accept: str | None) -> bool:
 
 
 def _answer(status: int, content_type: str, body: bytes, headers: Iterable[Header]) -> Answer:
+    extra = list(headers)
+    given = {name for name, _ in extra}  # a header given here replaces the common one
     return (
         status,
         [
             ("content-type", content_type),
             ("content-length", str(len(body))),
-            *_COMMON,
-            *headers,
+            *(header for header in _COMMON if header[0] not in given),
+            *extra,
         ],
         body,
     )
@@ -87,14 +86,10 @@ def html_page(
     extra_html: str = "",
     headers: Iterable[Header] = (),
 ) -> Answer:
-    """A small HTML page: a title, escaped paragraphs, and already-escaped ``extra_html``."""
+    """A small HTML page in the package's one style (:mod:`lwa_middleware.core.pages_style`):
+    a title, escaped paragraphs, and already-escaped ``extra_html``."""
     text = "".join(f"<p>{html.escape(paragraph)}</p>" for paragraph in paragraphs)
-    body = (
-        '<!doctype html><html lang="en"><head><meta charset="utf-8">'
-        '<meta name="viewport" content="width=device-width, initial-scale=1">'
-        f"<title>{html.escape(title)}</title><style>{_STYLE}</style></head>"
-        f"<body><h1>{html.escape(title)}</h1>{text}{extra_html}</body></html>"
-    ).encode()
+    body = document(title, f"<h1>{html.escape(title)}</h1>{text}{extra_html}", narrow=True).encode()
     return _answer(status, HTML_CONTENT_TYPE, body, [("content-security-policy", _CSP), *headers])
 
 
@@ -111,11 +106,8 @@ def error_answer(
     start again."""
     if json_mode:
         return json_answer(status, {"error": error, "error_description": description}, headers)
-    link = (
-        ""
-        if retry_href is None
-        else f'<p><a href="{html.escape(retry_href, quote=True)}">Sign in again</a></p>'
-    )
+    href = None if retry_href is None else html.escape(retry_href, quote=True)
+    link = "" if href is None else f'<p><a class="button" href="{href}">Sign in again</a></p>'
     return html_page(status, "Sign-in failed", [description], link, headers)
 
 
@@ -136,4 +128,8 @@ def confirm_logout(action: str, *, json_mode: bool) -> Answer:
         f'<form method="post" action="{html.escape(action, quote=True)}">'
         '<button type="submit">Sign out</button></form>'
     )
-    return html_page(200, "Sign out", ["Sign out of this site?"], form)
+    # Not no-referrer here: under it a browser sends the form's POST with "Origin: null",
+    # which the sign-out refuses as cross-site (the page's URL holds nothing secret).
+    return html_page(
+        200, "Sign out", ["Sign out of this site?"], form, [("referrer-policy", "same-origin")]
+    )
