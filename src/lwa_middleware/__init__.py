@@ -38,6 +38,7 @@ if TYPE_CHECKING:  # the names, for type checkers and editors; at run time see _
         LWAError,
         LWAUnavailable,
         MissingToken,
+        NoAccount,
         ServerError,
     )
     from lwa_middleware.grants import (
@@ -106,6 +107,7 @@ _EXPORTS: dict[str, str] = {
     "LoginCore": "lwa_middleware.login",
     "MemoryCache": "lwa_middleware.cache",
     "MissingToken": "lwa_middleware.errors",
+    "NoAccount": "lwa_middleware.errors",
     "NullRecorder": "lwa_middleware.metrics",
     "Profile": "lwa_middleware.models",
     "Recorder": "lwa_middleware.metrics",
@@ -162,6 +164,7 @@ __all__ = [
     "LoginCore",
     "MemoryCache",
     "MissingToken",
+    "NoAccount",
     "NullRecorder",
     "Profile",
     "Recorder",

@@ -10,7 +10,8 @@ it built, if any) at shutdown. CORS preflights pass through unverified unless
 verification never reaches the app. The access policy (``allow``, ``deny``,
 ``policy_file``, the environment, ``authorize``: :mod:`lwa_middleware.policy`) is judged
 on every request with an identity, the warm path included, and for a sign-in joined
-through ``login=``.
+through ``login=``. A ``user_loader`` (:mod:`lwa_middleware.users`) is asked for the app's
+user of every customer the policy admits (cached by user id), the warm path included.
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ from hashlib import sha256
 from typing import TYPE_CHECKING, Any
 
 import httpx
+from starlette.authentication import BaseUser
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import HTTPConnection
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -39,10 +42,11 @@ from lwa_middleware.login.refresh import AsyncRefresher, login_core, send_with_h
 from lwa_middleware.login.wsgi import LWAWSGILogin
 from lwa_middleware.metrics import Recorder, outcome_of
 from lwa_middleware.models import Identity
-from lwa_middleware.policy import DENIED, callable_failed, callable_verdict
+from lwa_middleware.policy import DENIED, callable_failed, callable_verdict, is_async_callable
 from lwa_middleware.policy_watch import build_policy
 from lwa_middleware.rules import Route
 from lwa_middleware.settings import LWAOptions, LWASettings
+from lwa_middleware.users import Entry, UserCache, loader_failed
 from lwa_middleware.verification import authorize
 from lwa_middleware.verifier import AsyncVerifier, Clock
 
@@ -60,6 +64,11 @@ _TOKEN_HEADERS = frozenset({b"authorization", b"cookie", b"x-amz-access-token"})
 _ORIGIN = b"origin"
 _REQUEST_METHOD = b"access-control-request-method"
 _POLICY_VIOLATION = 1008
+
+
+def _starlette_user(user: Any) -> BaseUser | None:
+    """The loaded user as Starlette's ``scope["user"]`` when it is a ``BaseUser``."""
+    return user if isinstance(user, BaseUser) else None
 
 
 def _route_path(scope: Scope) -> str:
@@ -87,8 +96,10 @@ class LWAMiddleware:
 
     On a verified request the app gets ``scope["lwa"]`` (an
     :class:`~lwa_middleware.models.Identity`), ``scope["user"]`` (an
-    :class:`~lwa_middleware.integrations.starlette.LWAUser`) and ``scope["auth"]``; a
-    refused one never reaches it (LWA's JSON error, or close code 1008 for a WebSocket).
+    :class:`~lwa_middleware.integrations.starlette.LWAUser`) and ``scope["auth"]``; with a
+    ``user_loader``, ``scope["lwa.user"]`` is the app's user (and ``scope["user"]`` too when
+    it is a Starlette ``BaseUser``); a refused one never reaches it (LWA's JSON error, or
+    close code 1008 for a WebSocket).
 
     The other arguments: ``on_error(conn, error)`` returns an ASGI app to answer a refusal
     with, or ``None`` for the documented error (it may be async); ``clock`` returns epoch
@@ -171,7 +182,20 @@ class LWAMiddleware:
         self._key_prefix = self.verifier.authority.key.prefix
         self._peek = self.verifier.authority.cache.peek
         self._clock = self.verifier.clock
-        if login is not None and (self.policy.configured or self._judge is not None):
+        #: ``user_loader``: the app's users, cached by user id (None: no loader).
+        self._loader = self.settings.user_loader
+        self._async_loader = is_async_callable(self._loader)
+        self.users: UserCache | None = None
+        if self._loader is not None:
+            self.users = UserCache(
+                self.settings.user_cache_ttl,
+                self.settings.cache_maxsize,
+                _starlette_user,
+                self.settings.user_optional,
+            )
+        if login is not None and (
+            self.policy.configured or self._judge is not None or self.users is not None
+        ):
             if isinstance(login, LWAWSGILogin):
                 raise ConfigurationError(
                     "login= must be an LWALogin (or its LoginCore) for LWAMiddleware when an "
@@ -270,6 +294,23 @@ class LWAMiddleware:
                             except LWAError as error:
                                 await self._deny(scope, receive, send, error)
                                 return
+                    users = self.users
+                    if users is not None:  # the app's user: cached by user id, else loaded
+                        entry = users.peek(hit.user_id)
+                        if entry is None or now >= entry[0]:
+                            try:
+                                entry = await self._load(hit, path, now)
+                            except LWAError as error:
+                                await self._deny(scope, receive, send, error)
+                                return
+                        scope["lwa.user"] = entry[1]
+                        pair = hit._derived or self._credentials(hit)
+                        scope["user"] = entry[2] or pair[0]
+                        scope["auth"] = pair[1]
+                        scope["lwa"] = hit
+                        self._l1_hit()
+                        await self.app(scope, receive, send)
+                        return
                     scope["lwa"] = hit
                     self._l1_hit()
                     # The (user, auth) pair kept on the identity (CredentialsMemo's slot).
@@ -290,8 +331,9 @@ class LWAMiddleware:
                 origins=partial(asgi_origin_headers, scope),
             )
             identity = await self.verifier.verify(found) if isinstance(found, str) else found
+            entry = None
             if identity is not None:
-                await self._admit(identity, route, scope, path)
+                entry = await self._admit(identity, route, scope, path)
         except LWAError as error:
             if self._refresh is not None and cookies is not None and kind == "http":
                 await self._refreshed(
@@ -312,17 +354,60 @@ class LWAMiddleware:
             return
         if identity is not None:
             self.recorder.verification("stale" if identity.stale else "ok")
-        scope["lwa"] = identity
-        scope["user"], scope["auth"] = self._credentials(identity)
+        self._attach(scope, identity, entry)
         await self.app(scope, receive, send)
 
-    async def _admit(self, identity: Identity, route: Route, scope: Scope, path: str) -> None:
+    def _attach(self, scope: Scope, identity: Identity | None, entry: Entry | None) -> None:
+        """Put what the app gets on the scope: the identity, Starlette's pair and, with a
+        ``user_loader``, the app's user (``None`` for an anonymous request)."""
+        scope["lwa"] = identity
+        scope["user"], scope["auth"] = self._credentials(identity)
+        if self.users is not None:
+            if entry is None:
+                scope["lwa.user"] = None
+            else:
+                scope["lwa.user"] = entry[1]
+                if entry[2] is not None:
+                    scope["user"] = entry[2]
+
+    async def _admit(
+        self, identity: Identity, route: Route, scope: Scope, path: str
+    ) -> Entry | None:
         """Whether a verified identity may enter: the route's scopes, then the access
-        policy's rules, then ``authorize``; raises the ``LWAError`` to answer."""
+        policy's rules, then ``authorize``, then the ``user_loader`` (its cache entry, or
+        ``None`` without a loader); raises the ``LWAError`` to answer."""
         authorize(identity, route.required_scopes)
         self.gate.admit(route, identity)
         if self._judge is not None:
             await self._authorized(identity, scope.get("method", WEBSOCKET), path)
+        if self.users is None:
+            return None
+        now = self._clock()
+        entry = self.users.get(identity.user_id, now)
+        return entry if entry is not None else await self._load(identity, path, now)
+
+    async def _load(self, identity: Identity, path: str, now: float) -> Entry:
+        """Ask the ``user_loader`` (a sync one in the thread pool: it may wait on a
+        database) and settle its answer (:meth:`UserCache.settle`): ``NoAccount`` for
+        ``None`` outside ``user_optional``, a ``ServerError`` when it raises."""
+        assert self.users is not None
+        assert self._loader is not None
+        try:
+            if self._async_loader:
+                user = await self._loader(identity)
+            else:
+                user = await run_in_threadpool(self._loader, identity)
+                if inspect.isawaitable(user):
+                    user = await user
+        except Exception as error:
+            raise loader_failed(error) from None
+        return self.users.settle(identity.user_id, user, path, now)
+
+    def forget_user(self, user_id: str) -> None:
+        """Drop the app's user of ``user_id`` from this worker's cache: their next request
+        asks the ``user_loader`` again (other workers: within ``user_cache_ttl``)."""
+        if self.users is not None:
+            self.users.forget(user_id)
 
     async def _authorized(self, identity: Identity, method: str, path: str) -> None:
         """Ask ``authorize`` (sync or async): ``AccessDenied`` on ``False``; a
@@ -343,13 +428,17 @@ class LWAMiddleware:
         cached) by this middleware's verifier."""
         if self._tick is not None:
             self._tick(self._clock())
-        if self.gate.judges_nothing:
+        if self.gate.judges_nothing and self.users is None:
             return None
         try:
             identity = await self.verifier.verify(access_token)
             self.gate.admit_path(path, identity)
             if self._judge is not None:
                 await self._authorized(identity, "GET", path)
+            if self.users is not None:
+                now = self._clock()
+                if self.users.get(identity.user_id, now) is None:
+                    await self._load(identity, path, now)
         except LWAError as error:
             return error
         return None
@@ -379,6 +468,7 @@ class LWAMiddleware:
             if csrf.guards(method):
                 csrf.check(asgi_origin_headers(scope))
 
+        entry = None
         try:
             identity, error, headers = await self._refresh.recover(
                 error,
@@ -392,7 +482,7 @@ class LWAMiddleware:
             )
             if identity is not None:
                 path = _route_path(scope) if scope.get("root_path") else scope["path"]
-                await self._admit(identity, route, scope, path)
+                entry = await self._admit(identity, route, scope, path)
         except LWAError as failure:
             error = failure
         if headers:
@@ -402,8 +492,7 @@ class LWAMiddleware:
             return
         if identity is not None:
             self.recorder.verification("stale" if identity.stale else "ok")
-        scope["lwa"] = identity
-        scope["user"], scope["auth"] = self._credentials(identity)
+        self._attach(scope, identity, entry)
         await self.app(scope, receive, send)
 
     async def _other(self, scope: Scope, receive: Receive, send: Send, kind: str) -> None:

@@ -5,7 +5,8 @@ same sans-IO core and the blocking :class:`~lwa_middleware.verifier.Verifier`: n
 loop, no thread hop. It sets ``environ["lwa"]`` (the :class:`Identity`) and
 ``environ["REMOTE_USER"]`` (the user id) so Django's ``RemoteUserMiddleware`` can sign the
 customer in. The access policy is judged as in the ASGI shell; ``authorize`` must be a
-plain (sync) callable here, refused at construction otherwise.
+plain (sync) callable here, refused at construction otherwise, and so must the
+``user_loader`` (:mod:`lwa_middleware.users`), whose answer is ``environ["lwa.user"]``.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ from lwa_middleware.policy import (
 from lwa_middleware.policy_watch import build_policy
 from lwa_middleware.rules import Route
 from lwa_middleware.settings import LWAOptions, LWASettings
+from lwa_middleware.users import Entry, UserCache, loader_failed
 from lwa_middleware.verification import authorize
 from lwa_middleware.verifier import Clock, Verifier
 
@@ -67,7 +69,8 @@ class LWAWSGIMiddleware:
     On a verified request the app gets ``environ["lwa"]`` (an
     :class:`~lwa_middleware.models.Identity`) and ``REMOTE_USER`` (its user id); on an
     optional path without a token, ``environ["lwa"]`` is ``None`` and ``REMOTE_USER`` is
-    removed. The other arguments are the ASGI middleware's, for WSGI: ``on_error(environ,
+    removed. With a ``user_loader``, ``environ["lwa.user"]`` is the app's user (``None``
+    without a token). The other arguments are the ASGI middleware's, for WSGI: ``on_error(environ,
     error)`` returns a WSGI app or ``None``; ``transport`` is an ``httpx.BaseTransport``;
     ``redis`` a blocking redis-py client; ``login`` an
     :class:`~lwa_middleware.login.LWAWSGILogin`.
@@ -98,6 +101,11 @@ class LWAWSGIMiddleware:
             raise ConfigurationError(
                 "authorize is async: LWAWSGIMiddleware has no event loop to await it; give "
                 "it a plain function (identity, method, path) -> bool"
+            )
+        if is_async_callable(self.settings.user_loader):
+            raise ConfigurationError(
+                "user_loader is async: LWAWSGIMiddleware has no event loop to await it; give "
+                "it a plain function (identity) -> user | None"
             )
         #: The access policy's sources, read now (see LWAMiddleware).
         self.policy = build_policy(self.settings)
@@ -134,7 +142,18 @@ class LWAWSGIMiddleware:
         self._key_prefix = self.verifier.authority.key.prefix
         self._peek = self.verifier.authority.cache.peek
         self._clock = self.verifier.clock
-        if login is not None and (self.policy.configured or self._judge is not None):
+        #: ``user_loader``: the app's users, cached by user id (None: no loader).
+        self._loader = self.settings.user_loader
+        self.users: UserCache | None = None
+        if self._loader is not None:
+            self.users = UserCache(
+                self.settings.user_cache_ttl,
+                self.settings.cache_maxsize,
+                user_optional=self.settings.user_optional,
+            )
+        if login is not None and (
+            self.policy.configured or self._judge is not None or self.users is not None
+        ):
             if isinstance(login, LWALogin):
                 raise ConfigurationError(
                     "login= must be an LWAWSGILogin (or its LoginCore) for LWAWSGIMiddleware "
@@ -185,6 +204,15 @@ class LWAWSGIMiddleware:
                                 self._authorized(hit, get("REQUEST_METHOD", ""), path)
                             except LWAError as error:
                                 return self._deny(environ, start_response, error)
+                    users = self.users
+                    if users is not None:  # the app's user: cached by user id, else loaded
+                        entry = users.peek(hit.user_id)
+                        if entry is None or now >= entry[0]:
+                            try:
+                                entry = self._load(hit, path, now)
+                            except LWAError as error:
+                                return self._deny(environ, start_response, error)
+                        environ["lwa.user"] = entry[1]
                     environ["lwa"] = hit
                     environ["REMOTE_USER"] = hit.user_id
                     self._l1_hit()
@@ -203,23 +231,51 @@ class LWAWSGIMiddleware:
                 origins=partial(wsgi_origin_headers, environ),
             )
             identity = self.verifier.verify(found) if isinstance(found, str) else found
+            entry = None
             if identity is not None:
-                self._admit(identity, route, get("REQUEST_METHOD", ""), path)
+                entry = self._admit(identity, route, get("REQUEST_METHOD", ""), path)
         except LWAError as error:
             if self._refresh is not None and "HTTP_COOKIE" in environ:
                 return self._refreshed(environ, start_response, route, error)
             return self._deny(environ, start_response, error)
         if identity is None and self._refresh is not None and "HTTP_COOKIE" in environ:
             return self._refreshed(environ, start_response, route, None)
-        return self._pass(environ, start_response, identity)
+        return self._pass(environ, start_response, identity, entry)
 
-    def _admit(self, identity: Identity, route: Route, method: str, path: str) -> None:
-        """The route's scopes, the access policy's rules, then ``authorize`` (see
-        ``LWAMiddleware._admit``)."""
+    def _admit(self, identity: Identity, route: Route, method: str, path: str) -> Entry | None:
+        """The route's scopes, the access policy's rules, ``authorize``, then the
+        ``user_loader`` (see ``LWAMiddleware._admit``)."""
         authorize(identity, route.required_scopes)
         self.gate.admit(route, identity)
         if self._judge is not None:
             self._authorized(identity, method, path)
+        if self.users is None:
+            return None
+        now = self._clock()
+        entry = self.users.get(identity.user_id, now)
+        return entry if entry is not None else self._load(identity, path, now)
+
+    def _load(self, identity: Identity, path: str, now: float) -> Entry:
+        """Ask the ``user_loader`` and settle its answer (see ``LWAMiddleware._load``); an
+        awaitable it hands back is a ``ServerError`` (closed, never awaited)."""
+        assert self.users is not None
+        assert self._loader is not None
+        try:
+            user = self._loader(identity)
+            if inspect.isawaitable(user):
+                close = getattr(user, "close", None)
+                if close is not None:
+                    close()  # never awaited: no "coroutine was never awaited" warning
+                raise TypeError("user_loader returned an awaitable under LWAWSGIMiddleware")
+        except Exception as error:
+            raise loader_failed(error) from None
+        return self.users.settle(identity.user_id, user, path, now)
+
+    def forget_user(self, user_id: str) -> None:
+        """Drop the app's user of ``user_id`` from this process's cache (see
+        ``LWAMiddleware.forget_user``)."""
+        if self.users is not None:
+            self.users.forget(user_id)
 
     def _authorized(self, identity: Identity, method: str, path: str) -> None:
         """Ask ``authorize``: ``AccessDenied`` on ``False``; a ``ServerError`` when it
@@ -240,20 +296,30 @@ class LWAWSGIMiddleware:
         """The sign-in's question (``login=``): see ``LWAMiddleware.sign_in_check``."""
         if self._tick is not None:
             self._tick(self._clock())
-        if self.gate.judges_nothing:
+        if self.gate.judges_nothing and self.users is None:
             return None
         try:
             identity = self.verifier.verify(access_token)
             self.gate.admit_path(path, identity)
             if self._judge is not None:
                 self._authorized(identity, "GET", path)
+            if self.users is not None:
+                now = self._clock()
+                if self.users.get(identity.user_id, now) is None:
+                    self._load(identity, path, now)
         except LWAError as error:
             return error
         return None
 
     def _pass(
-        self, environ: WSGIEnvironment, start_response: StartResponse, identity: Identity | None
+        self,
+        environ: WSGIEnvironment,
+        start_response: StartResponse,
+        identity: Identity | None,
+        entry: Entry | None = None,
     ) -> Iterable[bytes]:
+        if self.users is not None:
+            environ["lwa.user"] = None if entry is None else entry[1]
         environ["lwa"] = identity
         if identity is None:
             environ.pop("REMOTE_USER", None)
@@ -276,6 +342,7 @@ class LWAWSGIMiddleware:
         headers: Sequence[tuple[str, str]] = ()
         method = get("REQUEST_METHOD", "")
         csrf = self.gate.csrf
+        entry = None
 
         def guard() -> None:
             if csrf.guards(method):
@@ -293,14 +360,14 @@ class LWAWSGIMiddleware:
                 self.verifier.revocations_ready,
             )
             if identity is not None:
-                self._admit(identity, route, method, get("PATH_INFO") or "/")
+                entry = self._admit(identity, route, method, get("PATH_INFO") or "/")
         except LWAError as failure:
             error = failure
         if headers:
             start_response = start_response_with_headers(start_response, headers)
         if error is not None:
             return self._deny(environ, start_response, error)
-        return self._pass(environ, start_response, identity)
+        return self._pass(environ, start_response, identity, entry)
 
     def _deny(
         self, environ: WSGIEnvironment, start_response: StartResponse, error: LWAError
