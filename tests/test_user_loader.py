@@ -33,6 +33,7 @@ from lwa_middleware import (
     LWASettings,
     LWAWSGIMiddleware,
     NoAccount,
+    ServerError,
 )
 from lwa_middleware.emulator import Emulator, ServerHandle, serve, serve_wsgi
 from lwa_middleware.users import NO_USER, UserCache
@@ -608,3 +609,7 @@ def test_the_cache_is_bounded_and_keyed_by_user_id() -> None:
     assert uncached.put("amzn1.account.1", Account("1"), 100.0)[1] == Account("1")
     assert len(uncached) == 0
     assert uncached.settle("amzn1.account.1", None, "/link", 100.0) is NO_USER
+    for answer in (False, True):  # "no" as False would pass for a user: refused
+        with pytest.raises(ServerError):
+            cache.settle("amzn1.account.8", answer, "/me", 105)
+    assert cache.peek("amzn1.account.8") is None

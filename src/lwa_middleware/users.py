@@ -16,8 +16,9 @@ is ever made for someone the policy refuses. What it answers:
   except on the ``user_optional`` paths (:class:`UserRules`: the page that links or creates
   an account), where the request goes on with ``lwa.user`` set to ``None``. ``None`` is
   never cached: an account linked or created a moment later counts at once;
-* an exception (or, under WSGI, an awaitable): a ``ServerError`` (500, logged:
-  :func:`loader_failed`), never an admission.
+* an exception (or, under WSGI, an awaitable), or ``True``/``False`` (``False`` meant as
+  "no" would otherwise pass for a user): a ``ServerError`` (500, logged), never an
+  admission.
 
 The cache lives in the worker's memory only (never in Redis: a user object is the app's,
 and may not survive serialization), is keyed by the LWA ``user_id`` (never a token), and
@@ -136,6 +137,12 @@ class UserCache:
             if self.rules.optional(path):
                 return NO_USER
             raise NoAccount()
+        if isinstance(user, bool):  # ``False`` for "no account" would let them in: a bug
+            logger.error(
+                "user_loader returned %s, not a user or None; the request is refused (500)",
+                user,
+            )
+            raise ServerError(LOADER_FAILED)
         return self.put(user_id, user, now)
 
     def put(self, user_id: str, user: Any, now: float) -> Entry:
