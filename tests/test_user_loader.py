@@ -564,6 +564,20 @@ def test_options_are_checked_at_construction(monkeypatch: pytest.MonkeyPatch) ->
     read = LWASettings.from_env({**env, "LWA_USER_CACHE_TTL": "5", "LWA_USER_OPTIONAL": "/a /b"})
     assert (read.user_cache_ttl, read.user_optional) == (5.0, ("/a", "/b"))
     assert "user_loader" not in repr(LWASettings(**base, user_loader=Accounts().load))
+    # the sign-in asks the loader through the middleware: the kinds must match
+    from lwa_middleware import LWALogin, LWAWSGILogin
+
+    sign_in: dict[str, Any] = {
+        "redirect_uri": "http://127.0.0.1:1/auth/callback",
+        "secret_key": SECRET,
+    }
+    client = "amzn1.application-oa2-client.x"
+    wsgi_login: Any = LWAWSGILogin(client, **sign_in)  # the wrong kind, on purpose
+    asgi_login: Any = LWALogin(client, **sign_in)
+    with pytest.raises(ConfigurationError, match="or a user_loader is set"):
+        LWAMiddleware(asgi_app(), login=wsgi_login, user_loader=aload, **base)
+    with pytest.raises(ConfigurationError, match="or a user_loader is set"):
+        LWAWSGIMiddleware(wsgi_echo, login=asgi_login, user_loader=Accounts().load, **base)
 
 
 def test_a_sync_loader_returning_an_awaitable_under_wsgi_is_a_500(

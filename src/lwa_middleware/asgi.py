@@ -199,7 +199,8 @@ class LWAMiddleware:
             if isinstance(login, LWAWSGILogin):
                 raise ConfigurationError(
                     "login= must be an LWALogin (or its LoginCore) for LWAMiddleware when an "
-                    "access policy is set: the sign-in checks the policy with this middleware"
+                    "access policy or a user_loader is set: the sign-in checks them with this "
+                    "middleware"
                 )
             login_core(login).access_checks.append(self.sign_in_check)
 

@@ -157,8 +157,8 @@ class LWAWSGIMiddleware:
             if isinstance(login, LWALogin):
                 raise ConfigurationError(
                     "login= must be an LWAWSGILogin (or its LoginCore) for LWAWSGIMiddleware "
-                    "when an access policy is set: the sign-in checks the policy with this "
-                    "middleware"
+                    "when an access policy or a user_loader is set: the sign-in checks them "
+                    "with this middleware"
                 )
             login_core(login).access_checks.append(self.sign_in_check)
 
