@@ -12,6 +12,9 @@ interleaved (the order rotates every round); each round gives µs per request of
   benchmark's customer, so each request takes the slower branch: the email's domain looked
   up after the user id missed), once as keyword options and once as a ``policy_file`` (its
   once-a-second look included);
+* the ``user_loader`` variants: the app's own user (a Starlette ``SimpleUser``, cached by
+  user id after the first request), so each timed request also takes the loader's cache
+  lookup and puts the user on the request;
 * a bare WSGI app and ``LWAWSGIMiddleware``, warm the same way.
 
 Part 2, the cold path, over HTTP: requests per second of an app that verifies every request
@@ -83,9 +86,11 @@ LWA_COOKIE = "LWAMiddleware (warm, cookie)"
 LWA_COOKIES = "LWAMiddleware (warm, cookie among 5)"
 LWA_POLICY = "LWAMiddleware (warm, 1,001-rule allow list)"
 LWA_POLICY_FILE = "LWAMiddleware (warm, the 1,001 rules in a policy_file)"
+LWA_USER = "LWAMiddleware (warm, user_loader)"
 BARE_WSGI = "bare WSGI app"
 LWA_WSGI = "LWAWSGIMiddleware (warm)"
 LWA_WSGI_POLICY = "LWAWSGIMiddleware (warm, 1,001-rule allow list)"
+LWA_WSGI_USER = "LWAWSGIMiddleware (warm, user_loader)"
 #: The access policy of the policy variants: 1,000 other customers and the benchmark's
 #: customer's domain (the emulator's default user is ada@example.com).
 POLICY_RULES = [f"user:amzn1.account.BENCH{i:04d}" for i in range(1000)] + ["domain:example.com"]
@@ -100,9 +105,11 @@ BASELINES = {
     LWA_COOKIES: BARE_ASGI,
     LWA_POLICY: BARE_ASGI,
     LWA_POLICY_FILE: BARE_ASGI,
+    LWA_USER: BARE_ASGI,
     BARE_WSGI: BARE_WSGI,
     LWA_WSGI: BARE_WSGI,
     LWA_WSGI_POLICY: BARE_WSGI,
+    LWA_WSGI_USER: BARE_WSGI,
 }
 #: Chart labels.
 SHORT = {
@@ -113,8 +120,10 @@ SHORT = {
     LWA_COOKIES: "LWA 5 cookies",
     LWA_POLICY: "LWA 1,001 rules",
     LWA_POLICY_FILE: "LWA policy_file",
+    LWA_USER: "LWA user_loader",
     LWA_WSGI: "LWA WSGI",
     LWA_WSGI_POLICY: "LWA WSGI 1,001 rules",
+    LWA_WSGI_USER: "LWA WSGI user_loader",
 }
 #: How each ASGI variant's request carries the token (``common.token_header``).
 CARRIER = {LWA_AMZ: "amz", LWA_COOKIE: "cookie", LWA_COOKIES: "cookies5"}
@@ -147,8 +156,15 @@ async def measure_warm_paths(
     lwa = LWAMiddleware(inner, **common)
     lwa_policy = LWAMiddleware(inner, allow=allow, **common)
     lwa_policy_file = LWAMiddleware(inner, policy_file=policy_file, **common)
+    app_user = SimpleUser("Ada Lovelace")  # the app's own user of the customer
+
+    async def load_user(identity: Any) -> SimpleUser:
+        return app_user
+
+    lwa_user = LWAMiddleware(inner, user_loader=load_user, **common)
     lwa_wsgi = LWAWSGIMiddleware(wsgi_app, **common)
     lwa_wsgi_policy = LWAWSGIMiddleware(wsgi_app, allow=allow, **common)
+    lwa_wsgi_user = LWAWSGIMiddleware(wsgi_app, user_loader=lambda identity: app_user, **common)
     asgi: dict[str, ASGIApp] = {
         BARE_ASGI: inner,
         STARLETTE: AuthenticationMiddleware(inner, backend=DictBearerBackend(users)),
@@ -158,11 +174,13 @@ async def measure_warm_paths(
         LWA_COOKIES: lwa,
         LWA_POLICY: lwa_policy,
         LWA_POLICY_FILE: lwa_policy_file,
+        LWA_USER: lwa_user,
     }
     wsgi: dict[str, WSGIApplication] = {
         BARE_WSGI: wsgi_app,
         LWA_WSGI: lwa_wsgi,
         LWA_WSGI_POLICY: lwa_wsgi_policy,
+        LWA_WSGI_USER: lwa_wsgi_user,
     }
     scopes = {name: http_scope(token, CARRIER.get(name, "bearer")) for name in asgi}
     environ = wsgi_environ(token)
@@ -191,10 +209,11 @@ async def measure_warm_paths(
         return timings
     finally:
         gc.unfreeze()
-        for middleware in (lwa, lwa_policy, lwa_policy_file):
+        for middleware in (lwa, lwa_policy, lwa_policy_file, lwa_user):
             await middleware.verifier.aclose()
         lwa_wsgi.close()
         lwa_wsgi_policy.close()
+        lwa_wsgi_user.close()
         folder.cleanup()
 
 
@@ -246,6 +265,18 @@ def report_warm_paths(timings: dict[str, list[float]], *, rounds: int, batch: in
             f"{starlette / 1000:.2f} µs; target ≤ {TARGETS[name]:.1f}x)"
         )
     print(policy_line(timings))
+    print(user_line(timings))
+
+
+def user_line(timings: dict[str, list[float]]) -> str:
+    """What a ``user_loader`` adds to the warm path once its user is cached, per shell."""
+    asgi = (overhead_ns(timings, LWA_USER) - overhead_ns(timings, LWA_ASGI)) / 1000
+    wsgi = (overhead_ns(timings, LWA_WSGI_USER) - overhead_ns(timings, LWA_WSGI)) / 1000
+    return (
+        f"A user_loader adds {asgi:+.2f} µs per request under ASGI and {wsgi:+.2f} µs under "
+        "WSGI once its user is cached: one dict lookup by user id and the user put on the "
+        "request (the loader itself is not called)."
+    )
 
 
 def policy_line(timings: dict[str, list[float]]) -> str:
@@ -308,6 +339,7 @@ def warm_section(
             f"About {key_ns / 1000:.2f} µs of it is the SHA-256 of the token that keys the "
             "cache (measured alone in this run); the token is never a key itself.",
             policy_line(timings),
+            user_line(timings),
         ],
         chart=chart,
         chart_unit="µs added per request (warm)",

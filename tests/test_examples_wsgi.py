@@ -1,7 +1,7 @@
 """The WSGI examples against a served LWA emulator: the Flask app (``examples/flask_app.py``)
 under a threaded WSGI server, and the Django project (``examples/django_project/``) under
 WSGI (``LWAWSGIMiddleware``) and ASGI (``LWAMiddleware``, uvicorn), where a real token
-signs the customer in as a Django remote user."""
+makes the customer Django's ``request.user`` (``LWABackend``, ``LWAUserMiddleware``)."""
 
 from __future__ import annotations
 
@@ -158,7 +158,7 @@ def test_django_settings_default_to_the_local_emulator(django_project: dict[str,
 
 
 @pytest.mark.parametrize("server", ["wsgi", "asgi"])
-def test_django_signs_in_the_remote_user(
+def test_django_request_user_is_the_customer(
     django_project: dict[str, str], emulator: Emulator, server: str
 ) -> None:
     from django.contrib.auth import get_user_model
@@ -171,13 +171,14 @@ def test_django_signs_in_the_remote_user(
             assert me.json() == {
                 "username": user.user_id,
                 "is_authenticated": True,
+                "full_name": f"Ada {server}",
                 "user_id": user.user_id,
                 "name": f"Ada {server}",
                 "email": f"ada-{server}@example.com",
                 "scopes": ["profile", "profile:user_id"],
             }
-        # The session cookie from /me does not keep the customer signed in without a token.
-        assert "sessionid" in http.cookies
+        # No session: nothing keeps the customer signed in without a token.
+        assert "sessionid" not in http.cookies
         health = http.get("/health")
         assert health.json() == {"status": "ok", "is_authenticated": False}
         assert_invalid_request(http.get("/me"))
@@ -202,7 +203,7 @@ def test_django_ignores_a_client_remote_user_header(
     django_project: dict[str, str], emulator: Emulator, server: str
 ) -> None:
     """Under ASGI, Django 5's RemoteUserMiddleware reads the ``Remote-User`` request header;
-    the project's middleware replaces it with the verified user, or removes it."""
+    LWAUserMiddleware never does (and removes it)."""
     victim = emulator.add_user(name="Victim")
     mallory, token = emulator.mint_for(name="Mallory")
     spoof = {"Remote-User": victim.user_id}

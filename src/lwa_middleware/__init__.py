@@ -42,6 +42,7 @@ if TYPE_CHECKING:  # the names, for type checkers and editors; at run time see _
         LWAError,
         LWAUnavailable,
         MissingToken,
+        NoAccount,
         ServerError,
     )
     from lwa_middleware.core.grants import (
@@ -109,6 +110,7 @@ _EXPORTS: dict[str, str] = {
     "LoginCore": "lwa_middleware.login",
     "MemoryCache": "lwa_middleware.core.cache",
     "MissingToken": "lwa_middleware.core.errors",
+    "NoAccount": "lwa_middleware.core.errors",
     "NullRecorder": "lwa_middleware.core.metrics",
     "Profile": "lwa_middleware.core.models",
     "Recorder": "lwa_middleware.core.metrics",
@@ -165,6 +167,7 @@ __all__ = [
     "LoginCore",
     "MemoryCache",
     "MissingToken",
+    "NoAccount",
     "NullRecorder",
     "Profile",
     "Recorder",

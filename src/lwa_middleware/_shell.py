@@ -5,10 +5,12 @@ Layer: ``root`` (the shells'; private).
 :class:`Shell` takes the options of :class:`~lwa_middleware.asgi.LWAMiddleware` and
 :class:`~lwa_middleware.wsgi.LWAWSGIMiddleware` (one signature, one path: the settings,
 the sign-in's refresher, the access policy's sources, the gate, the verifier, the
-recorder) and holds the steps both run (:mod:`lwa_middleware.upstream.steps`): admitting
-a verified identity (scopes, the policy's rules, ``authorize``), the sign-in's question
+recorder, the ``user_loader``'s cache) and holds the steps both run
+(:mod:`lwa_middleware.upstream.steps`): admitting a verified identity (scopes, the policy's
+rules, ``authorize``, then the app's user from the ``user_loader``), the sign-in's question
 (``login=``), and a session's refresh. The ASGI shell drives them with ``arun`` (an async
-``authorize`` is awaited), the WSGI shell with ``run`` (an async one is refused).
+``authorize`` or ``user_loader`` is awaited, a sync loader runs in a worker thread), the
+WSGI shell with ``run`` (an async one is refused at construction).
 
 """
 
@@ -25,25 +27,33 @@ from lwa_middleware.core.errors import AccessDenied, ConfigurationError, LWAErro
 from lwa_middleware.core.gate import Gate, check_on_error
 from lwa_middleware.core.metrics import Recorder
 from lwa_middleware.core.models import Identity
-from lwa_middleware.core.policy import DENIED, callable_failed, callable_verdict
+from lwa_middleware.core.policy import (
+    DENIED,
+    callable_failed,
+    callable_verdict,
+    is_async_callable,
+)
 from lwa_middleware.core.rules import Route
 from lwa_middleware.core.settings import LWAOptions, LWASettings
+from lwa_middleware.core.users import Entry, UserCache, loader_failed
 from lwa_middleware.core.verification import authorize
 from lwa_middleware.login.core import LoginCore
 from lwa_middleware.login.refresh import (
     AsyncRefresher,
     Carried,
-    Recovery,
     Refresher,
     login_core,
 )
 from lwa_middleware.upstream.policy_watch import build_policy
-from lwa_middleware.upstream.steps import Steps
+from lwa_middleware.upstream.steps import Blocking, Steps
 from lwa_middleware.upstream.tracing import Tracer
 from lwa_middleware.upstream.verifier import AsyncVerifier, Clock, Verifier
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack
+
+#: A refreshed session: ``(identity, error, cookies to set, the app's user)``.
+Recovered = tuple[Identity | None, LWAError | None, tuple[tuple[str, str], ...], Entry | None]
 
 AppT = TypeVar("AppT")
 HandlerT = TypeVar("HandlerT")
@@ -99,6 +109,17 @@ class Shell(Generic[AppT, HandlerT, TransportT, LoginT]):
         self._judge = self.settings.authorize
         #: Whether the warm path has more to do than a route's rules (a file, a callable).
         self._policed = self._tick is not None or self._judge is not None
+        #: ``user_loader``: the app's users, cached by user id (None: no loader).
+        self._loader = self.settings.user_loader
+        self._async_loader = is_async_callable(self._loader)
+        self.users: UserCache | None = None
+        if self._loader is not None:
+            self.users = UserCache(
+                self.settings.user_cache_ttl,
+                self.settings.cache_maxsize,
+                self._user_view,
+                self.settings.user_optional,
+            )
         self.verifier = self._verifier_type(
             self.settings,
             clock=clock,
@@ -127,12 +148,14 @@ class Shell(Generic[AppT, HandlerT, TransportT, LoginT]):
         self._key_prefix: bytes = self.verifier.authority.key.prefix
         self._fresh = self.verifier.authority.fresh
         self._clock: Clock = self.verifier.clock
-        if login is not None and (self.policy.configured or self._judge is not None):
+        if login is not None and (
+            self.policy.configured or self._judge is not None or self.users is not None
+        ):
             if isinstance(login, self._other_login):
                 raise ConfigurationError(
                     f"login= must be an {self._login_name} (or its LoginCore) for "
-                    f"{type(self).__name__} when an access policy is set: the sign-in checks "
-                    "the policy with this middleware"
+                    f"{type(self).__name__} when an access policy or a user_loader is set: "
+                    "the sign-in checks them with this middleware"
                 )
             login_core(login).access_checks.append(self.sign_in_check)
         self._bind()
@@ -142,6 +165,18 @@ class Shell(Generic[AppT, HandlerT, TransportT, LoginT]):
 
     def _check(self, settings: LWASettings) -> None:
         """Refuse what this shell cannot run (a ``ConfigurationError``)."""
+
+    @staticmethod
+    def _user_view(user: Any) -> Any:
+        """What the framework gets as its own user for a loaded one (ASGI: Starlette's
+        ``scope["user"]`` when it is a ``BaseUser``); ``None``: nothing."""
+        return None
+
+    def forget_user(self, user_id: str) -> None:
+        """Drop the app's user of ``user_id`` from this worker's cache: their next request
+        asks the ``user_loader`` again (other workers: within ``user_cache_ttl``)."""
+        if self.users is not None:
+            self.users.forget(user_id)
 
     def stats(self) -> dict[str, Any]:
         """What the middleware counted, as a JSON-safe ``dict``: verifications by outcome,
@@ -186,11 +221,35 @@ class Shell(Generic[AppT, HandlerT, TransportT, LoginT]):
         authorize(identity, route.required_scopes)
         self.gate.admit(route, identity)
 
-    def _admit(self, identity: Identity, route: Route, method: str, path: str) -> Steps[None]:
-        """:meth:`_rules`, then ``authorize``; raises the ``LWAError`` to answer."""
+    def _admit(
+        self, identity: Identity, route: Route, method: str, path: str
+    ) -> Steps[Entry | None]:
+        """:meth:`_rules`, then ``authorize``, then the app's user (:meth:`_user`; ``None``
+        without a ``user_loader``); raises the ``LWAError`` to answer."""
         self._rules(identity, route)
         if self._judge is not None:
             yield from self._authorized(identity, method, path)
+        if self.users is None:
+            return None
+        return (yield from self._user(identity, path, self._clock()))
+
+    def _user(self, identity: Identity, path: str, now: float) -> Steps[Entry]:
+        """The app's user of an admitted customer: the cached entry, else the
+        ``user_loader``'s answer (a sync loader is a :class:`Blocking` step: a worker thread
+        under ASGI, since it may wait on a database), settled by :meth:`UserCache.settle`:
+        ``NoAccount`` for ``None`` outside ``user_optional``, a ``ServerError`` when it
+        raises."""
+        assert self.users is not None
+        assert self._loader is not None
+        entry = self.users.get(identity.user_id, now)
+        if entry is not None:
+            return entry
+        call = partial(self._loader, identity)
+        try:
+            user = yield (call if self._async_loader else Blocking(call))
+        except Exception as error:
+            raise loader_failed(error) from None
+        return self.users.settle(identity.user_id, user, path, now)
 
     def _sign_in_check(self, access_token: str, path: str) -> Steps[LWAError | None]:
         """The sign-in's question (``login=``): may the customer of a new access token enter
@@ -199,13 +258,15 @@ class Shell(Generic[AppT, HandlerT, TransportT, LoginT]):
         cached) by this middleware's verifier."""
         if self._tick is not None:
             self._tick(self._clock())
-        if self.gate.judges_nothing:
+        if self.gate.judges_nothing and self.users is None:
             return None
         try:
             identity = yield partial(self.verifier.verify, access_token)
             self.gate.admit_path(path, identity)
             if self._judge is not None:
                 yield from self._authorized(identity, "GET", path)
+            if self.users is not None:  # no account: refused here, no session cookie
+                yield from self._user(identity, path, self._clock())
         except LWAError as error:
             return error
         return None
@@ -222,20 +283,22 @@ class Shell(Generic[AppT, HandlerT, TransportT, LoginT]):
         method: str,
         path: str,
         guard: Callable[[], None],
-    ) -> Steps[Recovery]:
+    ) -> Steps[Recovered]:
         """A cookie session that failed with ``error`` (``None``: none on an optional
         route), refreshed through ``login=`` when :mod:`lwa_middleware.login.session` says
-        so: ``(identity, error, cookies to set)``: the new identity (admitted), or the
-        sign-out (``error``, cookies cleared), or the request as it was."""
+        so: ``(identity, error, cookies to set, the app's user)``: the new identity
+        (admitted), or the sign-out (``error``, cookies cleared), or the request as it
+        was."""
         assert self._refresh is not None
         headers: Sequence[tuple[str, str]] = ()
         identity: Identity | None = None
+        entry: Entry | None = None
         try:
             identity, error, headers = yield from self._refresh.recovery(
                 error, tokens, self.verifier.verify, guard, self.verifier.revocations_ready
             )
             if identity is not None:
-                yield from self._admit(identity, route, method, path)
+                entry = yield from self._admit(identity, route, method, path)
         except LWAError as failure:
             error = failure
-        return identity, error, tuple(headers)
+        return identity, error, tuple(headers), entry

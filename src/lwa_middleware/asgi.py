@@ -12,7 +12,8 @@ it built, if any) at shutdown. CORS preflights pass through unverified unless
 verification never reaches the app. The access policy (``allow``, ``deny``,
 ``policy_file``, the environment, ``authorize``: :mod:`lwa_middleware.core.policy`) is judged
 on every request with an identity, the warm path included, and for a sign-in joined
-through ``login=``.
+through ``login=``. A ``user_loader`` (:mod:`lwa_middleware.core.users`) is asked for the
+app's user of every customer the policy admits (cached by user id), the warm path included.
 
 """
 
@@ -22,8 +23,10 @@ import inspect
 from collections.abc import Awaitable, Callable
 from functools import partial
 from hashlib import sha256
+from typing import Any
 
 import httpx
+from starlette.authentication import BaseUser
 from starlette.requests import HTTPConnection
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -35,6 +38,7 @@ from lwa_middleware.core.gate import is_cors_preflight
 from lwa_middleware.core.metrics import outcome_of
 from lwa_middleware.core.models import Identity
 from lwa_middleware.core.rules import Route
+from lwa_middleware.core.users import Entry
 from lwa_middleware.login.asgi import LWALogin
 from lwa_middleware.login.refresh import AsyncRefresher, Carried, send_with_headers
 from lwa_middleware.login.wsgi import LWAWSGILogin
@@ -77,8 +81,10 @@ class LWAMiddleware(Shell[ASGIApp, ErrorHandler, httpx.AsyncBaseTransport, LWALo
 
     On a verified request the app gets ``scope["lwa"]`` (an
     :class:`~lwa_middleware.core.models.Identity`), ``scope["user"]`` (an
-    :class:`~lwa_middleware.core.credentials.LWAUser`) and ``scope["auth"]``; a
-    refused one never reaches it (LWA's JSON error, or close code 1008 for a WebSocket).
+    :class:`~lwa_middleware.core.credentials.LWAUser`) and ``scope["auth"]``; with a
+    ``user_loader``, ``scope["lwa.user"]`` is the app's user (and ``scope["user"]`` too when
+    it is a Starlette ``BaseUser``); a refused one never reaches it (LWA's JSON error, or
+    close code 1008 for a WebSocket).
 
     The other arguments: ``on_error(conn, error)`` returns an ASGI app to answer a refusal
     with, or ``None`` for the documented error (it may be async); ``clock`` returns epoch
@@ -97,6 +103,11 @@ class LWAMiddleware(Shell[ASGIApp, ErrorHandler, httpx.AsyncBaseTransport, LWALo
     _login_name = "LWALogin"
     verifier: AsyncVerifier
     _refresh: AsyncRefresher | None
+
+    @staticmethod
+    def _user_view(user: Any) -> BaseUser | None:
+        """A loaded user is Starlette's ``scope["user"]`` when it is a ``BaseUser``."""
+        return user if isinstance(user, BaseUser) else None
 
     def _bind(self) -> None:
         # Bound once: the warm path runs these on every request.
@@ -192,6 +203,21 @@ class LWAMiddleware(Shell[ASGIApp, ErrorHandler, httpx.AsyncBaseTransport, LWALo
                     if refusal is not None:
                         await self._deny(scope, receive, send, refusal)
                         return
+                users = self.users
+                if users is not None:  # the app's user: cached by user id, else loaded
+                    entry = users.peek(hit.user_id)
+                    if entry is None or now >= entry[0]:
+                        try:
+                            entry = await arun(self._user(hit, path, now))
+                        except LWAError as error:
+                            await self._deny(scope, receive, send, error)
+                            return
+                    pair = hit._derived or self._credentials(hit)
+                    scope["lwa"], scope["lwa.user"] = hit, entry[1]
+                    scope["user"], scope["auth"] = entry[2] or pair[0], pair[1]
+                    self._l1_hit()
+                    await self.app(scope, receive, send)
+                    return
                 scope["lwa"] = hit
                 self._l1_hit()
                 # The (user, auth) pair kept on the identity (CredentialsMemo's slot).
@@ -212,10 +238,10 @@ class LWAMiddleware(Shell[ASGIApp, ErrorHandler, httpx.AsyncBaseTransport, LWALo
                 origins=partial(asgi_origin_headers, scope),
             )
             identity = await self.verifier.verify(found) if isinstance(found, str) else found
+            entry = None
             if identity is not None:
-                self._rules(identity, route)
-                if self._judge is not None:
-                    await arun(self._authorized(identity, scope.get("method", WEBSOCKET), path))
+                method = scope.get("method", WEBSOCKET)
+                entry = await arun(self._admit(identity, route, method, path))
         except LWAError as error:
             if self._refresh is not None and cookies is not None and kind == "http":
                 tokens = (authorization or (), amz or (), cookies, query)
@@ -233,7 +259,7 @@ class LWAMiddleware(Shell[ASGIApp, ErrorHandler, httpx.AsyncBaseTransport, LWALo
             # Anonymous on an optional route: a session to refresh?
             await self._refreshed(scope, receive, send, route, None, tokens)
             return
-        await self._pass(scope, receive, send, identity)
+        await self._pass(scope, receive, send, identity, entry)
 
     async def sign_in_check(self, access_token: str, path: str) -> LWAError | None:
         """The sign-in's question (``login=``): may the customer of a new access token enter
@@ -262,7 +288,7 @@ class LWAMiddleware(Shell[ASGIApp, ErrorHandler, httpx.AsyncBaseTransport, LWALo
                 csrf.check(asgi_origin_headers(scope))
 
         path = _route_path(scope) if scope.get("root_path") else scope["path"]
-        identity, error, headers = await arun(
+        identity, error, headers, entry = await arun(
             self._recovered(route, error, tokens, method, path, guard)
         )
         if headers:
@@ -270,16 +296,26 @@ class LWAMiddleware(Shell[ASGIApp, ErrorHandler, httpx.AsyncBaseTransport, LWALo
         if error is not None:
             await self._deny(scope, receive, send, error)
             return
-        await self._pass(scope, receive, send, identity)
+        await self._pass(scope, receive, send, identity, entry)
 
     async def _pass(
-        self, scope: Scope, receive: Receive, send: Send, identity: Identity | None
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        identity: Identity | None,
+        entry: Entry | None = None,
     ) -> None:
-        """Hand the request to the app with ``identity`` (``None``: anonymous)."""
+        """Hand the request to the app with ``identity`` (``None``: anonymous) and, with a
+        ``user_loader``, the app's user (``None`` for an anonymous request)."""
         if identity is not None:
             self.recorder.verification("stale" if identity.stale else "ok")
         scope["lwa"] = identity
         scope["user"], scope["auth"] = self._credentials(identity)
+        if self.users is not None:
+            scope["lwa.user"] = None if entry is None else entry[1]
+            if entry is not None and entry[2] is not None:
+                scope["user"] = entry[2]
         await self.app(scope, receive, send)
 
     async def _other(self, scope: Scope, receive: Receive, send: Send, kind: str) -> None:

@@ -7,7 +7,8 @@ same sans-IO core and the blocking :class:`~lwa_middleware.upstream.verifier.Ver
 loop, no thread hop. It sets ``environ["lwa"]`` (the :class:`Identity`) and
 ``environ["REMOTE_USER"]`` (the user id) so Django's ``RemoteUserMiddleware`` can sign the
 customer in. The access policy is judged as in the ASGI shell; ``authorize`` must be a
-plain (sync) callable here, refused at construction otherwise.
+plain (sync) callable here, refused at construction otherwise, and so must the
+``user_loader`` (:mod:`lwa_middleware.core.users`), whose answer is ``environ["lwa.user"]``.
 
 """
 
@@ -30,6 +31,7 @@ from lwa_middleware.core.models import Identity
 from lwa_middleware.core.policy import is_async_callable
 from lwa_middleware.core.rules import Route
 from lwa_middleware.core.settings import LWASettings
+from lwa_middleware.core.users import Entry
 from lwa_middleware.login.asgi import LWALogin
 from lwa_middleware.login.refresh import Refresher, start_response_with_headers
 from lwa_middleware.login.wsgi import LWAWSGILogin
@@ -62,7 +64,8 @@ class LWAWSGIMiddleware(
     On a verified request the app gets ``environ["lwa"]`` (an
     :class:`~lwa_middleware.core.models.Identity`) and ``REMOTE_USER`` (its user id); on an
     optional path without a token, ``environ["lwa"]`` is ``None`` and ``REMOTE_USER`` is
-    removed. The other arguments are the ASGI middleware's, for WSGI: ``on_error(environ,
+    removed. With a ``user_loader``, ``environ["lwa.user"]`` is the app's user (``None``
+    without a token). The other arguments are the ASGI middleware's, for WSGI: ``on_error(environ,
     error)`` returns a WSGI app or ``None``; ``transport`` is an ``httpx.BaseTransport``;
     ``redis`` a blocking redis-py client; ``login`` an
     :class:`~lwa_middleware.login.LWAWSGILogin`.
@@ -80,6 +83,11 @@ class LWAWSGIMiddleware(
             raise ConfigurationError(
                 "authorize is async: LWAWSGIMiddleware has no event loop to await it; give "
                 "it a plain function (identity, method, path) -> bool"
+            )
+        if is_async_callable(settings.user_loader):
+            raise ConfigurationError(
+                "user_loader is async: LWAWSGIMiddleware has no event loop to await it; give "
+                "it a plain function (identity) -> user | None"
             )
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
@@ -114,6 +122,15 @@ class LWAWSGIMiddleware(
                         refusal = run(self._judged(hit, get("REQUEST_METHOD", ""), path))
                     if refusal is not None:
                         return self._deny(environ, start_response, refusal)
+                users = self.users
+                if users is not None:  # the app's user: cached by user id, else loaded
+                    entry = users.peek(hit.user_id)
+                    if entry is None or now >= entry[0]:
+                        try:
+                            entry = run(self._user(hit, path, now))
+                        except LWAError as error:
+                            return self._deny(environ, start_response, error)
+                    environ["lwa.user"] = entry[1]
                 environ["lwa"] = hit
                 environ["REMOTE_USER"] = hit.user_id
                 self._l1_hit()
@@ -132,25 +149,30 @@ class LWAWSGIMiddleware(
                 origins=partial(wsgi_origin_headers, environ),
             )
             identity = self.verifier.verify(found) if isinstance(found, str) else found
+            entry = None
             if identity is not None:
-                self._rules(identity, route)
-                if self._judge is not None:
-                    run(self._authorized(identity, get("REQUEST_METHOD", ""), path))
+                entry = run(self._admit(identity, route, get("REQUEST_METHOD", ""), path))
         except LWAError as error:
             if self._refresh is not None and "HTTP_COOKIE" in environ:
                 return self._refreshed(environ, start_response, route, error)
             return self._deny(environ, start_response, error)
         if identity is None and self._refresh is not None and "HTTP_COOKIE" in environ:
             return self._refreshed(environ, start_response, route, None)
-        return self._pass(environ, start_response, identity)
+        return self._pass(environ, start_response, identity, entry)
 
     def sign_in_check(self, access_token: str, path: str) -> LWAError | None:
         """The sign-in's question (``login=``): see ``LWAMiddleware.sign_in_check``."""
         return run(self._sign_in_check(access_token, path))
 
     def _pass(
-        self, environ: WSGIEnvironment, start_response: StartResponse, identity: Identity | None
+        self,
+        environ: WSGIEnvironment,
+        start_response: StartResponse,
+        identity: Identity | None,
+        entry: Entry | None = None,
     ) -> Iterable[bytes]:
+        if self.users is not None:  # the app's user (None for an anonymous request)
+            environ["lwa.user"] = None if entry is None else entry[1]
         environ["lwa"] = identity
         if identity is None:
             environ.pop("REMOTE_USER", None)
@@ -183,12 +205,12 @@ class LWAWSGIMiddleware(
             get("QUERY_STRING", "") if self._query else "",
         )
         recovery = self._recovered(route, error, tokens, method, get("PATH_INFO") or "/", guard)
-        identity, error, headers = run(recovery)
+        identity, error, headers, entry = run(recovery)
         if headers:
             start_response = start_response_with_headers(start_response, headers)
         if error is not None:
             return self._deny(environ, start_response, error)
-        return self._pass(environ, start_response, identity)
+        return self._pass(environ, start_response, identity, entry)
 
     def _deny(
         self, environ: WSGIEnvironment, start_response: StartResponse, error: LWAError

@@ -1,9 +1,9 @@
 """ASGI entry point: Django wrapped in ``LWAMiddleware``.
 
-The middleware verifies the token before Django runs and sets ``scope["lwa"]``; Django's
-ASGI handler does not read ``REMOTE_USER`` from the scope, so ``lwa_demo.middleware``
-copies the user id into ``request.META`` for ``RemoteUserMiddleware``. Django does not
-speak the lifespan protocol: ``uvicorn lwa_demo.asgi:application --lifespan off``.
+The middleware verifies the token before Django runs and sets ``scope["lwa"]``, which
+``LWAUserMiddleware`` turns into ``request.user`` (never trusting a ``Remote-User``
+header). Django does not speak the lifespan protocol:
+``uvicorn lwa_demo.asgi:application --lifespan off``.
 """
 
 import os

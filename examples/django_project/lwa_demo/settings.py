@@ -1,4 +1,4 @@
-"""Settings of the LWA demo project: Django signs in the LWA customer as a remote user.
+"""Settings of the LWA demo project: the LWA customer is Django's ``request.user``.
 
 Run it against the local LWA emulator, from ``examples/django_project/``::
 
@@ -14,9 +14,10 @@ Run it against the local LWA emulator, from ``examples/django_project/``::
     curl http://127.0.0.1:8000/health    # excluded: no token needed
 
 ``LWAWSGIMiddleware`` (``wsgi.py``) or ``LWAMiddleware`` (``asgi.py``) verifies the token
-before Django runs; ``lwa_demo.middleware.lwa_remote_user`` hands the user id to Django's
-``RemoteUserMiddleware``, and ``RemoteUserBackend`` signs the customer in (creating the
-``User`` on first sight, ``username`` = the LWA user id).
+before Django runs; ``LWAUserMiddleware`` sets ``request.user`` for the request only, to
+the ``User`` that ``LWABackend`` finds by the LWA user id (created on first sight, email
+and name kept in step with the Amazon profile, refused when inactive). No session is
+written: every request carries its token.
 
 The LWA options come from ``LWA_*`` environment variables; without them the project trusts
 the emulator at http://127.0.0.1:8765 and its default client ID.
@@ -38,11 +39,10 @@ INSTALLED_APPS = ["django.contrib.auth", "django.contrib.contenttypes"]
 MIDDLEWARE = [
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
-    "lwa_demo.middleware.lwa_remote_user",  # before RemoteUserMiddleware
-    "django.contrib.auth.middleware.RemoteUserMiddleware",
+    "lwa_middleware.integrations.django.LWAUserMiddleware",  # after AuthenticationMiddleware
 ]
-AUTHENTICATION_BACKENDS = ["django.contrib.auth.backends.RemoteUserBackend"]
-# Every request carries its token: no session table is needed.
+AUTHENTICATION_BACKENDS = ["lwa_middleware.integrations.django.LWABackend"]
+# LWAUserMiddleware writes no session: no session table is needed.
 SESSION_ENGINE = "django.contrib.sessions.backends.signed_cookies"
 
 ROOT_URLCONF = "lwa_demo.urls"

@@ -1,7 +1,7 @@
 """WSGI entry point: Django wrapped in ``LWAWSGIMiddleware``.
 
-The middleware verifies the token before Django runs and sets ``environ["REMOTE_USER"]``
-to the LWA user id, which ``RemoteUserMiddleware`` turns into the signed-in ``User``.
+The middleware verifies the token before Django runs and sets ``environ["lwa"]``, which
+``LWAUserMiddleware`` turns into ``request.user``.
 Serve it with any WSGI server: ``gunicorn lwa_demo.wsgi`` or ``python manage.py runserver``.
 """
 

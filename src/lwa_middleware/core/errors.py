@@ -12,7 +12,8 @@ The tree (each class knows its LWA ``error`` code and its status in both styles)
     ├── CrossSiteRequest            invalid_request     lwa 403 / rfc6750 403, no challenge
     │                               (cookie session, unsafe method, Origin/Referer not ours)
     ├── AccessDenied                access_denied       lwa 403 / rfc6750 403, no challenge
-    │                               (a verified customer the access policy refuses)
+    │   │                           (a verified customer the access policy refuses)
+    │   └── NoAccount               access_denied (the user_loader found no account)
     └── ServerError                 ServerError         lwa 500 / rfc6750 500
         ├── LWAUnavailable          ServerError (transport: connect, timeout, 5xx, 429, bad body)
         └── Overloaded              ServerError + Retry-After (no slot for an LWA call in time)
@@ -138,6 +139,14 @@ class AccessDenied(LWAError):
     rfc6750_status = 403
     challenge = False
     default_description = "You are not allowed to access this resource."
+
+
+class NoAccount(AccessDenied):
+    """A verified customer the access policy admits but who has no account on this site:
+    the ``user_loader`` answered ``None`` (:mod:`lwa_middleware.core.users`). 403
+    ``access_denied``, as :class:`AccessDenied`."""
+
+    default_description = "There is no account on this site for this Amazon account."
 
 
 class ServerError(LWAError):

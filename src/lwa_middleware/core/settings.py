@@ -29,6 +29,7 @@ from lwa_middleware.core.errors import ConfigurationError, ErrorStyle
 from lwa_middleware.core.keys import SecretKey, secret_keys
 from lwa_middleware.core.models import SCOPE_POSTAL_CODE, SCOPE_PROFILE, SCOPE_USER_ID, Identity
 from lwa_middleware.core.policy import check_judge, check_pattern, parse_allow, parse_deny
+from lwa_middleware.core.users import UserLoader, check_loader
 
 TokenSource = Literal["header", "cookie", "query"]
 
@@ -309,6 +310,9 @@ class LWAOptions(TypedDict, total=False):
     deny: RuleList | Mapping[str, RuleList]
     policy_file: str | os.PathLike[str] | None
     authorize: Authorize | None
+    user_loader: UserLoader | None
+    user_cache_ttl: float
+    user_optional: str | Iterable[str]
 
 
 def resolve_api_base_url(api_base_url: str | None, region: str | None) -> str:
@@ -383,6 +387,12 @@ class LWASettings:
     deny: Any = field(default=(), repr=False)
     policy_file: str | os.PathLike[str] | None = None
     authorize: Authorize | None = field(default=None, repr=False)
+    #: The app's own users (:mod:`lwa_middleware.core.users`): ``(identity) -> user | None``,
+    #: called for admitted customers, each answer kept in memory for ``user_cache_ttl``
+    #: seconds; ``user_optional``: the paths a customer without an account may still reach.
+    user_loader: UserLoader | None = field(default=None, repr=False)
+    user_cache_ttl: float = 60
+    user_optional: Sequence[str] = ()
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__
@@ -411,7 +421,7 @@ class LWASettings:
         set_(self, "token_sources", tuple(dict.fromkeys(sources)))
         if not isinstance(self.cookie_name, str) or not self.cookie_name.strip():
             raise ConfigurationError("cookie_name must be a non-empty string")
-        for name in ("protect", "exclude", "optional"):
+        for name in ("protect", "exclude", "optional", "user_optional"):
             set_(self, name, _patterns(name, getattr(self, name)))
         if not isinstance(self.require_scopes, Mapping):
             raise ConfigurationError("require_scopes must map path patterns to scopes")
@@ -486,6 +496,8 @@ class LWASettings:
                 raise ConfigurationError("policy_file must be a file's path (or None)")
             set_(self, "policy_file", os.fspath(self.policy_file))
         check_judge(self.authorize)
+        check_loader(self.user_loader)
+        _number("user_cache_ttl", self.user_cache_ttl, minimum=0)
 
     @property
     def secret_keys(self) -> tuple[bytes, ...]:
@@ -576,6 +588,7 @@ _LISTS = {
     "exclude",
     "optional",
     "csrf_trusted_origins",
+    "user_optional",
 }
 _FLOATS = {
     "cache_ttl",
@@ -586,6 +599,7 @@ _FLOATS = {
     "redis_backoff",
     "breaker_open_seconds",
     "stale_if_error",
+    "user_cache_ttl",
 }
 _INTEGERS = {
     "cache_maxsize",
@@ -608,7 +622,7 @@ _BOOLEAN_WORDS = {
 _SECRETS = {"secret_key", "redis_url"}  # may hold quotes; never shown in an error
 #: Options no variable of ``from_env`` sets: the policy's come from the process environment
 #: to every middleware (:mod:`lwa_middleware.upstream.policy_watch`); a callable from none.
-_POLICY_OPTIONS = frozenset({"allow", "deny", "policy_file", "authorize"})
+_POLICY_OPTIONS = frozenset({"allow", "deny", "policy_file", "authorize", "user_loader"})
 _POLICY_VARIABLES = ("LWA_ALLOW", "LWA_DENY", "LWA_POLICY_FILE")
 
 
@@ -623,11 +637,12 @@ def _refuse_policy_variables(env: Mapping[str, str], prefix: str) -> None:
                 f"from_env(environ=...): set it in os.environ, or pass "
                 f"{variable.removeprefix('LWA_').lower()}= to the middleware"
             )
-    if (env.get(prefix + "AUTHORIZE") or "").strip():
-        raise ConfigurationError(
-            f"{prefix}AUTHORIZE cannot be set from the environment: authorize is a callable "
-            "(pass authorize= to the middleware)"
-        )
+    for name in ("authorize", "user_loader"):
+        if (env.get(prefix + name.upper()) or "").strip():
+            raise ConfigurationError(
+                f"{prefix}{name.upper()} cannot be set from the environment: {name} is a "
+                f"callable (pass {name}= to the middleware)"
+            )
 
 
 #: ``LWA_*`` names (without the prefix) other tools and features use: never "did you mean".

@@ -9,6 +9,9 @@ and tell FastAPI's docs which routes need a token. Nothing here calls LWA or see
   or a 401 challenge when there is none (a route the middleware does not protect, or an
   ``optional`` route called without a token).
 * :func:`optional_lwa_identity` / :data:`OptionalLWAIdentity`: the identity or ``None``.
+* :func:`lwa_user` / :data:`LWAAppUser`: the app's own user, what the middleware's
+  ``user_loader`` answered (``scope["lwa.user"]``); :func:`optional_lwa_user` or ``None``.
+  Type it as your model: ``CurrentUser = Annotated[User, Depends(lwa_user)]``.
 * :class:`LWAScopes` / :data:`lwa_identity_with_scopes` / :func:`require_lwa_scopes`: the
   identity, checked against the scopes of ``Security(..., scopes=[...])``; a missing scope
   is ``insufficient_scope``, 401 (``error_style="lwa"``) or 403 (``"rfc6750"``).
@@ -73,6 +76,7 @@ from lwa_middleware.core.errors import (
     InsufficientScope,
     LWAError,
     MissingToken,
+    NoAccount,
     render_error,
 )
 from lwa_middleware.core.gate import request_id
@@ -81,17 +85,21 @@ from lwa_middleware.core.settings import ERROR_STYLES, KNOWN_SCOPES
 from lwa_middleware.core.verification import authorize
 
 __all__ = [
+    "LWAAppUser",
     "LWABearer",
     "LWAHTTPException",
     "LWAIdentity",
     "LWAScopes",
+    "OptionalLWAAppUser",
     "OptionalLWAIdentity",
     "add_lwa_exception_handler",
     "lwa_exception_handler",
     "lwa_identity",
     "lwa_identity_with_scopes",
     "lwa_scheme",
+    "lwa_user",
     "optional_lwa_identity",
+    "optional_lwa_user",
     "require_lwa_scopes",
 ]
 
@@ -219,6 +227,42 @@ async def optional_lwa_identity(identity: _SchemeIdentity) -> Identity | None:
     return identity
 
 
+#: What a route gets when the middleware has no ``user_loader``: a bug, answered 500.
+NO_LOADER = (
+    "lwa_user needs the app's users: give LWAMiddleware a user_loader "
+    "(LWAMiddleware(app, user_loader=...))"
+)
+
+
+def _loaded(conn: HTTPConnection, identity: Identity | None) -> Any:
+    """``scope["lwa.user"]`` of a request with ``identity``; ``None`` without one."""
+    if identity is None:
+        return None
+    if "lwa.user" not in conn.scope:
+        raise RuntimeError(NO_LOADER)
+    return conn.scope["lwa.user"]
+
+
+async def lwa_user(conn: HTTPConnection, identity: _SchemeIdentity) -> Any:
+    """The app's user of the verified customer (the ``user_loader``'s answer, shared by
+    the customer's requests: read-only). A 401 challenge without an identity; 403
+    ``access_denied`` on a ``user_optional`` path for a customer without an account (the
+    middleware refuses them everywhere else); a ``RuntimeError`` (500) when the middleware
+    has no ``user_loader``."""
+    if identity is None:
+        raise _missing(conn)
+    user = _loaded(conn, identity)
+    if user is None:
+        raise LWAHTTPException(NoAccount(), incoming_request_id=conn.headers.get("x-request-id"))
+    return user
+
+
+async def optional_lwa_user(conn: HTTPConnection, identity: _SchemeIdentity) -> Any:
+    """The app's user, or ``None``: an anonymous request, or a customer without an
+    account on a ``user_optional`` path (the page that links one)."""
+    return _loaded(conn, identity)
+
+
 class LWAScopes:
     """A dependency returning the identity after checking ``Security(..., scopes=[...])``.
 
@@ -280,3 +324,8 @@ def require_lwa_scopes(
 LWAIdentity = Annotated[Identity, Depends(lwa_identity)]
 #: ``identity: OptionalLWAIdentity``: the verified identity or ``None``.
 OptionalLWAIdentity = Annotated[Identity | None, Depends(optional_lwa_identity)]
+#: ``user: LWAAppUser``: the app's user (typed ``Any``; annotate with your own model:
+#: ``Annotated[User, Depends(lwa_user)]``).
+LWAAppUser = Annotated[Any, Depends(lwa_user)]
+#: ``user: OptionalLWAAppUser``: the app's user or ``None``.
+OptionalLWAAppUser = Annotated[Any, Depends(optional_lwa_user)]

@@ -20,7 +20,8 @@ hands to :meth:`LoginCore.exchanged` for the answer.
 * A sign-in joined to a middleware (``login=``) that has an access policy: after the
   exchange, the shell asks the middleware (:attr:`LoginCore.access_checks`) whether the
   customer may ``GET`` the ``next`` path (:func:`policy_path`); one it refuses gets a page
-  saying so (403 ``access_denied``) and no session cookie.
+  saying so (403 ``access_denied``) and no session cookie; so does one without an account
+  on this site (a middleware's ``user_loader`` answered ``None``: a page of its own).
 * ``GET /logout``: a confirm page whose form ``POST``\\s; ``POST /logout`` from this site
   (same-origin ``Origin``, else ``Referer``) revokes the session and clears the cookies;
   from elsewhere, 403. LWA has no revocation endpoint for websites, so sign-out revokes here
@@ -41,7 +42,13 @@ from dataclasses import dataclass, field
 from urllib.parse import parse_qs, quote, unquote, urlencode, urlsplit
 
 from lwa_middleware.core.csrf import CSRFPolicy, OriginHeaders
-from lwa_middleware.core.errors import AccessDenied, CrossSiteRequest, LWAError, ServerError
+from lwa_middleware.core.errors import (
+    AccessDenied,
+    CrossSiteRequest,
+    LWAError,
+    NoAccount,
+    ServerError,
+)
 from lwa_middleware.core.grants import GrantError, GrantUnavailable, TokenGrant
 from lwa_middleware.login.config import LoginConfig
 from lwa_middleware.login.cookies import Sealer, clear_cookie, read_cookie, set_cookie
@@ -82,6 +89,14 @@ NOT_ALLOWED = (
     "so you are not signed in here. If you have another Amazon account that is, sign in "
     "with it; otherwise ask the site's owner for access."
 )
+#: The page of a customer without an account here (the ``user_loader`` answered ``None``).
+NO_ACCOUNT = (
+    "You signed in with Amazon, but there is no account on this site for this Amazon "
+    "account, so you are not signed in here. If your account here is linked to another "
+    "Amazon account, sign in with that one; otherwise ask the site's owner for an account."
+)
+#: The page when this site (its ``authorize`` or ``user_loader``) failed to decide.
+SITE_FAILED = "This site could not finish signing you in right now. Please try again later."
 
 #: ``check(access_token, path)``: whether the customer of a new access token may ``GET``
 #: ``path`` under the access policy of a middleware this sign-in is joined to (``None``:
@@ -317,8 +332,12 @@ class LoginCore:
                 "ServerError",
                 f"This site's sign-in is misconfigured: Amazon answered {answer.error}.",
             )
+        if isinstance(refusal, NoAccount):
+            return failed(403, "access_denied", NO_ACCOUNT)
         if isinstance(refusal, AccessDenied):
             return failed(403, "access_denied", NOT_ALLOWED)
+        if type(refusal) is ServerError:  # authorize or user_loader failed (not LWA)
+            return failed(500, "server_error", SITE_FAILED)
         if refusal is not None:  # the policy could not be judged: no session
             return failed(502, "temporarily_unavailable", _AMAZON_ERRORS["server_error"][1])
         try:
