@@ -46,7 +46,10 @@ def substitute(text: str, replacements: dict[str, str]) -> str:
 def nginx_binary() -> str:
     path = os.environ.get("LWA_TEST_NGINX") or shutil.which("nginx") or "/usr/sbin/nginx"
     if not Path(path).exists():
-        pytest.fail("nginx is not installed (Debian: apt-get install nginx); scripts/system-deps installs it")
+        pytest.fail(
+            "nginx is not installed (Debian: apt-get install nginx); "
+            "scripts/system-deps installs it"
+        )
     return path
 
 

@@ -42,6 +42,7 @@ if TYPE_CHECKING:  # the names, for type checkers and editors; at run time see _
         MissingToken,
         ServerError,
     )
+    from lwa_middleware.gateway import LWAGateway
     from lwa_middleware.grants import (
         AuthorizationPending,
         GrantError,
@@ -56,7 +57,6 @@ if TYPE_CHECKING:  # the names, for type checkers and editors; at run time see _
         UnauthorizedClient,
         UnsupportedGrantType,
     )
-    from lwa_middleware.gateway import LWAGateway
     from lwa_middleware.integrations.starlette import LWAUser
     from lwa_middleware.login import LoginConfig, LoginCore, LWALogin, LWAWSGILogin
     from lwa_middleware.metrics import FanOut, NullRecorder, Recorder, Stats

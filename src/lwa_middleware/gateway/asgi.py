@@ -34,7 +34,7 @@ from starlette.requests import HTTPConnection
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from lwa_middleware.asgi import LWAMiddleware
-from lwa_middleware.errors import ConfigurationError, LWAError
+from lwa_middleware.errors import ConfigurationError, LWAError, render_error
 from lwa_middleware.gate import request_id
 from lwa_middleware.gateway.core import (
     CHECK_PATH,
@@ -54,7 +54,6 @@ from lwa_middleware.gateway.core import (
     redirect_param,
     safe_target,
 )
-from lwa_middleware.errors import render_error
 from lwa_middleware.login.refresh import login_core
 from lwa_middleware.metrics import Recorder
 from lwa_middleware.settings import LWAOptions, LWASettings
@@ -268,7 +267,10 @@ class LWAGateway:
         """The documented error with the status a proxy understands (``on_error``)."""
         settings = self.settings
         _, headers, body = render_error(
-            error, settings.error_style, settings.realm, request_id(conn.headers.get("x-request-id"))
+            error,
+            settings.error_style,
+            settings.realm,
+            request_id(conn.headers.get("x-request-id")),
         )
         raw = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in headers]
         return _send_answer(gateway_status(error, settings.error_style), raw, body)

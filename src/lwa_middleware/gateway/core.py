@@ -66,7 +66,8 @@ MAX_TARGET_CHARS = 8192
 _METHOD = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]{1,32}")
 _ABSOLUTE = re.compile(r"([A-Za-z][A-Za-z0-9+.\-]*)://([^/?#]*)(.*)", re.DOTALL)
 _HOST = re.compile(r"(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9\-._~]+)(?::[0-9]{1,5})?")
-_HOST_NAME = re.compile(r"[a-z0-9](?:[a-z0-9\-]{0,61}[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9\-]{0,61}[a-z0-9])?)*")
+_LABEL = r"[a-z0-9](?:[a-z0-9\-]{0,61}[a-z0-9])?"
+_HOST_NAME = re.compile(rf"{_LABEL}(?:\.{_LABEL})*")
 #: Visible ASCII and space stay as they are in an identity header; anything else (and
 #: ``%`` itself) is percent-encoded as UTF-8.
 _HEADER_SAFE = "".join(chr(c) for c in range(0x20, 0x7F) if chr(c) != "%")
@@ -271,9 +272,10 @@ def read_original(
 
 def check_mode(mode: object) -> ProxyMode:
     """``mode`` when it is one of :data:`PROXY_MODES`, else ``ConfigurationError``."""
-    if mode not in PROXY_MODES:
-        raise ConfigurationError(f"proxy must be one of {', '.join(PROXY_MODES)}, got {mode!r}")
-    return mode  # type: ignore[return-value]
+    for known in PROXY_MODES:
+        if mode == known:
+            return known
+    raise ConfigurationError(f"proxy must be one of {', '.join(PROXY_MODES)}, got {mode!r}")
 
 
 # What to answer ----------------------------------------------------------------------------
