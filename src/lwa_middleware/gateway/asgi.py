@@ -191,11 +191,13 @@ class LWAGateway:
         try:
             if not self.peers.trusts(client):
                 raise UntrustedRequest("The gateway answers only its trusted proxies.")
+            target: bytes = scope.get("raw_path") or scope["path"].encode("latin-1")
+            query: bytes = scope.get("query_string", b"")
             original = read_original(
                 self.mode,
                 scope["headers"],
                 method=scope["method"],
-                raw_path=scope.get("raw_path") or scope["path"].encode("latin-1"),
+                target=target + b"?" + query if query else target,
             )
         except UntrustedRequest as error:
             self._log_refusal(client, error)

@@ -221,11 +221,11 @@ def read_original(
     headers: Sequence[tuple[bytes, bytes]],
     *,
     method: str,
-    raw_path: bytes,
+    target: bytes,
 ) -> Original:
     """The original request of a check, from ``mode``'s headers only (names lower case,
-    as in an ASGI scope); ``method`` and ``raw_path`` are the check's own (``envoy``
-    reads them: the path after :data:`CHECK_PATH`, query included). Raises
+    as in an ASGI scope); ``method`` and ``target`` (raw path and query) are the check's
+    own (``envoy`` reads them: what follows :data:`CHECK_PATH`). Raises
     :class:`UntrustedRequest` when the family's headers cannot say."""
     if mode == "nginx":
         uri = _one(headers, b"x-original-uri")
@@ -256,10 +256,10 @@ def read_original(
         host = _one(headers, b"x-forwarded-host")
     elif mode == "envoy":
         prefix = CHECK_PATH.encode()
-        if not raw_path.startswith(prefix + b"/"):
+        if not target.startswith(prefix + b"/"):
             raise UntrustedRequest("The check's path does not start with /auth/.")
         original_method = _method(method, "check's method")
-        path, query = parse_target(raw_path[len(prefix) :].decode("latin-1"), "path after /auth")
+        path, query = parse_target(target[len(prefix) :].decode("latin-1"), "path after /auth")
         scheme = _one(headers, b"x-forwarded-proto")
         host = _one(headers, b"host")
     else:  # pragma: no cover - checked at construction
