@@ -47,6 +47,7 @@ SECTIONS: dict[str, tuple[str, str]] = {
     "client": ("bench_client", "section"),
     "memory": ("bench_memory", "section"),
     "wsgi": ("bench_http", "wsgi_section"),
+    "gateway": ("bench_gateway", "section"),
 }
 
 #: Anything shaped like an LWA access token; scrubbed from the page and error messages.

@@ -24,7 +24,7 @@ BENCH = Path(__file__).resolve().parent.parent / "bench"
 RUNNER = BENCH / "run.py"
 
 #: Every section of the page, in order.
-SECTIONS = ["warm", "servers", "cold", "flood", "client", "memory", "wsgi"]
+SECTIONS = ["warm", "servers", "cold", "flood", "client", "memory", "wsgi", "gateway"]
 
 #: The sections that need wrk (``bench_http.py``); without it they say why they were skipped.
 NEED_WRK = {"servers", "wsgi"}

@@ -8,7 +8,9 @@ cache both, attach an :class:`Identity` to the request and answer bad or missing
 with LWA's documented errors. ``LWALogin`` (ASGI) and ``LWAWSGILogin`` (WSGI) sign a
 website's customers in and set the session cookie the middlewares read. ``LWAAuth`` (an
 ``httpx.Auth``) calls protected routes with the tokens of ``lwa-middleware login`` or a
-service's refresh token; ``DeviceFlow`` signs a person in with a code pair.
+service's refresh token; ``DeviceFlow`` signs a person in with a code pair. ``LWAGateway``
+answers a proxy's forward-authentication checks (nginx, Caddy, Traefik, Envoy), so any
+app in any language can sit behind it.
 
 Importing the package loads none of it: each public name is imported from its module the
 first time it is used (PEP 562 ``__getattr__``), so ``import lwa_middleware`` (and the
@@ -45,6 +47,7 @@ if TYPE_CHECKING:  # the names, for type checkers and editors; at run time see _
         NoAccount,
         ServerError,
     )
+    from lwa_middleware.gateway import LWAGateway
     from lwa_middleware.core.grants import (
         AuthorizationPending,
         GrantError,
@@ -98,6 +101,7 @@ _EXPORTS: dict[str, str] = {
     "LWAAuth": "lwa_middleware.callers.auth",
     "LWAClient": "lwa_middleware.upstream.client",
     "LWAError": "lwa_middleware.core.errors",
+    "LWAGateway": "lwa_middleware.gateway",
     "LWALogin": "lwa_middleware.login",
     "LWAMiddleware": "lwa_middleware.asgi",
     "LWAOptions": "lwa_middleware.core.settings",
@@ -155,6 +159,7 @@ __all__ = [
     "LWAAuth",
     "LWAClient",
     "LWAError",
+    "LWAGateway",
     "LWALogin",
     "LWAMiddleware",
     "LWAOptions",

@@ -1,5 +1,5 @@
-"""The ``lwa-middleware`` command: ``emulator``, ``demo``, ``inspect``, ``login``, ``token``
-and ``logout``.
+"""The ``lwa-middleware`` command: ``emulator``, ``demo``, ``inspect``, ``login``, ``token``,
+``logout`` and ``gateway``.
 
 Layer: ``cli`` (the command, on top of everything; see ``ARCHITECTURE.md``).
 
@@ -15,6 +15,9 @@ Layer: ``cli`` (the command, on top of everything; see ``ARCHITECTURE.md``).
   enter the printed code) and store the tokens; ``lwa-middleware token`` prints a valid
   access token (refreshed when it expires soon) for ``curl -H "Authorization: Bearer
   $(lwa-middleware token)"``; ``lwa-middleware logout`` forgets them.
+* ``lwa-middleware gateway --proxy nginx``: answer a proxy's forward-authentication checks
+  (nginx ``auth_request``, Caddy ``forward_auth``, Traefik ``ForwardAuth``, Envoy
+  ``ext_authz``) with the ``LWA_*`` environment's options (``gateway``).
 
 This module builds the parser and runs the subcommand. The rest, one job a module:
 ``serving`` (starting, watching and stopping servers; the ``emulator`` subcommand),
@@ -36,6 +39,7 @@ from lwa_middleware._version import __version__
 from lwa_middleware.cli.console import EXIT_ERROR, EXIT_INTERRUPTED, CommandFailed
 from lwa_middleware.cli.demo import add_demo_command
 from lwa_middleware.cli.device_login import add_login_command
+from lwa_middleware.cli.gateway import add_gateway_command
 from lwa_middleware.cli.inspection import Inspection, add_inspect_command, inspect_token
 from lwa_middleware.cli.serving import add_emulator_command
 from lwa_middleware.cli.stored_tokens import add_logout_command, add_token_command
@@ -48,7 +52,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="lwa-middleware",
         description="Login with Amazon middleware tools: a local LWA emulator, a demo, "
-        "a token inspector, and sign-in for calling protected routes (login, token, logout).",
+        "a token inspector, sign-in for calling protected routes (login, token, logout), and "
+        "a forward-auth gateway for nginx, Caddy, Traefik and Envoy.",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
@@ -59,6 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
         add_login_command,
         add_token_command,
         add_logout_command,
+        add_gateway_command,
     ):
         add_command(commands)
     for command in commands.choices.values():  # its usage errors show its own usage

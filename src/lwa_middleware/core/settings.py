@@ -648,6 +648,15 @@ def _refuse_policy_variables(env: Mapping[str, str], prefix: str) -> None:
 #: ``LWA_*`` names (without the prefix) other tools and features use: never "did you mean".
 RESERVED_VARIABLES = frozenset(
     {"CLIENT_SECRET", "REDIRECT_URI", "LIVE_TOKEN", "LIVE_CLIENT_ID", "MIDDLEWARE_TOKEN_STORE"}
+    | {  # the gateway's (lwa_middleware.gateway.ENV_VARIABLES)
+        "GATEWAY_PROXY",
+        "GATEWAY_TRUSTED_PROXIES",
+        "GATEWAY_ALLOWED_HOSTS",
+        "GATEWAY_SIGN_IN_PREFIX",
+        "GATEWAY_COOKIE_DOMAIN",
+        "GATEWAY_AUTHORIZE_URL",
+        "GATEWAY_SCOPES",
+    }
 )
 
 

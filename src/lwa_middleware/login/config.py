@@ -37,6 +37,8 @@ MAX_QUEUED_CALLS = 256
 #: RFC 6265's cookie-name characters (an HTTP token).
 _COOKIE_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]{1,64}")
 _SCOPE = re.compile(r"[\x21-\x7e]{1,128}")
+_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9\-]{0,61}[A-Za-z0-9])?"
+_DOMAIN = re.compile(rf"(?=.{{1,253}}$){_LABEL}(?:\.{_LABEL})*")
 
 
 def _scopes(value: str | Iterable[str]) -> tuple[str, ...]:
@@ -46,6 +48,16 @@ def _scopes(value: str | Iterable[str]) -> tuple[str, ...]:
             "scopes must be one or more LWA scopes such as 'profile' or 'postal_code'"
         )
     return tuple(dict.fromkeys(items))
+
+
+def _cookie_domain(value: object, cookie_name: str) -> str:
+    """A ``Domain`` for the session cookies: a host name (lower case, a leading dot dropped,
+    as browsers drop it); refused for a ``__Host-`` cookie (which must have none)."""
+    if not isinstance(value, str) or not _DOMAIN.fullmatch(value.strip().lstrip(".")):
+        raise ConfigurationError("cookie_domain must be a host name such as example.com")
+    if cookie_name.lower().startswith("__host-"):
+        raise ConfigurationError("a __Host- cookie_name cannot have a cookie_domain")
+    return value.strip().lstrip(".").lower()
 
 
 def _url(name: str, value: object, *, allow_insecure_http: bool) -> str:
@@ -84,6 +96,9 @@ class LoginConfig:
     api_base_url: str = ""
     region: str | None = None
     cookie_name: str = "lwa_token"
+    #: The session cookies' ``Domain`` (``None``: host-only): set it to share the session
+    #: with sibling hosts (``example.com`` for ``app.example.com`` and ``auth.example.com``).
+    cookie_domain: str | None = None
     session_max_age: int = DEFAULT_SESSION_MAX_AGE
     timeout: float = 5.0
     allow_insecure_http: bool = False
@@ -116,6 +131,8 @@ class LoginConfig:
             raise ConfigurationError(
                 "a __Secure- or __Host- cookie_name needs an https redirect_uri"
             )
+        if self.cookie_domain is not None:
+            set_(self, "cookie_domain", _cookie_domain(self.cookie_domain, self.cookie_name))
         if (
             isinstance(self.session_max_age, bool)
             or not isinstance(self.session_max_age, int)

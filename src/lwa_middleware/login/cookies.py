@@ -61,15 +61,23 @@ def read_cookie(headers: Sequence[str], name: str) -> str | None:
     return values[0] if len(values) == 1 else None
 
 
-def set_cookie(name: str, value: str, *, path: str, max_age: int, secure: bool) -> Header:
-    """A ``Set-Cookie`` header: ``HttpOnly``, ``SameSite=Lax``, ``Secure`` when asked."""
+def set_cookie(
+    name: str, value: str, *, path: str, max_age: int, secure: bool, domain: str | None = None
+) -> Header:
+    """A ``Set-Cookie`` header: ``HttpOnly``, ``SameSite=Lax``, ``Secure`` when asked,
+    ``Domain`` when given."""
     text = f"{name}={value}; Path={path}; Max-Age={max_age}; HttpOnly; SameSite=Lax"
+    if domain is not None:
+        text += f"; Domain={domain}"
     return ("set-cookie", text + "; Secure" if secure else text)
 
 
-def clear_cookie(name: str, *, path: str, secure: bool) -> Header:
-    """A ``Set-Cookie`` header that makes the browser drop the cookie (same name and path)."""
+def clear_cookie(name: str, *, path: str, secure: bool, domain: str | None = None) -> Header:
+    """A ``Set-Cookie`` header that makes the browser drop the cookie (same name, path and
+    domain)."""
     text = f"{name}=; Path={path}; Max-Age=0; Expires={_EXPIRED}; HttpOnly; SameSite=Lax"
+    if domain is not None:
+        text += f"; Domain={domain}"
     return ("set-cookie", text + "; Secure" if secure else text)
 
 

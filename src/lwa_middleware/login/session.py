@@ -260,6 +260,7 @@ class SessionRules:
                 path="/",
                 max_age=min(grant.expires_in, remaining),
                 secure=secure,
+                domain=self.config.cookie_domain,
             )
         ]
         session_id = new_session_id() if session is None else session.session_id
@@ -276,15 +277,17 @@ class SessionRules:
                     path="/",
                     max_age=remaining,
                     secure=secure,
+                    domain=self.config.cookie_domain,
                 )
             )
         return headers
 
     def cleared(self) -> list[Header]:
         """``Set-Cookie`` headers that drop the access and refresh cookies."""
+        domain = self.config.cookie_domain
         return [
-            clear_cookie(self.cookie_name, path="/", secure=self.secure),
-            clear_cookie(self.refresh_cookie_name, path="/", secure=self.secure),
+            clear_cookie(self.cookie_name, path="/", secure=self.secure, domain=domain),
+            clear_cookie(self.refresh_cookie_name, path="/", secure=self.secure, domain=domain),
         ]
 
     def session_of(self, cookies: Sequence[str], now: float) -> Session | None:
