@@ -16,7 +16,6 @@ import pytest
 from lwa_middleware import ConfigurationError, LWALogin
 from lwa_middleware.cli import build_parser
 from lwa_middleware.core.csrf import WEBSOCKET
-from lwa_middleware.emulator import Emulator, serve
 from lwa_middleware.core.errors import (
     AccessDenied,
     CrossSiteRequest,
@@ -27,6 +26,8 @@ from lwa_middleware.core.errors import (
     LWAUnavailable,
     MissingToken,
 )
+from lwa_middleware.core.tokens import cookie_signer
+from lwa_middleware.emulator import Emulator, serve
 from lwa_middleware.gateway import LWAGateway, from_env
 from lwa_middleware.gateway.core import (
     AllowedHosts,
@@ -41,7 +42,6 @@ from lwa_middleware.gateway.core import (
     redirect_param,
     safe_target,
 )
-from lwa_middleware.core.tokens import cookie_signer
 
 SECRET = "gateway-unit-secret-0123456789abcdef"
 

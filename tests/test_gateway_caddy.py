@@ -20,9 +20,9 @@ import httpx
 import pytest
 
 from gateway_apps import Upstream
+from lwa_middleware.core.tokens import cookie_signer
 from lwa_middleware.emulator import Emulator, ServerHandle, serve
 from lwa_middleware.gateway import LWAGateway
-from lwa_middleware.core.tokens import cookie_signer
 from proxies import Proxy, start_caddy
 
 SECRET = "gateway-caddy-secret-0123456789abcdef"

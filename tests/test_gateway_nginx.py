@@ -22,11 +22,11 @@ import pytest
 
 from browser import chromium
 from gateway_apps import Upstream
+from lwa_middleware.core.tokens import cookie_signer
 from lwa_middleware.emulator import Emulator, ServerHandle, serve
 from lwa_middleware.gateway import LWAGateway
 from lwa_middleware.gateway.core import encode_target
 from lwa_middleware.login import LWALogin
-from lwa_middleware.core.tokens import cookie_signer
 from proxies import Proxy, free_port, start_nginx
 
 SECRET = "gateway-test-secret-0123456789abcdef"

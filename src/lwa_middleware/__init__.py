@@ -47,7 +47,6 @@ if TYPE_CHECKING:  # the names, for type checkers and editors; at run time see _
         NoAccount,
         ServerError,
     )
-    from lwa_middleware.gateway import LWAGateway
     from lwa_middleware.core.grants import (
         AuthorizationPending,
         GrantError,
@@ -66,6 +65,7 @@ if TYPE_CHECKING:  # the names, for type checkers and editors; at run time see _
     from lwa_middleware.core.models import Identity, Profile, TokenInfo
     from lwa_middleware.core.settings import LWAOptions, LWASettings
     from lwa_middleware.core.stale import StaleIdentity
+    from lwa_middleware.gateway import LWAGateway
     from lwa_middleware.login import LoginConfig, LoginCore, LWALogin, LWAWSGILogin
     from lwa_middleware.upstream.client import AsyncLWAClient, LWAClient
     from lwa_middleware.upstream.token_client import AsyncTokenClient, TokenClient

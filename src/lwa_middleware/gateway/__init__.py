@@ -17,6 +17,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from lwa_middleware.core.errors import ConfigurationError
+from lwa_middleware.core.settings import LWASettings, split_items
 from lwa_middleware.gateway.asgi import LWAGateway
 from lwa_middleware.gateway.core import (
     DEFAULT_SIGN_IN_PREFIX,
@@ -32,7 +33,6 @@ from lwa_middleware.gateway.core import (
     identity_headers,
     read_original,
 )
-from lwa_middleware.core.settings import LWASettings, split_items
 
 __all__ = [
     "DEFAULT_SIGN_IN_PREFIX",

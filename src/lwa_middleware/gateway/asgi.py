@@ -36,6 +36,9 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from lwa_middleware.asgi import LWAMiddleware
 from lwa_middleware.core.errors import ConfigurationError, LWAError, render_error
 from lwa_middleware.core.gate import request_id
+from lwa_middleware.core.metrics import Recorder
+from lwa_middleware.core.settings import LWAOptions, LWASettings
+from lwa_middleware.core.verification import Throttle
 from lwa_middleware.gateway.core import (
     CHECK_PATH,
     DEFAULT_SIGN_IN_PREFIX,
@@ -55,16 +58,13 @@ from lwa_middleware.gateway.core import (
     safe_target,
 )
 from lwa_middleware.login.refresh import login_core
-from lwa_middleware.core.metrics import Recorder
-from lwa_middleware.core.settings import LWAOptions, LWASettings
-from lwa_middleware.core.verification import Throttle
 from lwa_middleware.upstream.verifier import Clock
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack
 
-    from lwa_middleware.upstream.tracing import Tracer
     from lwa_middleware.login import LWALogin
+    from lwa_middleware.upstream.tracing import Tracer
 
 logger = logging.getLogger("lwa_middleware")
 

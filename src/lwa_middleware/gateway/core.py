@@ -42,8 +42,8 @@ from lwa_middleware.core.errors import (
     LWAError,
     ServerError,
 )
-from lwa_middleware.login.redirects import safe_next
 from lwa_middleware.core.models import Identity
+from lwa_middleware.login.redirects import safe_next
 
 ProxyMode = Literal["nginx", "forwarded", "envoy"]
 #: The header families, by ``--proxy``.
