@@ -56,6 +56,18 @@ _REQUEST_METHOD = b"access-control-request-method"
 _POLICY_VIOLATION = 1008
 
 
+async def answer_lifespan(receive: Receive, send: Send) -> None:
+    """Answer an ASGI lifespan connection for an app that has nothing to start or stop:
+    startup and shutdown complete, at once (the gateway's answering app, ``/metrics``)."""
+    while True:
+        message = await receive()
+        if message["type"] == "lifespan.startup":
+            await send({"type": "lifespan.startup.complete"})
+        elif message["type"] == "lifespan.shutdown":
+            await send({"type": "lifespan.shutdown.complete"})
+            return
+
+
 def _route_path(scope: Scope) -> str:
     """The path below the mount point (``root_path`` removed at a segment boundary only,
     as Starlette's router does: ``/api`` is not a prefix of ``/apiary``)."""

@@ -33,7 +33,7 @@ import httpx
 from starlette.requests import HTTPConnection
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from lwa_middleware.asgi import LWAMiddleware
+from lwa_middleware.asgi import LWAMiddleware, answer_lifespan
 from lwa_middleware.core.errors import ConfigurationError, LWAError, render_error
 from lwa_middleware.core.gate import request_id
 from lwa_middleware.core.metrics import Recorder
@@ -253,13 +253,8 @@ class LWAGateway:
         """The app under the middleware: 200 with every identity header (empty when the
         request is anonymous or its path needs no token)."""
         if scope["type"] == "lifespan":
-            while True:
-                message = await receive()
-                if message["type"] == "lifespan.startup":
-                    await send({"type": "lifespan.startup.complete"})
-                elif message["type"] == "lifespan.shutdown":
-                    await send({"type": "lifespan.shutdown.complete"})
-                    return
+            await answer_lifespan(receive, send)
+            return
         headers = identity_headers(scope.get("lwa"))
         headers += [(b"content-length", b"0"), _NO_STORE]
         await send({"type": "http.response.start", "status": 200, "headers": headers})

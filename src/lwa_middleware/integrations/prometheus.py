@@ -51,6 +51,7 @@ from prometheus_client import (
 )
 from prometheus_client.multiprocess import MultiProcessCollector
 
+from lwa_middleware.asgi import answer_lifespan
 from lwa_middleware.core.metrics import (
     CACHE_LEVELS,
     ENDPOINTS,
@@ -293,13 +294,8 @@ def metrics_app(registry: CollectorRegistry | None = None) -> ASGIApp:
 
     async def app(scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
-            while True:
-                message = await receive()
-                if message["type"] == "lifespan.startup":
-                    await send({"type": "lifespan.startup.complete"})
-                elif message["type"] == "lifespan.shutdown":
-                    await send({"type": "lifespan.shutdown.complete"})
-                    return
+            await answer_lifespan(receive, send)
+            return
         if scope["type"] != "http":
             return
         if scope["method"] not in ("GET", "HEAD"):
