@@ -237,6 +237,7 @@ def test_the_other_pages(
             page.click("#approve")
         answer = navigation.value
         assert answer is not None and answer.status == 403
+        assert page.title() == "Not allowed here"
         assert "not allowed to use this site" in page.inner_text("body")
         shown_right(page, "signin-3-access-denied", shots)
 

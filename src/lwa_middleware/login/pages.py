@@ -108,7 +108,8 @@ def error_answer(
         return json_answer(status, {"error": error, "error_description": description}, headers)
     href = None if retry_href is None else html.escape(retry_href, quote=True)
     link = "" if href is None else f'<p><a class="button" href="{href}">Sign in again</a></p>'
-    return html_page(status, "Sign-in failed", [description], link, headers)
+    title = "Not allowed here" if error == "access_denied" else "Sign-in failed"
+    return html_page(status, title, [description], link, headers)
 
 
 def redirect(location: str, headers: Iterable[Header] = (), status: int = 302) -> Answer:
