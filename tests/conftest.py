@@ -23,6 +23,7 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route, WebSocketRoute
+from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket
 
 from lwa_middleware import Identity, LWAMiddleware, LWAWSGIMiddleware
@@ -227,6 +228,25 @@ def wsgi_protected(
     yield start
     for handle, middleware in zip(handles, middlewares):
         teardown_later(partial(_stop_and_close, handle, middleware))
+
+
+class LateASGI:
+    """An ASGI app set once the server's port (so a sign-in's ``redirect_uri``) is known."""
+
+    app: Any = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await self.app(scope, receive, send)
+
+
+class LateWSGI:
+    """The WSGI twin of :class:`LateASGI`."""
+
+    app: Any = None
+
+    def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        result: Iterable[bytes] = self.app(environ, start_response)
+        return result
 
 
 SHELLS = ["asgi", "wsgi"]

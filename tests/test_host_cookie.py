@@ -35,6 +35,8 @@ from starlette.routing import Mount, Route
 from lwa_middleware import LWALogin, LWAMiddleware, LWAWSGILogin, LWAWSGIMiddleware
 from lwa_middleware.emulator import Emulator, ServerHandle, serve
 
+from conftest import LateASGI, LateWSGI
+
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIEnvironment
 
@@ -92,19 +94,6 @@ def certificate(tmp_path_factory: pytest.TempPathFactory) -> Certificate:
 # The sites ---------------------------------------------------------------------------------
 
 
-class Late:
-    """An app set once the server's port (so ``redirect_uri``) is known."""
-
-    app: Any = None
-
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        await self.app(scope, receive, send)
-
-    def wsgi(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
-        result: Iterable[bytes] = self.app(environ, start_response)
-        return result
-
-
 async def me(request: Request) -> Response:
     """Who the middleware saw; a page a cache may keep (``public, max-age=3600``)."""
     identity = request.scope.get("lwa")
@@ -131,7 +120,7 @@ def login_options(emu: Emulator, url: str) -> dict[str, Any]:
 
 
 def serve_asgi_tls(emu: Emulator, certificate: Certificate) -> tuple[str, ServerHandle]:
-    late = Late()
+    late = LateASGI()
     handle = serve(
         late,
         lifespan="off",
@@ -160,11 +149,11 @@ def serve_wsgi_tls(emu: Emulator, certificate: Certificate) -> tuple[str, Server
         def log(self, type: str, message: str, *args: Any) -> None:
             pass
 
-    late = Late()
+    late = LateWSGI()
     server = make_server(
         "127.0.0.1",
         0,
-        late.wsgi,
+        late,
         threaded=True,
         request_handler=Quiet,
         ssl_context=(str(certificate.cert), str(certificate.key)),

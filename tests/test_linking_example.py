@@ -17,6 +17,8 @@ import pytest
 from lwa_middleware import LWASettings
 from lwa_middleware.emulator import Emulator, ServerHandle, serve
 
+from conftest import LateASGI
+
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "linking_app.py"
 SECRET = "linking-example-secret-0123456789"
 
@@ -34,22 +36,13 @@ def load() -> ModuleType:
     return module
 
 
-class Late:
-    """The ASGI app, set once the server's port (so ``redirect_uri``) is known."""
-
-    app: Any = None
-
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        await self.app(scope, receive, send)
-
-
 @pytest.fixture(scope="module")
 def site(emulator: Emulator) -> Iterator[tuple[str, Any]]:
     module = load()
     accounts = module.Accounts()
     accounts.add("alice", "alice-password")
     accounts.add("bob", "bob-password")
-    late = Late()
+    late = LateASGI()
     handle: ServerHandle = serve(late, lifespan="off")
     settings = LWASettings(client_ids=[emulator.client_id], api_base_url=emulator.url)
     late.app = module.create_app(

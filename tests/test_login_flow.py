@@ -10,7 +10,7 @@ control.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -21,39 +21,28 @@ from fastapi import FastAPI, Request
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.routing import Mount, Route
-from starlette.types import Receive, Scope, Send
 
 from lwa_middleware import LWALogin, LWAMiddleware, LWAWSGILogin, LWAWSGIMiddleware
 from lwa_middleware.core.tokens import cookie_signer
 from lwa_middleware.emulator import Emulator, ServerHandle, serve, serve_wsgi
 
-from conftest import FakeClock, Teardown, assert_error, serve_werkzeug, whoami, wsgi_whoami
+from conftest import (
+    FakeClock,
+    LateASGI,
+    LateWSGI,
+    Teardown,
+    assert_error,
+    serve_werkzeug,
+    whoami,
+    wsgi_whoami,
+)
 
 if TYPE_CHECKING:
-    from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
+    from _typeshed.wsgi import WSGIApplication
 
 SECRET = "flow-secret-key-0123456789abcdef"
 SHELLS = ["asgi", "wsgi"]
 CONSENT = ("client_id", "redirect_uri", "scope", "state", "code_challenge", "code_challenge_method")
-
-
-class LateASGI:
-    """An ASGI app set once the server's port (so ``redirect_uri``) is known."""
-
-    app: Any = None
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        await self.app(scope, receive, send)
-
-
-class LateWSGI:
-    """The WSGI twin of :class:`LateASGI`."""
-
-    app: Any = None
-
-    def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
-        result: Iterable[bytes] = self.app(environ, start_response)
-        return result
 
 
 @dataclass

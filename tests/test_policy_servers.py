@@ -27,7 +27,16 @@ import pytest
 from lwa_middleware import Identity, LWAMiddleware, LWAWSGIMiddleware
 from lwa_middleware.emulator import Emulator, ServerHandle, serve, serve_wsgi
 
-from conftest import APP_HEADER, assert_error, bearer, inner_app, raw_get, wsgi_whoami
+from conftest import (
+    APP_HEADER,
+    LateASGI,
+    LateWSGI,
+    assert_error,
+    bearer,
+    inner_app,
+    raw_get,
+    wsgi_whoami,
+)
 
 ROOT = "amzn1.account.POLICYROOT"
 NOMAIL = "amzn1.account.POLICYNOMAIL"
@@ -386,20 +395,6 @@ def test_policy_file_changes_under_load(
 SECRET = "policy-signin-secret-0123456789"
 
 
-class Late:
-    """An ASGI or WSGI app set once the server's port (so ``redirect_uri``) is known."""
-
-    app: Any = None
-
-    def __call__(self, *args: Any) -> Any:
-        return self.app(*args)
-
-
-class LateASGI(Late):
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        await self.app(scope, receive, send)
-
-
 @pytest.fixture(scope="module")
 def sign_in_sites(emulator: Emulator) -> Iterator[dict[str, str]]:
     from starlette.applications import Starlette
@@ -417,7 +412,7 @@ def sign_in_sites(emulator: Emulator) -> Iterator[dict[str, str]]:
         "allow": {"/*": ["domain:example.com"]},
         "deny": {"/vault/*": ["email:ada@example.com"]},
     }
-    late_asgi, late_wsgi = LateASGI(), Late()
+    late_asgi, late_wsgi = LateASGI(), LateWSGI()
     handles = [serve(late_asgi, lifespan="off"), serve_wsgi(late_wsgi)]
     common: dict[str, Any] = {"secret_key": SECRET, "authorize_url": emulator.url + "/ap/oa"}
     login = LWALogin(

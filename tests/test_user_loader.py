@@ -38,7 +38,7 @@ from lwa_middleware import (
 from lwa_middleware.core.users import NO_USER, UserCache
 from lwa_middleware.emulator import Emulator, ServerHandle, serve, serve_wsgi
 
-from conftest import APP_HEADER, FakeClock, assert_error, bearer, raw_get
+from conftest import APP_HEADER, FakeClock, LateASGI, LateWSGI, assert_error, bearer, raw_get
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIEnvironment
@@ -428,20 +428,6 @@ def test_identities_from_another_worker_are_loaded_here(
 SECRET = "users-signin-secret-0123456789"
 
 
-class Late:
-    """An ASGI or WSGI app set once the server's port (so ``redirect_uri``) is known."""
-
-    app: Any = None
-
-    def __call__(self, *args: Any) -> Any:
-        return self.app(*args)
-
-
-class LateASGI(Late):
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        await self.app(scope, receive, send)
-
-
 @pytest.fixture(scope="module")
 def sign_in_sites(emulator: Emulator, sites: Sites) -> Iterator[dict[str, str]]:
     from starlette.middleware import Middleware
@@ -455,7 +441,7 @@ def sign_in_sites(emulator: Emulator, sites: Sites) -> Iterator[dict[str, str]]:
         "api_base_url": emulator.url,
         "user_optional": ["/link"],
     }
-    late_asgi, late_wsgi = LateASGI(), Late()
+    late_asgi, late_wsgi = LateASGI(), LateWSGI()
     handles = [serve(late_asgi, lifespan="off"), serve_wsgi(late_wsgi)]
     common: dict[str, Any] = {"secret_key": SECRET, "authorize_url": emulator.url + "/ap/oa"}
     login = LWALogin(
