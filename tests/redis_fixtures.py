@@ -30,6 +30,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 from functools import partial
@@ -243,3 +244,59 @@ def shell_fixture(
     yield made
     for stop in made.stops:
         teardown_later(stop)
+
+
+TESTS = Path(__file__).resolve().parent
+
+
+class AppProcess:
+    """An app module of ``tests/`` served in processes of its own on one port of 127.0.0.1
+    (``port``, else a free one): ``uvicorn`` (``module:asgi``) or ``gunicorn``
+    (``module:wsgi``), with ``workers`` worker processes, in their own process group
+    (:meth:`stop` ends them all); their output goes to ``log``."""
+
+    def __init__(
+        self,
+        kind: str,
+        app: tuple[str, str, str],
+        env: dict[str, str],
+        log: Path,
+        *,
+        workers: int = 1,
+        port: int | None = None,
+    ) -> None:
+        module, asgi, wsgi = app
+        self.port = free_port() if port is None else port
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log = log
+        if kind == "uvicorn":
+            command = [
+                *(sys.executable, "-m", "uvicorn", f"{module}:{asgi}", "--workers", str(workers)),
+                *("--host", "127.0.0.1", "--port", str(self.port), "--lifespan", "on"),
+                *("--log-level", "warning", "--no-access-log"),
+            ]
+        else:
+            command = [
+                *(sys.executable, "-m", "gunicorn", "-w", str(workers)),
+                *("-b", f"127.0.0.1:{self.port}", "--log-level", "warning", f"{module}:{wsgi}"),
+            ]
+        path = os.pathsep.join(filter(None, [str(TESTS), os.environ.get("PYTHONPATH")]))
+        with log.open("wb") as output:
+            self.process = subprocess.Popen(
+                command,
+                cwd=TESTS,
+                env={**os.environ, **env, "PYTHONPATH": path},
+                stdout=output,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,  # its own process group: stopped with its workers
+            )
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait()

@@ -13,10 +13,6 @@ without Redis; Redis is used again once it answers.
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -31,9 +27,9 @@ import pytest
 from lwa_middleware.emulator import Emulator
 from redis_fixtures import (
     SECRET,
+    AppProcess,
     RedisServer,
     Shell,
-    free_port,
     l2_key,
     redis_server_fixture,
     shell_fixture,
@@ -44,7 +40,6 @@ from conftest import assert_error, bearer
 
 __all__ = ["redis_server_fixture", "shell_fixture"]  # the fixtures, imported to register them
 
-TESTS = Path(__file__).resolve().parent
 REDIS_TIMEOUT = 0.25
 #: What a loaded 2-core machine may add to a request on its own (generous).
 MARGIN = 0.5
@@ -53,37 +48,12 @@ BACKOFF = 0.3
 PID_HEADER = "x-worker-pid"
 
 
-class Workers:
+class Workers(AppProcess):
     """Two worker processes serving ``redis_worker_app`` on one port of 127.0.0.1."""
 
     def __init__(self, kind: str, env: dict[str, str], folder: Path) -> None:
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        bind = ("--host", "127.0.0.1", "--port", str(self.port))
-        if kind == "uvicorn":
-            command = [
-                *(sys.executable, "-m", "uvicorn", "redis_worker_app:asgi_named"),
-                *("--workers", "2"),
-                *bind,
-                *("--lifespan", "on", "--log-level", "warning", "--no-access-log"),
-            ]
-        else:
-            command = [
-                *(sys.executable, "-m", "gunicorn", "-w", "2", "-b", f"127.0.0.1:{self.port}"),
-                *("--log-level", "warning", "redis_worker_app:wsgi_named"),
-            ]
-        path = os.pathsep.join(filter(None, [str(TESTS), os.environ.get("PYTHONPATH")]))
-        self._log = folder / f"{kind}.log"
-        with self._log.open("wb") as log:
-            self.process = subprocess.Popen(
-                command,
-                cwd=TESTS,
-                env={**os.environ, **env, "PYTHONPATH": path},
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                start_new_session=True,  # its own process group: stopped with its workers
-            )
+        app = ("redis_worker_app", "asgi_named", "wsgi_named")
+        super().__init__(kind, app, env, folder / f"{kind}.log", workers=2)
 
     def spread(
         self, path: str, headers: dict[str, str] | None = None, seconds: float = 20.0
@@ -114,7 +84,7 @@ class Workers:
                 if not bodies:
                     time.sleep(0.1)
         if len(pids) < 2:
-            log = self._log.read_text(errors="replace")[-2000:]
+            log = self.log.read_text(errors="replace")[-2000:]
             pytest.fail(f"both workers never answered at {self.url}{path}:\n{log}")
         return pids, bodies
 
@@ -134,15 +104,6 @@ class Workers:
             if len(seen) == 2 and all(len(answers) >= 2 for answers in seen.values()):
                 return seen
         pytest.fail(f"both workers never answered {path} twice in 60 requests: {list(seen)}")
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGTERM)
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait()
 
 
 @pytest.fixture

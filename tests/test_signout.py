@@ -16,10 +16,6 @@ Redis is back.
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -38,7 +34,7 @@ from lwa_middleware.core.cache import cache_key
 from lwa_middleware.core.revocation import ACCESS, Revocation, RevocationFeed, Revocations
 from lwa_middleware.core.tokens import cookie_signer
 from lwa_middleware.emulator import DEFAULT_CLIENT_SECRET, Emulator, ServerHandle, serve, serve_wsgi
-from redis_fixtures import RedisServer, free_port
+from redis_fixtures import AppProcess, RedisServer, free_port
 
 from conftest import FakeClock, assert_error, bearer, whoami, ws_echo, wsgi_whoami
 
@@ -51,7 +47,6 @@ CONSENT = ("client_id", "redirect_uri", "scope", "state", "code_challenge", "cod
 #: assertion adds a generous margin for a loaded 2-core machine.
 REACH = 1.0
 MARGIN = 1.5
-TESTS = Path(__file__).resolve().parent
 
 
 @pytest.fixture(scope="module")
@@ -412,35 +407,14 @@ def test_a_sign_out_while_redis_is_down_reaches_the_fleet_once_it_is_back(
 # Worker processes ------------------------------------------------------------------------
 
 
-class Process:
+class Process(AppProcess):
     """One worker process serving ``signout_worker_app`` on its own port."""
 
     def __init__(self, kind: str, env: dict[str, str], folder: Path) -> None:
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        if kind == "uvicorn":
-            command = [
-                *(sys.executable, "-m", "uvicorn", "signout_worker_app:asgi"),
-                *("--host", "127.0.0.1", "--port", str(self.port), "--lifespan", "on"),
-                *("--log-level", "warning", "--no-access-log"),
-            ]
-        else:
-            command = [
-                *(sys.executable, "-m", "gunicorn", "-w", "1", "-b", f"127.0.0.1:{self.port}"),
-                *("--log-level", "warning", "signout_worker_app:wsgi"),
-            ]
-        path = os.pathsep.join(filter(None, [str(TESTS), os.environ.get("PYTHONPATH")]))
-        self.log = folder / f"{kind}-{self.port}.log"
-        with self.log.open("wb") as log:
-            self.process = subprocess.Popen(
-                command,
-                cwd=TESTS,
-                env={**os.environ, **env, "SIGNOUT_SITE": self.url, "PYTHONPATH": path},
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                start_new_session=True,
-            )
+        port = free_port()  # the site's URL goes into the app's environment
+        app = ("signout_worker_app", "asgi", "wsgi")
+        site = {**env, "SIGNOUT_SITE": f"http://127.0.0.1:{port}"}
+        super().__init__(kind, app, site, folder / f"{kind}-{port}.log", port=port)
 
     def wait_up(self, seconds: float = 20.0) -> None:
         """Until the sign-out's confirm page answers (nothing verified, nothing synced)."""
@@ -454,15 +428,6 @@ class Process:
             if time.monotonic() > deadline or self.process.poll() is not None:
                 pytest.fail(f"{self.url} never answered:\n{self.log.read_text()[-2000:]}")
             time.sleep(0.05)
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGTERM)
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait()
 
 
 @pytest.fixture
