@@ -27,7 +27,7 @@ from lwa_middleware.emulator import (
 )
 from lwa_middleware.emulator.oauth import DEFAULT_CLIENT_SECRET
 
-from conftest import FakeClock
+from conftest import FakeClock, bearer
 
 CODEPAIR = "/auth/o2/create/codepair"
 TOKEN = "/auth/o2/token"
@@ -102,10 +102,6 @@ def assert_tokens(response: httpx.Response, *, refresh_token: bool = True) -> di
     if refresh_token:
         assert re.fullmatch(r"Atzr\|[A-Za-z0-9_-]{350,}", body["refresh_token"])
     return body
-
-
-def bearer(token: str) -> dict[str, str]:
-    return {"authorization": f"Bearer {token}"}
 
 
 def approve(api: httpx.Client, user_code: str, **fields: Any) -> httpx.Response:

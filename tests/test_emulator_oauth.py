@@ -27,7 +27,7 @@ from lwa_middleware.emulator.oauth import (
     s256_challenge,
 )
 
-from conftest import FakeClock
+from conftest import FakeClock, bearer
 
 AUTHORIZE = "/ap/oa"
 DECISION = "/ap/oa/decision"
@@ -151,10 +151,6 @@ def assert_tokens(response: httpx.Response, *, refresh_token: bool = True) -> di
     if refresh_token:
         assert re.fullmatch(r"Atzr\|[A-Za-z0-9_-]{350,}", body["refresh_token"])
     return body
-
-
-def bearer(token: str) -> dict[str, str]:
-    return {"authorization": f"Bearer {token}"}
 
 
 # The consent page ------------------------------------------------------------------------

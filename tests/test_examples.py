@@ -13,6 +13,8 @@ import pytest
 from lwa_middleware import LWASettings
 from lwa_middleware.emulator import Emulator, serve
 
+from conftest import bearer
+
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
 
@@ -56,10 +58,6 @@ def starlette_app(emulator: Emulator) -> Iterator[httpx.Client]:
 @pytest.fixture(scope="module")
 def fastapi_app(emulator: Emulator) -> Iterator[httpx.Client]:
     yield from served("fastapi_app", emulator)
-
-
-def bearer(token: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}"}
 
 
 @pytest.mark.parametrize("name", ["starlette_app", "fastapi_app"])

@@ -19,6 +19,8 @@ from lwa_middleware import LWASettings
 from lwa_middleware.emulator import Emulator, serve, serve_wsgi
 from lwa_middleware.emulator.state import DEFAULT_CLIENT_ID
 
+from conftest import bearer
+
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 DJANGO_PROJECT = EXAMPLES / "django_project"
 LWA_VARIABLES = ("LWA_CLIENT_IDS", "LWA_REGION", "LWA_EXCLUDE", "LWA_OPTIONAL", "LWA_PROTECT")
@@ -32,10 +34,6 @@ def load_flask_example() -> ModuleType:
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
-
-
-def bearer(token: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}"}
 
 
 def assert_invalid_request(response: httpx.Response) -> None:

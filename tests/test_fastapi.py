@@ -25,6 +25,8 @@ from lwa_middleware.integrations.fastapi import (
     require_lwa_scopes,
 )
 
+from conftest import bearer
+
 JSON = "application/json;charset=UTF-8"
 
 
@@ -106,10 +108,6 @@ def tokens(emulator: Emulator) -> dict[str, str]:
         "profile": emulator.mint(user.user_id, ["profile"]),
         "user_id": emulator.mint(user.user_id, ["profile:user_id"]),
     }
-
-
-def bearer(token: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}"}
 
 
 def test_identity_dependency(http: httpx.Client, tokens: dict[str, str]) -> None:

@@ -25,6 +25,8 @@ from lwa_middleware.emulator import Emulator, ServerHandle, serve
 from lwa_middleware.gateway import LWAGateway
 from proxies import Proxy, start_caddy
 
+from conftest import bearer
+
 SECRET = "gateway-caddy-secret-0123456789abcdef"
 
 
@@ -76,10 +78,6 @@ def http(site: Site) -> Iterator[httpx.Client]:
 def token(site: Site) -> str:
     _, token = site.emu.mint_for(name="Ada Lovelace", email="ada@example.com")
     return token
-
-
-def bearer(token: str) -> dict[str, str]:
-    return {"authorization": f"Bearer {token}"}
 
 
 IDENTITY_NAMES = {

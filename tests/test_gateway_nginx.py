@@ -29,6 +29,8 @@ from lwa_middleware.gateway.core import encode_target
 from lwa_middleware.login import LWALogin
 from proxies import Proxy, free_port, start_nginx
 
+from conftest import bearer
+
 SECRET = "gateway-test-secret-0123456789abcdef"
 OTHER_CLIENT = "amzn1.application-oa2-client.someone-else"
 NAME = "Zoë Ångström"
@@ -93,10 +95,6 @@ def http(site: Site) -> Iterator[httpx.Client]:
 def token(site: Site) -> str:
     _, token = site.emu.mint_for(name=NAME, email="zoe@example.com")
     return token
-
-
-def bearer(token: str) -> dict[str, str]:
-    return {"authorization": f"Bearer {token}"}
 
 
 def reached(site: Site, answer: httpx.Response, before: int) -> bool:
