@@ -24,6 +24,8 @@ from typing import TYPE_CHECKING, Any
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from lwa_middleware.asgi import answer_lifespan
+
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIEnvironment
 
@@ -37,20 +39,10 @@ def echo_body(identity: Any) -> bytes:
     return json.dumps({"user": user, "stale": stale}).encode()
 
 
-async def lifespan(receive: Receive, send: Send) -> None:
-    while True:
-        message = await receive()
-        if message["type"] == "lifespan.startup":
-            await send({"type": "lifespan.startup.complete"})
-        elif message["type"] == "lifespan.shutdown":
-            await send({"type": "lifespan.shutdown.complete"})
-            return
-
-
 async def asgi_echo(scope: Scope, receive: Receive, send: Send) -> None:
     """ASGI: every HTTP path answers 200 with :func:`echo_body`."""
     if scope["type"] == "lifespan":
-        await lifespan(receive, send)
+        await answer_lifespan(receive, send)
         return
     body = echo_body(scope.get("lwa"))
     headers = [*JSON_HEADERS, (b"content-length", str(len(body)).encode())]
